@@ -1,0 +1,166 @@
+/**
+ * Every error the library throws on purpose. Each carries, as properties,
+ * what a caller needs to react, and says in its message what was expected
+ * and what was got.
+ *
+ * @module
+ */
+
+import type { ExpectedVersion } from "./event.ts";
+
+/**
+ * The base class of every error the library throws on purpose.
+ *
+ * @example Tell library errors from others
+ * ```ts
+ * import { PupsourcingError } from "@getpup/pupsourcing";
+ *
+ * function isOurs(error: unknown): boolean {
+ *   return error instanceof PupsourcingError;
+ * }
+ * ```
+ */
+export class PupsourcingError extends Error {
+  /** Creates the error; `cause` keeps the underlying failure. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * Bad input, found before any SQL ran: nothing was written.
+ *
+ * @example
+ * ```ts
+ * import { ValidationError } from "@getpup/pupsourcing";
+ *
+ * const error = new ValidationError("events[0].eventType", "a non-empty string", '""');
+ * console.log(error.field); // "events[0].eventType"
+ * ```
+ */
+export class ValidationError extends PupsourcingError {
+  /** The path of the offending input, such as `events[2].payload`. */
+  readonly field: string;
+  /** What the field must be. */
+  readonly expected: string;
+  /** What it was. */
+  readonly got: string;
+
+  /** Creates the error for `field`, which must be `expected` but was `got`. */
+  constructor(field: string, expected: string, got: string) {
+    super(`Invalid ${field}: expected ${expected}, got ${got}`);
+    this.field = field;
+    this.expected = expected;
+    this.got = got;
+  }
+}
+
+/**
+ * An append's expected version did not match the aggregate's version.
+ * Nothing was written; reload the aggregate and decide again.
+ *
+ * @example Retry on conflict
+ * ```ts
+ * import { OptimisticConcurrencyError } from "@getpup/pupsourcing";
+ *
+ * function shouldRetry(error: unknown): boolean {
+ *   return error instanceof OptimisticConcurrencyError;
+ * }
+ * ```
+ */
+export class OptimisticConcurrencyError extends PupsourcingError {
+  /** The aggregate's type. */
+  readonly aggregateType: string;
+  /** The aggregate's id. */
+  readonly aggregateId: string;
+  /** What the caller expected. */
+  readonly expectedVersion: ExpectedVersion;
+  /** The aggregate's version when the append was tried (`0n`: no events). */
+  readonly actualVersion: bigint;
+
+  /** Creates the error for one aggregate. */
+  constructor(
+    aggregateType: string,
+    aggregateId: string,
+    expectedVersion: ExpectedVersion,
+    actualVersion: bigint,
+  ) {
+    super(
+      `Optimistic concurrency conflict on ${aggregateType} "${aggregateId}": ` +
+        `expected version ${describeExpected(expectedVersion)}, ` +
+        `got version ${actualVersion}`,
+    );
+    this.aggregateType = aggregateType;
+    this.aggregateId = aggregateId;
+    this.expectedVersion = expectedVersion;
+    this.actualVersion = actualVersion;
+  }
+}
+
+/**
+ * An event id that is already stored was used again, and not as an exact
+ * retry of the append that stored it. Nothing was written.
+ *
+ * @example
+ * ```ts
+ * import { DuplicateEventError } from "@getpup/pupsourcing";
+ *
+ * function duplicateId(error: unknown): string | undefined {
+ *   return error instanceof DuplicateEventError ? error.eventId : undefined;
+ * }
+ * ```
+ */
+export class DuplicateEventError extends PupsourcingError {
+  /** The event id that is already stored. */
+  readonly eventId: string;
+
+  /** Creates the error for `eventId`; `detail` says where it is stored. */
+  constructor(eventId: string, detail: string, options?: ErrorOptions) {
+    super(
+      `Duplicate event id ${eventId}: expected a new id or an exact retry ` +
+        `of the append that stored it, got ${detail}`,
+      options,
+    );
+    this.eventId = eventId;
+  }
+}
+
+/**
+ * A cursor or checkpoint is ahead of the database's transaction ids: the
+ * database was most likely restored into a new cluster, whose transaction
+ * ids start lower. Reading on would never deliver anything again, so the
+ * library refuses.
+ *
+ * @example
+ * ```ts
+ * import { TransactionIdRegressionError } from "@getpup/pupsourcing";
+ *
+ * const error = new TransactionIdRegressionError(900n, 12n);
+ * console.log(error.cursorTransactionId); // 900n
+ * ```
+ */
+export class TransactionIdRegressionError extends PupsourcingError {
+  /** The transaction id held by the cursor or checkpoint. */
+  readonly cursorTransactionId: bigint;
+  /** The newest transaction id the database has handed out. */
+  readonly databaseTransactionId: bigint;
+
+  /** Creates the error from the two ids. */
+  constructor(cursorTransactionId: bigint, databaseTransactionId: bigint) {
+    super(
+      `Cursor transaction id ${cursorTransactionId} is ahead of the ` +
+        `database's newest transaction id ${databaseTransactionId}: expected ` +
+        `a cursor from this cluster. If the database was restored into a new ` +
+        `cluster, reset the checkpoints (or rebuild the projections) so they ` +
+        `restart from the beginning of the log.`,
+    );
+    this.cursorTransactionId = cursorTransactionId;
+    this.databaseTransactionId = databaseTransactionId;
+  }
+}
+
+/** Renders an expected version the way users write it. */
+export function describeExpected(expected: ExpectedVersion): string {
+  return typeof expected === "bigint" ? `${expected}n` : `"${expected}"`;
+}

@@ -1,0 +1,39 @@
+/**
+ * The core of pupsourcing: event types, errors, the logger interface, ids
+ * and segment hashing. It imports nothing, not even postgres.js.
+ *
+ * @example
+ * ```ts
+ * import { type Event, uuidv7 } from "@getpup/pupsourcing";
+ *
+ * const event: Event = {
+ *   aggregateType: "User",
+ *   aggregateId: uuidv7(),
+ *   eventType: "UserRegistered",
+ *   payload: new TextEncoder().encode("{}"),
+ * };
+ * ```
+ *
+ * @module
+ */
+
+export type {
+  AppendResult,
+  Cursor,
+  Event,
+  ExpectedVersion,
+  JsonValue,
+  PersistedEvent,
+  Stream,
+} from "./event.ts";
+export { START } from "./event.ts";
+export {
+  DuplicateEventError,
+  OptimisticConcurrencyError,
+  PupsourcingError,
+  TransactionIdRegressionError,
+  ValidationError,
+} from "./errors.ts";
+export type { LogFields, Logger } from "./logger.ts";
+export { isUuid, uuidv7 } from "./uuid.ts";
+export { fnv1a32, segmentOf } from "./segment.ts";

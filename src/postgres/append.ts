@@ -1,0 +1,239 @@
+/**
+ * The append: one statement, one round trip, whatever the number of
+ * events. It moves the aggregate's head first, under the head row's lock,
+ * and inserts the events only if the expected version held, so a conflict
+ * takes no sequence value and writes nothing.
+ *
+ * @module
+ */
+
+import type { AppendResult, Event, ExpectedVersion, PersistedEvent } from "../es/event.ts";
+import { DuplicateEventError, OptimisticConcurrencyError } from "../es/errors.ts";
+import { describeExpected } from "../es/errors.ts";
+import { fnv1a32 } from "../es/segment.ts";
+import { uuidv7 } from "../es/uuid.ts";
+import { type Db, OID, toBigInt } from "./db.ts";
+import { decodeEvent, EVENT_COLUMNS } from "./decode.ts";
+import { derivedName } from "./tables.ts";
+import type { PostgresStore } from "./store.ts";
+
+/** Appends validated events; see {@linkcode PostgresStore.append}. */
+export async function append(
+  db: Db,
+  store: PostgresStore,
+  events: readonly Event[],
+  expected: ExpectedVersion,
+): Promise<AppendResult> {
+  const { aggregateType, aggregateId } = events[0];
+  const ids = events.map((event) => event.eventId?.toLowerCase() ?? uuidv7());
+  // Only ids the caller chose can already be stored: fresh UUIDv7s cannot.
+  const callerIds = events.flatMap((event, i) => event.eventId === undefined ? [] : [ids[i]]);
+  store.logger?.debug("append starting", {
+    aggregateType,
+    aggregateId,
+    count: events.length,
+    expectedVersion: describeExpected(expected),
+  });
+  let rows: unknown[][];
+  try {
+    rows = await insert(db, store, events, ids, callerIds, expected);
+  } catch (error) {
+    const eventId = duplicateIdOf(error, store);
+    if (eventId) {
+      throw new DuplicateEventError(eventId, "a concurrent append that stored it first", {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  if (rows.length === 0) return await explainRefusal(db, store, events, ids, callerIds, expected);
+
+  const created = rows.map(([position, transaction, version, createdAt]) => ({
+    globalPosition: toBigInt(position),
+    transactionId: toBigInt(transaction),
+    aggregateVersion: toBigInt(version),
+    createdAt: createdAt as Date,
+  })).sort((a, b) => (a.aggregateVersion < b.aggregateVersion ? -1 : 1));
+  const persisted: PersistedEvent[] = events.map((event, i) => ({
+    ...created[i],
+    aggregateType,
+    aggregateId,
+    eventId: ids[i],
+    eventType: event.eventType,
+    eventVersion: event.eventVersion ?? 1,
+    payload: event.payload,
+    metadata: event.metadata ?? null,
+    traceId: event.traceId ?? null,
+    correlationId: event.correlationId ?? null,
+    causationId: event.causationId ?? null,
+  }));
+  const result = toResult(persisted);
+  store.logger?.info("events appended", {
+    aggregateType,
+    aggregateId,
+    count: persisted.length,
+    versions: `${result.fromVersion + 1n}-${result.toVersion}`,
+    positions: result.globalPositions,
+  });
+  return result;
+}
+
+function insert(
+  db: Db,
+  store: PostgresStore,
+  events: readonly Event[],
+  ids: string[],
+  callerIds: string[],
+  expected: ExpectedVersion,
+) {
+  const { events: eventsTable, aggregateHeads } = store.tables;
+  const { aggregateType, aggregateId } = events[0];
+  const count = events.length;
+  const known = db.array(callerIds, OID.uuid);
+  // "any", "no_stream" and 0n may create the aggregate; the others need it.
+  const mayCreate = expected === "any" || expected === "no_stream" || expected === 0n;
+  const exact = typeof expected === "bigint" ? String(expected) : "-1";
+  const head = mayCreate
+    ? db`
+      insert into ${db(aggregateHeads)} as h (aggregate_type, aggregate_id, aggregate_version)
+      select ${aggregateType}, ${aggregateId}, ${count}
+      where not exists (select from ${db(eventsTable)} where event_id = any(${known}))
+      on conflict (aggregate_type, aggregate_id) do update
+        set aggregate_version = h.aggregate_version + ${count}, updated_at = now()
+        where ${expected === "any"}::boolean
+      returning h.aggregate_version - ${count} as from_version`
+    : db`
+      update ${db(aggregateHeads)} as h
+      set aggregate_version = h.aggregate_version + ${count}, updated_at = now()
+      where h.aggregate_type = ${aggregateType} and h.aggregate_id = ${aggregateId}
+        and (${exact}::bigint < 0 or h.aggregate_version = ${exact}::bigint)
+        and not exists (select from ${db(eventsTable)} where event_id = any(${known}))
+      returning h.aggregate_version - ${count} as from_version`;
+  const notify = store.notifyChannel === undefined
+    ? db``
+    : db`, (select pg_notify(${store.notifyChannel}, ${aggregateType}))`;
+  return db`
+    with head as (${head}),
+    inserted as (
+      insert into ${db(eventsTable)} (
+        aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash, event_id, event_type,
+        event_version, payload, metadata, trace_id, correlation_id, causation_id, created_at)
+      select ${aggregateType}, ${aggregateId}, head.from_version + e.ord, ${fnv1a32(aggregateId)},
+        e.event_id, e.event_type, e.event_version, e.payload, e.metadata, e.trace_id,
+        e.correlation_id, e.causation_id, coalesce(e.created_at, now())
+      from head, unnest(
+        ${db.array(ids, OID.uuid)}::uuid[],
+        ${db.array(events.map((e) => e.eventType), OID.text)}::text[],
+        ${db.array(events.map((e) => e.eventVersion ?? 1), OID.int4)}::int4[],
+        ${db.array(events.map((e) => e.payload), OID.bytea)}::bytea[],
+        ${db.array(events.map((e) => e.metadata ?? null), OID.jsonb)}::jsonb[],
+        ${db.array(events.map((e) => e.traceId ?? null), OID.text)}::text[],
+        ${db.array(events.map((e) => e.correlationId ?? null), OID.text)}::text[],
+        ${db.array(events.map((e) => e.causationId ?? null), OID.text)}::text[],
+        ${db.array(events.map((e) => e.createdAt ?? null), OID.timestamptz)}::timestamptz[]
+      ) with ordinality as e(event_id, event_type, event_version, payload, metadata, trace_id,
+                             correlation_id, causation_id, created_at, ord)
+      order by e.ord
+      returning global_position, transaction_id, aggregate_version, created_at
+    )
+    select global_position, transaction_id, aggregate_version, created_at ${notify} from inserted
+  `.values() as Promise<unknown[][]>;
+}
+
+/**
+ * The statement wrote nothing: either the expected version did not hold,
+ * or an event id is already stored. Tell which, and recognize an exact
+ * retry of an earlier append, which returns that append's result.
+ */
+async function explainRefusal(
+  db: Db,
+  store: PostgresStore,
+  events: readonly Event[],
+  ids: string[],
+  callerIds: string[],
+  expected: ExpectedVersion,
+): Promise<AppendResult> {
+  const { aggregateType, aggregateId } = events[0];
+  if (callerIds.length > 0) {
+    const stored = (await db`
+      select ${db(EVENT_COLUMNS as string[])} from ${db(store.tables.events)}
+      where event_id = any(${db.array(callerIds, OID.uuid)})
+    `.values()).map(decodeEvent);
+    if (stored.length > 0) {
+      const retry = asRetry(stored, ids, aggregateType, aggregateId, expected);
+      if (retry) {
+        store.logger?.info("append was already stored: returning its result", {
+          aggregateType,
+          aggregateId,
+        });
+        return toResult(retry);
+      }
+      const clash = stored[0];
+      throw new DuplicateEventError(
+        clash.eventId,
+        `an event already stored as ${clash.aggregateType} "${clash.aggregateId}" version ${clash.aggregateVersion}`,
+      );
+    }
+  }
+  const [head] = await db`
+    select aggregate_version from ${db(store.tables.aggregateHeads)}
+    where aggregate_type = ${aggregateType} and aggregate_id = ${aggregateId}
+  `.values();
+  const actual = head ? toBigInt(head[0]) : 0n;
+  store.logger?.error("optimistic concurrency conflict", {
+    aggregateType,
+    aggregateId,
+    expectedVersion: describeExpected(expected),
+    actualVersion: actual,
+  });
+  throw new OptimisticConcurrencyError(aggregateType, aggregateId, expected, actual);
+}
+
+/**
+ * The stored events if they are exactly this append, done before: every id
+ * stored, for this aggregate, at consecutive versions in the same order,
+ * starting where the expected version says.
+ */
+function asRetry(
+  stored: PersistedEvent[],
+  ids: string[],
+  aggregateType: string,
+  aggregateId: string,
+  expected: ExpectedVersion,
+): PersistedEvent[] | undefined {
+  if (stored.length !== ids.length) return undefined;
+  const byId = new Map(stored.map((event) => [event.eventId, event]));
+  const ordered = ids.map((id) => byId.get(id));
+  const first = ordered[0]?.aggregateVersion;
+  if (first === undefined) return undefined;
+  const expectedFirst = expected === "no_stream"
+    ? 1n
+    : typeof expected === "bigint"
+    ? expected + 1n
+    : first;
+  if (first !== expectedFirst) return undefined;
+  const matches = ordered.every((event, i) =>
+    event !== undefined && event.aggregateType === aggregateType &&
+    event.aggregateId === aggregateId &&
+    event.aggregateVersion === first + BigInt(i)
+  );
+  return matches ? ordered as PersistedEvent[] : undefined;
+}
+
+function toResult(events: PersistedEvent[]): AppendResult {
+  return {
+    events,
+    globalPositions: events.map((event) => event.globalPosition),
+    fromVersion: events[0].aggregateVersion - 1n,
+    toVersion: events[events.length - 1].aggregateVersion,
+  };
+}
+
+/** The event id of a unique violation on the events' `event_id`, if that is what `error` is. */
+function duplicateIdOf(error: unknown, store: PostgresStore): string | undefined {
+  const e = error as { code?: string; constraint_name?: string; detail?: string };
+  if (
+    e?.code !== "23505" || e.constraint_name !== derivedName(store.tables.events, "event_id_key")
+  ) return undefined;
+  return /\(event_id\)=\(([^)]+)\)/.exec(e.detail ?? "")?.[1] ?? "(unknown)";
+}

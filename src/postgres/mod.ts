@@ -1,0 +1,26 @@
+/**
+ * The PostgreSQL adapter: {@linkcode PostgresStore} on postgres.js.
+ *
+ * @example
+ * ```ts ignore
+ * import postgres from "postgres";
+ * import { PostgresStore } from "@getpup/pupsourcing/postgres";
+ *
+ * const sql = postgres(process.env.DATABASE_URL!);
+ * const store = new PostgresStore({ schema: "es" });
+ * const stream = await store.readAggregateStream(sql, "User", "user-1");
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type AppendOptions,
+  DEFAULT_NOTIFY_CHANNEL,
+  PostgresStore,
+  type PostgresStoreConfig,
+  type ReadEventsOptions,
+  type ReadStreamOptions,
+} from "./store.ts";
+export type { Db } from "./db.ts";
+export type { ResolvedTables, TableNames } from "./tables.ts";

@@ -1,0 +1,354 @@
+/**
+ * The PostgreSQL event store.
+ *
+ * @module
+ */
+
+import type {
+  AppendResult,
+  Cursor,
+  Event,
+  ExpectedVersion,
+  PersistedEvent,
+  Stream,
+} from "../es/event.ts";
+import { START } from "../es/event.ts";
+import { TransactionIdRegressionError, ValidationError } from "../es/errors.ts";
+import type { Logger } from "../es/logger.ts";
+import { requireName, show, validateEvents, validateExpectedVersion } from "../es/validate.ts";
+import { append } from "./append.ts";
+import type { Db } from "./db.ts";
+import { toBigInt } from "./db.ts";
+import { decodeEvent, EVENT_COLUMNS } from "./decode.ts";
+import {
+  type ResolvedTables,
+  resolveTables,
+  type TableNames,
+  validateIdentifier,
+} from "./tables.ts";
+
+/**
+ * Options of {@linkcode PostgresStore}: table names, logging and wake-ups.
+ *
+ * @example
+ * ```ts
+ * import type { PostgresStoreConfig } from "@getpup/pupsourcing/postgres";
+ *
+ * const config: PostgresStoreConfig = { schema: "es", notifyChannel: false };
+ * ```
+ */
+export interface PostgresStoreConfig extends TableNames {
+  /** Where the store logs what it does; default: no logging at all. */
+  logger?: Logger;
+  /**
+   * The channel each append NOTIFYs at commit so projections wake up at
+   * once; `false` turns it off. Default `pupsourcing_events`.
+   */
+  notifyChannel?: string | false;
+}
+
+/**
+ * Options of {@linkcode PostgresStore.append}.
+ *
+ * @example
+ * ```ts
+ * import type { AppendOptions } from "@getpup/pupsourcing/postgres";
+ *
+ * const options: AppendOptions = { expectedVersion: "no_stream" };
+ * ```
+ */
+export interface AppendOptions {
+  /** What the aggregate's version must be; default `"any"`. */
+  expectedVersion?: ExpectedVersion;
+}
+
+/**
+ * Options of {@linkcode PostgresStore.readEvents}.
+ *
+ * @example Page through the whole log
+ * ```ts
+ * import type { ReadEventsOptions } from "@getpup/pupsourcing/postgres";
+ *
+ * const options: ReadEventsOptions = { limit: 500, eventTypes: ["OrderPlaced"] };
+ * ```
+ */
+export interface ReadEventsOptions {
+  /** Read the events after this cursor; default: from the start. */
+  after?: Cursor;
+  /** At most this many events; default 1000. */
+  limit?: number;
+  /** Only events of these aggregate types; default: all. */
+  aggregateTypes?: readonly string[];
+  /** Only events of these event types; default: all. */
+  eventTypes?: readonly string[];
+  /**
+   * Only events whose segment (`segmentOf(aggregateId, count)`) is one of
+   * `ids`; default: all.
+   */
+  segments?: { count: number; ids: readonly number[] };
+}
+
+/**
+ * Options of {@linkcode PostgresStore.readAggregateStream}.
+ *
+ * @example Read versions 5 to 10
+ * ```ts
+ * import type { ReadStreamOptions } from "@getpup/pupsourcing/postgres";
+ *
+ * const options: ReadStreamOptions = { fromVersion: 5n, toVersion: 10n };
+ * ```
+ */
+export interface ReadStreamOptions {
+  /** The first version to read (inclusive); default: the first. */
+  fromVersion?: bigint;
+  /** The last version to read (inclusive); default: the last. */
+  toVersion?: bigint;
+}
+
+/** The channel appends NOTIFY unless configured otherwise. */
+export const DEFAULT_NOTIFY_CHANNEL = "pupsourcing_events";
+
+/**
+ * An event store in PostgreSQL, on postgres.js. Every method takes the
+ * client to run on: a plain `sql`, or the `tx` of `sql.begin` to take part
+ * in the caller's transaction.
+ *
+ * @example Append, read back, page the global log
+ * ```ts ignore
+ * import postgres from "postgres";
+ * import { PostgresStore } from "@getpup/pupsourcing/postgres";
+ *
+ * const sql = postgres(process.env.DATABASE_URL!);
+ * const store = new PostgresStore();
+ * const payload = new TextEncoder().encode('{"email":"a@b.c"}');
+ * await store.append(sql, [
+ *   { aggregateType: "User", aggregateId: "user-1", eventType: "UserRegistered", payload },
+ * ], { expectedVersion: "no_stream" });
+ * const stream = await store.readAggregateStream(sql, "User", "user-1");
+ * const page = await store.readEvents(sql, { limit: 100 });
+ * ```
+ */
+export class PostgresStore {
+  /** The validated table names. */
+  readonly tables: ResolvedTables;
+  /** The NOTIFY channel, or `undefined` when wake-ups are off. */
+  readonly notifyChannel: string | undefined;
+  /** The logger, if any. */
+  readonly logger: Logger | undefined;
+
+  /**
+   * Validates the configuration.
+   *
+   * @throws {ValidationError} when a table name or the channel is not a
+   * plain identifier.
+   */
+  constructor(config: PostgresStoreConfig = {}) {
+    this.tables = resolveTables(config);
+    const channel = config.notifyChannel ?? DEFAULT_NOTIFY_CHANNEL;
+    this.notifyChannel = channel === false
+      ? undefined
+      : validateIdentifier("notifyChannel", channel);
+    this.logger = config.logger;
+  }
+
+  /**
+   * Appends events to one aggregate in one round trip, atomically with the
+   * aggregate's version. Re-appending the same event ids at the same
+   * versions returns the original result.
+   *
+   * @throws {ValidationError} on bad input, before any SQL runs.
+   * @throws {OptimisticConcurrencyError} when the expected version does
+   * not hold.
+   * @throws {DuplicateEventError} when an event id is already stored and
+   * this is not an exact retry.
+   *
+   * @example
+   * ```ts ignore
+   * const result = await store.append(sql, events, { expectedVersion: 3n });
+   * console.log(result.toVersion); // 3n + events.length
+   * ```
+   */
+  async append(
+    db: Db,
+    events: readonly Event[],
+    options: AppendOptions = {},
+  ): Promise<AppendResult> {
+    validateEvents(events);
+    const expected = validateExpectedVersion(options.expectedVersion ?? "any");
+    return await append(db, this, events, expected);
+  }
+
+  /**
+   * Reads one aggregate's events in version order, between `fromVersion`
+   * and `toVersion` (both inclusive).
+   *
+   * @throws {ValidationError} on an empty name or a bound that is not a
+   * bigint >= 0n.
+   *
+   * @example
+   * ```ts ignore
+   * const stream = await store.readAggregateStream(sql, "User", "user-1", { fromVersion: 2n });
+   * console.log(stream.version);
+   * ```
+   */
+  async readAggregateStream(
+    db: Db,
+    aggregateType: string,
+    aggregateId: string,
+    options: ReadStreamOptions = {},
+  ): Promise<Stream> {
+    requireName("aggregateType", aggregateType);
+    requireName("aggregateId", aggregateId);
+    const from = optionalVersion("fromVersion", options.fromVersion);
+    const to = optionalVersion("toVersion", options.toVersion);
+    this.logger?.debug("reading aggregate stream", {
+      aggregateType,
+      aggregateId,
+      fromVersion: from,
+      toVersion: to,
+    });
+    const rows = await db`
+      select ${db(EVENT_COLUMNS as string[])} from ${db(this.tables.events)}
+      where aggregate_type = ${aggregateType} and aggregate_id = ${aggregateId}
+        ${from === undefined ? db`` : db`and aggregate_version >= ${String(from)}::bigint`}
+        ${to === undefined ? db`` : db`and aggregate_version <= ${String(to)}::bigint`}
+      order by aggregate_version
+    `.values();
+    const events = rows.map(decodeEvent);
+    this.logger?.debug("aggregate stream read", {
+      aggregateType,
+      aggregateId,
+      count: events.length,
+    });
+    return { aggregateType, aggregateId, events, version: events.at(-1)?.aggregateVersion ?? 0n };
+  }
+
+  /**
+   * Reads the global log after a cursor, in commit-safe order: by
+   * `(transactionId, globalPosition)`, and only events of transactions
+   * older than every transaction still running. An event that commits late
+   * is therefore never skipped; a long-running writing transaction delays
+   * readers instead.
+   *
+   * @throws {TransactionIdRegressionError} when the cursor is ahead of the
+   * database's transaction ids (a restore into a new cluster).
+   *
+   * @example Read everything, page by page
+   * ```ts ignore
+   * let after = START;
+   * for (;;) {
+   *   const page = await store.readEvents(sql, { after, limit: 1000 });
+   *   if (page.length === 0) break;
+   *   const last = page.at(-1)!;
+   *   after = { transactionId: last.transactionId, globalPosition: last.globalPosition };
+   * }
+   * ```
+   */
+  async readEvents(db: Db, options: ReadEventsOptions = {}): Promise<PersistedEvent[]> {
+    const after = validateCursor(options.after ?? START);
+    const limit = options.limit ?? 1000;
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new ValidationError("limit", "a positive integer", show(limit));
+    }
+    const filter = this.#filters(db, options);
+    this.logger?.debug("reading events", { after, limit });
+    const rows = await db`
+      select ${db(EVENT_COLUMNS as string[])} from ${db(this.tables.events)}
+      where (transaction_id, global_position) > (${String(after.transactionId)}::xid8, ${
+      String(after.globalPosition)
+    }::bigint)
+        and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+        ${filter}
+      order by transaction_id, global_position
+      limit ${limit}
+    `.values();
+    if (rows.length === 0 && after.transactionId > 0n) await this.assertCursorInCluster(db, after);
+    this.logger?.debug("events read", { count: rows.length });
+    return rows.map(decodeEvent);
+  }
+
+  /**
+   * Throws when `cursor` names a transaction the database has not handed
+   * out yet, which happens after a restore into a new cluster.
+   *
+   * @throws {TransactionIdRegressionError}
+   *
+   * @example
+   * ```ts ignore
+   * await store.assertCursorInCluster(sql, checkpoint);
+   * ```
+   */
+  async assertCursorInCluster(db: Db, cursor: Cursor): Promise<void> {
+    const [[next]] = await db`select pg_snapshot_xmax(pg_current_snapshot())`.values();
+    const databaseNext = toBigInt(next);
+    if (cursor.transactionId >= databaseNext) {
+      throw new TransactionIdRegressionError(cursor.transactionId, databaseNext - 1n);
+    }
+  }
+
+  #filters(db: Db, options: ReadEventsOptions) {
+    const parts = [];
+    if (options.aggregateTypes) {
+      parts.push(
+        db`and aggregate_type = any(${
+          db.array(nameList("aggregateTypes", options.aggregateTypes), 25)
+        })`,
+      );
+    }
+    if (options.eventTypes) {
+      parts.push(
+        db`and event_type = any(${db.array(nameList("eventTypes", options.eventTypes), 25)})`,
+      );
+    }
+    if (options.segments) {
+      const { count, ids } = validateSegments(options.segments);
+      parts.push(db`and aggregate_id_hash % ${count} = any(${db.array(ids, 23)})`);
+    }
+    return parts.reduce((all, part) => db`${all} ${part}`, db``);
+  }
+}
+
+function optionalVersion(field: string, value: unknown): bigint | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === "bigint" && value >= 0n) return value;
+  throw new ValidationError(field, "a bigint >= 0n or undefined (write 3n, not 3)", show(value));
+}
+
+function validateCursor(cursor: Cursor): Cursor {
+  for (const field of ["transactionId", "globalPosition"] as const) {
+    const value = cursor?.[field];
+    if (typeof value !== "bigint" || value < 0n) {
+      throw new ValidationError(`after.${field}`, "a bigint >= 0n", show(value));
+    }
+  }
+  return cursor;
+}
+
+function nameList(field: string, names: readonly string[]): string[] {
+  if (!Array.isArray(names) || names.length === 0) {
+    throw new ValidationError(
+      field,
+      "a non-empty array of names (omit it to read all)",
+      show(names),
+    );
+  }
+  return names.map((name, i) => requireName(`${field}[${i}]`, name));
+}
+
+function validateSegments(segments: { count: number; ids: readonly number[] }) {
+  const { count, ids } = segments;
+  if (!Number.isSafeInteger(count) || count < 1) {
+    throw new ValidationError("segments.count", "a positive integer", show(count));
+  }
+  if (
+    !Array.isArray(ids) || ids.length === 0 ||
+    ids.some((id) => !Number.isInteger(id) || id < 0 || id >= count)
+  ) {
+    throw new ValidationError(
+      "segments.ids",
+      `a non-empty array of integers in 0..${count - 1}`,
+      show(ids),
+    );
+  }
+  return { count, ids: [...ids] };
+}

@@ -1,0 +1,100 @@
+/**
+ * Table names: configurable, validated and quoted. A caller's name never
+ * reaches SQL text unless it is a plain identifier, and then only quoted.
+ *
+ * @module
+ */
+
+import { ValidationError } from "../es/errors.ts";
+import { show } from "../es/validate.ts";
+
+/**
+ * The tables the store and the projections use, and the NOTIFY channel.
+ *
+ * @example Keep everything in its own schema with prefixed tables
+ * ```ts
+ * import type { TableNames } from "@getpup/pupsourcing/postgres";
+ *
+ * const names: TableNames = { schema: "es", eventsTable: "billing_events" };
+ * ```
+ */
+export interface TableNames {
+  /** The schema of every table; default: unqualified (the `search_path`). */
+  schema?: string;
+  /** Default `events`. */
+  eventsTable?: string;
+  /** Default `aggregate_heads`. */
+  aggregateHeadsTable?: string;
+  /** Default `projection_checkpoints`. */
+  checkpointsTable?: string;
+}
+
+/**
+ * Validated names. Each table is qualified with its schema (`es.events`)
+ * when one is set; pass it to postgres.js's `sql(name)` or to
+ * {@linkcode quote}, which both quote every part.
+ */
+export interface ResolvedTables {
+  /** The schema, or `undefined` when tables are unqualified. */
+  schema: string | undefined;
+  /** The events table. */
+  events: string;
+  /** The aggregate heads table. */
+  aggregateHeads: string;
+  /** The projection checkpoints table. */
+  checkpoints: string;
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** PostgreSQL truncates identifiers at 63 bytes; refuse rather than truncate. */
+const MAX_IDENTIFIER = 63;
+
+/**
+ * Throws unless `name` is a plain SQL identifier (letters, digits and `_`,
+ * not starting with a digit, at most 63 characters).
+ */
+export function validateIdentifier(field: string, name: unknown): string {
+  if (typeof name !== "string" || !IDENTIFIER.test(name) || name.length > MAX_IDENTIFIER) {
+    throw new ValidationError(
+      field,
+      "a plain identifier: letters, digits and _, not starting with a digit, at most 63 characters",
+      show(name),
+    );
+  }
+  return name;
+}
+
+/** Double-quotes each dot-separated part of a validated name. */
+export function quote(name: string): string {
+  return name.split(".").map((part) => `"${part}"`).join(".");
+}
+
+/** The unqualified part of a validated name, for deriving index names. */
+function baseName(name: string): string {
+  return name.slice(name.lastIndexOf(".") + 1);
+}
+
+/**
+ * The name of an index or constraint derived from a table, truncated the
+ * way PostgreSQL truncates it, so the store can recognize it in errors.
+ */
+export function derivedName(table: string, suffix: string): string {
+  return `${baseName(table)}_${suffix}`.slice(0, MAX_IDENTIFIER);
+}
+
+/** Validates every name and qualifies the tables with the schema. */
+export function resolveTables(names: TableNames = {}): ResolvedTables {
+  const schema = names.schema === undefined
+    ? undefined
+    : validateIdentifier("schema", names.schema);
+  const table = (field: string, value: string | undefined, fallback: string) => {
+    const name = validateIdentifier(field, value ?? fallback);
+    return schema ? `${schema}.${name}` : name;
+  };
+  return {
+    schema,
+    events: table("eventsTable", names.eventsTable, "events"),
+    aggregateHeads: table("aggregateHeadsTable", names.aggregateHeadsTable, "aggregate_heads"),
+    checkpoints: table("checkpointsTable", names.checkpointsTable, "projection_checkpoints"),
+  };
+}

@@ -1,0 +1,7 @@
+/**
+ * Placeholder: the runner module is being built (see the projections issue).
+ *
+ * @module
+ */
+
+export {};

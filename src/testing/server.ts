@@ -1,0 +1,246 @@
+/**
+ * Starts and stops the throwaway PostgreSQL server.
+ *
+ * @module
+ */
+
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { chown, mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import postgres from "postgres";
+import { findBinaries } from "./binaries.ts";
+
+/**
+ * A running PostgreSQL to test against.
+ *
+ * @example
+ * ```ts ignore
+ * import { startTestDatabase } from "@getpup/pupsourcing/testing";
+ *
+ * const server = await startTestDatabase();
+ * console.log(server.url); // postgres://postgres@127.0.0.1:54321/postgres
+ * await server.stop();
+ * ```
+ */
+export interface TestDatabase {
+  /** A connection URL for the server's `postgres` database. */
+  readonly url: string;
+  /** `true` when the server was started here, `false` for `DATABASE_URL`. */
+  readonly embedded: boolean;
+  /**
+   * Creates a new, empty database on the server and returns its URL: one
+   * per test keeps tests independent.
+   */
+  createDatabase(): Promise<string>;
+  /** Drops nothing on `DATABASE_URL`; stops and deletes a server started here. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Options of {@linkcode startTestDatabase}.
+ *
+ * @example Keep PostgreSQL's durability defaults, for benchmarks
+ * ```ts
+ * import type { TestDatabaseOptions } from "@getpup/pupsourcing/testing";
+ *
+ * const options: TestDatabaseOptions = { settings: { fsync: "on" } };
+ * ```
+ */
+export interface TestDatabaseOptions {
+  /**
+   * Server settings (`-c name=value`). Defaults favour speed over
+   * durability: `fsync=off`, `full_page_writes=off`, `max_connections=200`.
+   */
+  settings?: Record<string, string>;
+  /** Ignore `DATABASE_URL` and start a server anyway. Default `false`. */
+  ignoreDatabaseUrl?: boolean;
+}
+
+const DEFAULT_SETTINGS: Record<string, string> = {
+  fsync: "off",
+  full_page_writes: "off",
+  max_connections: "200",
+};
+
+/**
+ * Returns `DATABASE_URL` when it is set; otherwise starts a PostgreSQL
+ * server in a temporary folder and returns once it accepts connections.
+ *
+ * @example
+ * ```ts ignore
+ * import postgres from "postgres";
+ * import { startTestDatabase } from "@getpup/pupsourcing/testing";
+ *
+ * const server = await startTestDatabase();
+ * const sql = postgres(server.url);
+ * console.log(await sql`select 1 as one`);
+ * await sql.end();
+ * await server.stop();
+ * ```
+ */
+export async function startTestDatabase(options: TestDatabaseOptions = {}): Promise<TestDatabase> {
+  const external = process.env.DATABASE_URL;
+  if (external && !options.ignoreDatabaseUrl) {
+    return {
+      url: external,
+      embedded: false,
+      createDatabase: () => createDatabase(external),
+      stop: async () => {},
+    };
+  }
+  return await startServer({ ...DEFAULT_SETTINGS, ...options.settings });
+}
+
+async function startServer(settings: Record<string, string>): Promise<TestDatabase> {
+  const bin = await findBinaries();
+  const owner = serverUser();
+  const root = await mkdtemp(join(tmpdir(), "pupsourcing-pg-"));
+  if (owner) await chown(root, owner.uid, owner.gid);
+  const dataDir = join(root, "data");
+  const spawnAs = owner ? { uid: owner.uid, gid: owner.gid } : {};
+  const child = { process: undefined as ChildProcess | undefined };
+  const cleanup = () => child.process?.kill("SIGKILL");
+  try {
+    await run(join(bin, "initdb"), [
+      "-D",
+      dataDir,
+      "-U",
+      "postgres",
+      "--auth=trust",
+      "-E",
+      "UTF8",
+      "--locale=C",
+      "--no-sync",
+    ], spawnAs);
+    const port = await freePort();
+    const flags = Object.entries({
+      ...settings,
+      listen_addresses: "127.0.0.1",
+      unix_socket_directories: root,
+    })
+      .flatMap(([name, value]) => ["-c", `${name}=${value}`]);
+    child.process = spawn(join(bin, "postgres"), ["-D", dataDir, "-p", String(port), ...flags], {
+      ...spawnAs,
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    process.on("exit", cleanup);
+    await waitUntilReady(child.process);
+    const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+    return {
+      url,
+      embedded: true,
+      createDatabase: () => createDatabase(url),
+      stop: async () => {
+        process.off("exit", cleanup);
+        await stopProcess(child.process!);
+        await rm(root, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    process.off("exit", cleanup);
+    if (child.process) await stopProcess(child.process);
+    await rm(root, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** PostgreSQL refuses to run as root; as root, run it as `postgres`. */
+function serverUser(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  try {
+    const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim());
+    const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
+    return { uid, gid };
+  } catch (error) {
+    throw new Error(
+      "Running as root, PostgreSQL needs a non-root user: expected a 'postgres' user, found none. " +
+        "Create it (useradd postgres), run as another user, or set DATABASE_URL.",
+      { cause: error },
+    );
+  }
+}
+
+function run(
+  command: string,
+  args: string[],
+  options: { uid?: number; gid?: number },
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout!.on("data", (chunk) => output += chunk);
+    child.stderr!.on("data", (chunk) => output += chunk);
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${command} exited with code ${code}:\n${output}`));
+    });
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function waitUntilReady(child: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let log = "";
+    const timer = setTimeout(
+      () => fail(new Error(`PostgreSQL did not start within 60 s:\n${log}`)),
+      60_000,
+    );
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      reject(error);
+    };
+    child.stderr!.on("data", (chunk) => {
+      log += chunk;
+      if (log.includes("ready to accept connections")) {
+        clearTimeout(timer);
+        // Keep draining the pipe so the server never blocks on a full buffer.
+        child.stderr!.removeAllListeners("data");
+        child.stderr!.resume();
+        resolve();
+      }
+    });
+    child.on("error", fail);
+    child.on(
+      "exit",
+      (code) => fail(new Error(`PostgreSQL exited with code ${code} while starting:\n${log}`)),
+    );
+  });
+}
+
+function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once("exit", () => resolve());
+    // SIGINT is PostgreSQL's fast shutdown: roll back sessions, then stop.
+    child.kill("SIGINT");
+  });
+}
+
+let databaseCounter = 0;
+
+async function createDatabase(url: string): Promise<string> {
+  const name = `pupsourcing_test_${process.pid}_${Date.now().toString(36)}_${databaseCounter++}`;
+  const admin = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await admin`create database ${admin(name)}`;
+  } finally {
+    await admin.end();
+  }
+  const target = new URL(url);
+  target.pathname = `/${name}`;
+  return target.toString();
+}
