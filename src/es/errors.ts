@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ExpectedVersion } from "./event.ts";
+import type { ExpectedVersion, PersistedEvent } from "./event.ts";
 
 /**
  * The base class of every error the library throws on purpose.
@@ -163,4 +163,43 @@ export class TransactionIdRegressionError extends PupsourcingError {
 /** Renders an expected version the way users write it. */
 export function describeExpected(expected: ExpectedVersion): string {
   return typeof expected === "bigint" ? `${expected}n` : `"${expected}"`;
+}
+
+/**
+ * A projection's handler failed on an event. The batch it was in was
+ * rolled back, so neither the handler's writes nor the checkpoint moved;
+ * the event is delivered again when the projection runs again.
+ *
+ * @example
+ * ```ts
+ * import { ProjectionError } from "@getpup/pupsourcing";
+ *
+ * function where(error: unknown): string {
+ *   return error instanceof ProjectionError
+ *     ? `${error.projection} failed at position ${error.event.globalPosition}`
+ *     : String(error);
+ * }
+ * ```
+ */
+export class ProjectionError extends PupsourcingError {
+  /** The projection's name. */
+  readonly projection: string;
+  /** The event the handler failed on. */
+  readonly event: PersistedEvent;
+
+  /** Creates the error; `cause` is what the handler threw. */
+  constructor(projection: string, event: PersistedEvent, cause: unknown) {
+    super(
+      `Projection "${projection}" failed on ${event.eventType} of ${event.aggregateType} ` +
+        `"${event.aggregateId}" (global position ${event.globalPosition}, transaction ` +
+        `${event.transactionId}): expected the handler to succeed, got ${describeCause(cause)}`,
+      { cause },
+    );
+    this.projection = projection;
+    this.event = event;
+  }
+}
+
+function describeCause(cause: unknown): string {
+  return cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
 }

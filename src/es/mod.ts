@@ -30,6 +30,7 @@ export { START } from "./event.ts";
 export {
   DuplicateEventError,
   OptimisticConcurrencyError,
+  ProjectionError,
   PupsourcingError,
   TransactionIdRegressionError,
   ValidationError,
