@@ -4,7 +4,7 @@
  * @module
  */
 
-import type postgres from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 
 /**
  * A postgres.js client: the `sql` from `postgres(...)`, or the `tx` that
@@ -20,7 +20,7 @@ import type postgres from "postgres";
  * ```
  */
 // deno-lint-ignore no-explicit-any -- accepts clients configured with any custom type map
-export type Db = postgres.Sql<any> | postgres.TransactionSql<any>;
+export type Db = Sql<any> | TransactionSql<any>;
 
 /** Turns an `int8`/`xid8` column (a string, or a bigint with custom types) into a bigint. */
 export function toBigInt(value: unknown): bigint {
