@@ -23,4 +23,5 @@ export {
   type ReadStreamOptions,
 } from "./store.ts";
 export type { Db } from "./db.ts";
+export type { HorizonBlocker, HorizonReport } from "./horizon.ts";
 export type { ResolvedTables, TableNames } from "./tables.ts";

@@ -17,6 +17,7 @@ import { TransactionIdRegressionError, ValidationError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
 import { requireName, show, validateEvents, validateExpectedVersion } from "../es/validate.ts";
 import { append } from "./append.ts";
+import { type HorizonReport, inspectHorizon } from "./horizon.ts";
 import type { Db } from "./db.ts";
 import { toBigInt } from "./db.ts";
 import { decodeEvent, EVENT_COLUMNS } from "./decode.ts";
@@ -284,6 +285,21 @@ export class PostgresStore {
     if (cursor.transactionId >= databaseNext) {
       throw new TransactionIdRegressionError(cursor.transactionId, databaseNext - 1n);
     }
+  }
+
+  /**
+   * Tells what holds the global log back: the safe horizon, how many
+   * committed events wait behind it, and the writing transactions that
+   * hold it (oldest first), with their pid, state and age.
+   *
+   * @example Find a forgotten transaction
+   * ```ts ignore
+   * const { pendingEvents, blockers } = await store.inspectHorizon(sql);
+   * if (pendingEvents > 0n) console.log("held back by", blockers[0]);
+   * ```
+   */
+  inspectHorizon(db: Db): Promise<HorizonReport> {
+    return inspectHorizon(db, this.tables.events);
   }
 
   #filters(db: Db, options: ReadEventsOptions) {
