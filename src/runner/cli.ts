@@ -1,0 +1,152 @@
+/**
+ * Reading a worker's partition from its command line and environment.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { ValidationError } from "../es/errors.ts";
+
+/**
+ * Which partition this process runs: the two processor settings that
+ * static partitioning needs.
+ *
+ * @example Spread it into a processor configuration
+ * ```ts
+ * import type { PartitionConfig } from "@getpup/pupsourcing/runner";
+ *
+ * const partition: PartitionConfig = { partitionKey: 2, totalPartitions: 4 };
+ * const config = { batchSize: 500, ...partition };
+ * ```
+ */
+export interface PartitionConfig {
+  /** This process's partition, in `0..totalPartitions-1`. */
+  partitionKey: number;
+  /** How many partitions (processes) share the projection. */
+  totalPartitions: number;
+}
+
+const FLAGS = {
+  partitionKey: { flag: "partition-key", env: "PARTITION_KEY" },
+  totalPartitions: { flag: "total-partitions", env: "TOTAL_PARTITIONS" },
+} as const;
+
+/**
+ * Reads this process's partition from `--partition-key` and
+ * `--total-partitions` (as `--flag 2` or `--flag=2`), or else from the
+ * environment variables `PARTITION_KEY` and `TOTAL_PARTITIONS`. A flag wins
+ * over its variable; without either, the key is 0 and the total 1 (one
+ * process runs everything).
+ *
+ * Other arguments are left alone, so an application can parse its own
+ * flags from the same command line: this function only looks at its two
+ * flags. To catch typos that would otherwise silently run partition 0, an
+ * unknown flag whose name contains `partition` (such as
+ * `--partitions-key`) is refused.
+ *
+ * @param args The command-line arguments; default `process.argv.slice(2)`.
+ * @param env The environment; default `process.env`.
+ * @throws {ValidationError} when a value is not a decimal integer (or is
+ * empty), the key is negative, the total is below 1, the key is not below
+ * the total, a flag is given twice or without a value, or a flag looks
+ * like a misspelling of one of the two.
+ *
+ * @example Parse explicit arguments
+ * ```ts
+ * import { partitionConfigFromArgs } from "@getpup/pupsourcing/runner";
+ *
+ * const partition = partitionConfigFromArgs(["--partition-key", "1", "--total-partitions=4"], {});
+ * console.log(partition); // { partitionKey: 1, totalPartitions: 4 }
+ * ```
+ *
+ * @example One process per partition
+ * ```ts ignore
+ * // PARTITION_KEY=2 TOTAL_PARTITIONS=4 deno run -A worker.ts
+ * // or: deno run -A worker.ts --partition-key 2 --total-partitions 4
+ * const processor = new ProjectionProcessor(sql, store, { ...partitionConfigFromArgs() });
+ * await processor.run(projection, { signal });
+ * ```
+ */
+export function partitionConfigFromArgs(
+  args: readonly string[] = process.argv.slice(2),
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): PartitionConfig {
+  const { tokens } = parseArgs({
+    args: [...args],
+    // Not strict: flags of the application itself are no concern here.
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+    options: {
+      [FLAGS.partitionKey.flag]: { type: "string" },
+      [FLAGS.totalPartitions.flag]: { type: "string" },
+    },
+  });
+  const given = new Map<string, string>();
+  for (const token of tokens) {
+    if (token.kind !== "option") continue;
+    const ours = token.name === FLAGS.partitionKey.flag ||
+      token.name === FLAGS.totalPartitions.flag;
+    if (!ours) {
+      if (token.name.toLowerCase().includes("partition")) {
+        throw new ValidationError(
+          token.rawName,
+          "--partition-key or --total-partitions (or a flag without 'partition' in its name)",
+          JSON.stringify(token.rawName),
+        );
+      }
+      continue;
+    }
+    if (token.value === undefined) {
+      throw new ValidationError(
+        token.rawName,
+        `a value (${token.rawName} 2 or ${token.rawName}=2)`,
+        "none",
+      );
+    }
+    if (given.has(token.name)) {
+      throw new ValidationError(
+        token.rawName,
+        "the flag once",
+        `it twice (${JSON.stringify(given.get(token.name))} and ${JSON.stringify(token.value)})`,
+      );
+    }
+    given.set(token.name, token.value);
+  }
+  const read = (which: keyof typeof FLAGS, min: number, fallback: number) => {
+    const { flag, env: name } = FLAGS[which];
+    if (given.has(flag)) {
+      return { value: integer(`--${flag}`, given.get(flag)!, min), source: `--${flag}` };
+    }
+    const value = env[name];
+    if (value !== undefined) return { value: integer(name, value, min), source: name };
+    return { value: fallback, source: "the default" };
+  };
+  const key = read("partitionKey", 0, 0);
+  const total = read("totalPartitions", 1, 1);
+  const partitionKey = key.value;
+  const totalPartitions = total.value;
+  if (partitionKey >= totalPartitions) {
+    throw new ValidationError(
+      key.source,
+      `a partition key below the total partitions (${totalPartitions}, from ${total.source}), ` +
+        `so in 0..${totalPartitions - 1}`,
+      String(partitionKey),
+    );
+  }
+  return { partitionKey, totalPartitions };
+}
+
+function integer(field: string, text: string, min: number): number {
+  const trimmed = text.trim();
+  const value = /^[0-9]+$/.test(trimmed) ? Number(trimmed) : NaN;
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new ValidationError(
+      field,
+      min === 0 ? "an integer >= 0" : `an integer >= ${min}`,
+      JSON.stringify(text),
+    );
+  }
+  return value;
+}
