@@ -7,10 +7,19 @@
  */
 
 import process from "node:process";
+import { setTimeout as delay } from "node:timers/promises";
 import postgres from "postgres";
+import type { Event } from "../src/es/mod.ts";
 import { generateMigration } from "../src/migrate_gen.ts";
 import { PostgresStore, type PostgresStoreConfig } from "../src/postgres/mod.ts";
 import { startTestDatabase, type TestDatabase } from "../src/testing/mod.ts";
+
+/** Row counts of a store's tables and the next global position it would hand out. */
+export interface StoreCounts {
+  events: number;
+  heads: number;
+  nextPosition: bigint;
+}
 
 /** A database for one test file. */
 export interface TestDb {
@@ -20,8 +29,15 @@ export interface TestDb {
   url: string;
   /** A store on a new schema with the full migration applied. */
   freshStore(config?: PostgresStoreConfig): Promise<PostgresStore>;
-  /** Opens another client on the same database; closed by `close()`. */
-  client(options?: postgres.Options<Record<string, never>>): postgres.Sql;
+  /**
+   * Opens another client, on this database or on `url`; closed by `close()`.
+   * Its first query opens a new connection, as a user's fresh client would.
+   */
+  client(options?: postgres.Options<Record<string, never>>, url?: string): postgres.Sql;
+  /** Creates another database on the same server and returns its URL. */
+  createDatabase(): Promise<string>;
+  /** Rows in the store's events and heads tables, and its sequence's next value. */
+  counts(store: PostgresStore): Promise<StoreCounts>;
   /** Closes every client and stops the server. */
   close(): Promise<void>;
 }
@@ -33,8 +49,8 @@ export async function setupDatabase(): Promise<TestDb> {
   const server: TestDatabase = await startTestDatabase();
   const url = await server.createDatabase();
   const clients: postgres.Sql[] = [];
-  const client = (options: postgres.Options<Record<string, never>> = {}) => {
-    const sql = postgres(url, { onnotice: () => {}, ...options });
+  const client = (options: postgres.Options<Record<string, never>> = {}, on = url) => {
+    const sql = postgres(on, { onnotice: () => {}, ...options });
     clients.push(sql);
     return sql;
   };
@@ -43,11 +59,26 @@ export async function setupDatabase(): Promise<TestDb> {
     sql,
     url,
     client,
+    createDatabase: () => server.createDatabase(),
     async freshStore(config: PostgresStoreConfig = {}) {
       const schema = `t${process.pid}_${schemaCounter++}`;
       const store = new PostgresStore({ schema, ...config });
       await sql.unsafe(generateMigration({ schema, ...config }));
       return store;
+    },
+    async counts(store: PostgresStore) {
+      const { events, aggregateHeads } = store.tables;
+      const [row] = await sql`
+        select (select count(*)::int from ${sql(events)}) as events,
+          (select count(*)::int from ${sql(aggregateHeads)}) as heads,
+          pg_get_serial_sequence(${quoted(events)}, 'global_position') as seq`;
+      const [seq] = await sql.unsafe(`select last_value::text, is_called from ${row.seq}`);
+      const last = BigInt(seq.last_value);
+      return {
+        events: row.events,
+        heads: row.heads,
+        nextPosition: seq.is_called ? last + 1n : last,
+      };
     },
     async close() {
       await Promise.all(clients.map((c) => c.end({ timeout: 5 })));
@@ -56,7 +87,57 @@ export async function setupDatabase(): Promise<TestDb> {
   };
 }
 
+function quoted(name: string): string {
+  return name.split(".").map((part) => `"${part}"`).join(".");
+}
+
 /** Encodes a JSON value as an event payload. */
 export function json(value: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(value));
+}
+
+/** An event of `Order` `aggregateId`; `fields` override any default. */
+export function event(aggregateId: string, fields: Partial<Event> = {}): Event {
+  return {
+    aggregateType: "Order",
+    aggregateId,
+    eventType: "OrderNoted",
+    payload: json({ aggregateId }),
+    ...fields,
+  };
+}
+
+/** `count` events of one aggregate, with event types `E1`, `E2`, ... */
+export function events(aggregateId: string, count: number, fields: Partial<Event> = {}): Event[] {
+  return Array.from(
+    { length: count },
+    (_, i) => event(aggregateId, { eventType: `E${i + 1}`, ...fields }),
+  );
+}
+
+/** The backend pid of a client opened with `max: 1`. */
+export async function backendPid(sql: postgres.Sql): Promise<number> {
+  const [{ pid }] = await sql`select pg_backend_pid() as pid`;
+  return pid;
+}
+
+/**
+ * Resolves once every backend in `pids` waits on a lock: the way to know
+ * that racing statements have really reached the database and queued up.
+ */
+export async function waitUntilBlocked(sql: postgres.Sql, pids: readonly number[]): Promise<void> {
+  for (;;) {
+    const [{ blocked }] = await sql`
+      select count(*)::int as blocked from pg_stat_activity
+      where pid in ${sql([...pids])} and wait_event_type = 'Lock'`;
+    if (blocked === pids.length) return;
+    await delay(5);
+  }
+}
+
+/** A promise and the function that resolves it, to hold a transaction open. */
+export function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => open = resolve);
+  return { promise, open };
 }

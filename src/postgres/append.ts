@@ -12,8 +12,8 @@ import { DuplicateEventError, OptimisticConcurrencyError } from "../es/errors.ts
 import { describeExpected } from "../es/errors.ts";
 import { fnv1a32 } from "../es/segment.ts";
 import { uuidv7 } from "../es/uuid.ts";
-import { type Db, OID, toBigInt } from "./db.ts";
-import { decodeEvent, EVENT_COLUMNS } from "./decode.ts";
+import { arrayLiteral, byteaHex, type Db, table, toBigInt } from "./db.ts";
+import { decodeEvent, eventColumns } from "./decode.ts";
 import { derivedName } from "./tables.ts";
 import type { PostgresStore } from "./store.ts";
 
@@ -86,28 +86,29 @@ function insert(
   callerIds: string[],
   expected: ExpectedVersion,
 ) {
-  const { events: eventsTable, aggregateHeads } = store.tables;
+  const eventsTable = table(db, store.tables.events);
+  const aggregateHeads = table(db, store.tables.aggregateHeads);
   const { aggregateType, aggregateId } = events[0];
   const count = events.length;
-  const known = db.array(callerIds, OID.uuid);
+  const known = db`${arrayLiteral(callerIds)}::uuid[]`;
   // "any", "no_stream" and 0n may create the aggregate; the others need it.
   const mayCreate = expected === "any" || expected === "no_stream" || expected === 0n;
   const exact = typeof expected === "bigint" ? String(expected) : "-1";
   const head = mayCreate
     ? db`
-      insert into ${db(aggregateHeads)} as h (aggregate_type, aggregate_id, aggregate_version)
+      insert into ${aggregateHeads} as h (aggregate_type, aggregate_id, aggregate_version)
       select ${aggregateType}, ${aggregateId}, ${count}
-      where not exists (select from ${db(eventsTable)} where event_id = any(${known}))
+      where not exists (select from ${eventsTable} where event_id = any(${known}))
       on conflict (aggregate_type, aggregate_id) do update
         set aggregate_version = h.aggregate_version + ${count}, updated_at = now()
         where ${expected === "any"}::boolean
       returning h.aggregate_version - ${count} as from_version`
     : db`
-      update ${db(aggregateHeads)} as h
+      update ${aggregateHeads} as h
       set aggregate_version = h.aggregate_version + ${count}, updated_at = now()
       where h.aggregate_type = ${aggregateType} and h.aggregate_id = ${aggregateId}
         and (${exact}::bigint < 0 or h.aggregate_version = ${exact}::bigint)
-        and not exists (select from ${db(eventsTable)} where event_id = any(${known}))
+        and not exists (select from ${eventsTable} where event_id = any(${known}))
       returning h.aggregate_version - ${count} as from_version`;
   const notify = store.notifyChannel === undefined
     ? db``
@@ -115,22 +116,22 @@ function insert(
   return db`
     with head as (${head}),
     inserted as (
-      insert into ${db(eventsTable)} (
+      insert into ${eventsTable} (
         aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash, event_id, event_type,
         event_version, payload, metadata, trace_id, correlation_id, causation_id, created_at)
       select ${aggregateType}, ${aggregateId}, head.from_version + e.ord, ${fnv1a32(aggregateId)},
         e.event_id, e.event_type, e.event_version, e.payload, e.metadata, e.trace_id,
         e.correlation_id, e.causation_id, coalesce(e.created_at, now())
       from head, unnest(
-        ${db.array(ids, OID.uuid)}::uuid[],
-        ${db.array(events.map((e) => e.eventType), OID.text)}::text[],
-        ${db.array(events.map((e) => e.eventVersion ?? 1), OID.int4)}::int4[],
-        ${db.array(events.map((e) => e.payload), OID.bytea)}::bytea[],
-        ${db.array(events.map((e) => e.metadata ?? null), OID.jsonb)}::jsonb[],
-        ${db.array(events.map((e) => e.traceId ?? null), OID.text)}::text[],
-        ${db.array(events.map((e) => e.correlationId ?? null), OID.text)}::text[],
-        ${db.array(events.map((e) => e.causationId ?? null), OID.text)}::text[],
-        ${db.array(events.map((e) => e.createdAt ?? null), OID.timestamptz)}::timestamptz[]
+        ${arrayLiteral(ids)}::uuid[],
+        ${arrayLiteral(events.map((e) => e.eventType))}::text[],
+        ${arrayLiteral(events.map((e) => String(e.eventVersion ?? 1)))}::int4[],
+        ${arrayLiteral(events.map((e) => byteaHex(e.payload)))}::bytea[],
+        ${arrayLiteral(events.map((e) => jsonOrNull(e.metadata)))}::jsonb[],
+        ${arrayLiteral(events.map((e) => e.traceId ?? null))}::text[],
+        ${arrayLiteral(events.map((e) => e.correlationId ?? null))}::text[],
+        ${arrayLiteral(events.map((e) => e.causationId ?? null))}::text[],
+        ${arrayLiteral(events.map((e) => e.createdAt?.toISOString() ?? null))}::timestamptz[]
       ) with ordinality as e(event_id, event_type, event_version, payload, metadata, trace_id,
                              correlation_id, causation_id, created_at, ord)
       order by e.ord
@@ -156,8 +157,8 @@ async function explainRefusal(
   const { aggregateType, aggregateId } = events[0];
   if (callerIds.length > 0) {
     const stored = (await db`
-      select ${db(EVENT_COLUMNS as string[])} from ${db(store.tables.events)}
-      where event_id = any(${db.array(callerIds, OID.uuid)})
+      select ${eventColumns(db)} from ${table(db, store.tables.events)}
+      where event_id = any(${arrayLiteral(callerIds)}::uuid[])
     `.values()).map(decodeEvent);
     if (stored.length > 0) {
       const retry = asRetry(stored, ids, aggregateType, aggregateId, expected);
@@ -176,7 +177,7 @@ async function explainRefusal(
     }
   }
   const [head] = await db`
-    select aggregate_version from ${db(store.tables.aggregateHeads)}
+    select aggregate_version from ${table(db, store.tables.aggregateHeads)}
     where aggregate_type = ${aggregateType} and aggregate_id = ${aggregateId}
   `.values();
   const actual = head ? toBigInt(head[0]) : 0n;
@@ -218,6 +219,10 @@ function asRetry(
     event.aggregateVersion === first + BigInt(i)
   );
   return matches ? ordered as PersistedEvent[] : undefined;
+}
+
+function jsonOrNull(value: Event["metadata"]): string | null {
+  return value === undefined || value === null ? null : JSON.stringify(value);
 }
 
 function toResult(events: PersistedEvent[]): AppendResult {

@@ -4,7 +4,9 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import type { Sql, TransactionSql } from "postgres";
+import { quote } from "./tables.ts";
 
 /**
  * A postgres.js client: the `sql` from `postgres(...)`, or the `tx` that
@@ -27,12 +29,34 @@ export function toBigInt(value: unknown): bigint {
   return BigInt(value as string | bigint);
 }
 
-/** PostgreSQL's OIDs for the element types of the array parameters. */
-export const OID = {
-  text: 25,
-  bytea: 17,
-  int4: 23,
-  uuid: 2950,
-  jsonb: 3802,
-  timestamptz: 1184,
-} as const;
+/**
+ * A table as SQL text, quoted here: a name passed as `db(name)` goes
+ * through the client's column transform, and `postgres.camel` would turn
+ * `OrderEvents` into `_order_events`.
+ */
+export function table(db: Db, name: string) {
+  return db.unsafe(quote(name));
+}
+
+/**
+ * A PostgreSQL array literal, sent as text and cast in SQL
+ * (`${arrayLiteral(ids)}::uuid[]`). postgres.js's own array parameters
+ * need the array types it fetches on connect: a client's first query is
+ * built before they arrive, and with `fetch_types: false` they never do.
+ */
+export function arrayLiteral(values: readonly (string | null)[]): string {
+  let literal = "{";
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i];
+    if (i > 0) literal += ",";
+    literal += value === null ? "NULL" : `"${value.replace(ARRAY_ESCAPE, "\\$&")}"`;
+  }
+  return literal + "}";
+}
+
+const ARRAY_ESCAPE = /[\\"]/g;
+
+/** `bytes` in bytea's hex input format. */
+export function byteaHex(bytes: Uint8Array): string {
+  return "\\x" + Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+}

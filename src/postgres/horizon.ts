@@ -7,7 +7,7 @@
  */
 
 import type { Db } from "./db.ts";
-import { toBigInt } from "./db.ts";
+import { table, toBigInt } from "./db.ts";
 
 /**
  * A transaction that keeps the safe horizon where it is.
@@ -57,7 +57,7 @@ export interface HorizonReport {
 export async function inspectHorizon(db: Db, eventsTable: string): Promise<HorizonReport> {
   const [[horizon, pending]] = await db`
     select pg_snapshot_xmin(pg_current_snapshot()),
-      (select count(*) from ${db(eventsTable)}
+      (select count(*) from ${table(db, eventsTable)}
        where transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))
   `.values();
   const rows = await db`

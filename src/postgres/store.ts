@@ -19,8 +19,8 @@ import { requireName, show, validateEvents, validateExpectedVersion } from "../e
 import { append } from "./append.ts";
 import { type HorizonReport, inspectHorizon } from "./horizon.ts";
 import type { Db } from "./db.ts";
-import { toBigInt } from "./db.ts";
-import { decodeEvent, EVENT_COLUMNS } from "./decode.ts";
+import { arrayLiteral, table, toBigInt } from "./db.ts";
+import { decodeEvent, eventColumns } from "./decode.ts";
 import {
   type ResolvedTables,
   resolveTables,
@@ -209,7 +209,7 @@ export class PostgresStore {
       toVersion: to,
     });
     const rows = await db`
-      select ${db(EVENT_COLUMNS as string[])} from ${db(this.tables.events)}
+      select ${eventColumns(db)} from ${table(db, this.tables.events)}
       where aggregate_type = ${aggregateType} and aggregate_id = ${aggregateId}
         ${from === undefined ? db`` : db`and aggregate_version >= ${String(from)}::bigint`}
         ${to === undefined ? db`` : db`and aggregate_version <= ${String(to)}::bigint`}
@@ -254,7 +254,7 @@ export class PostgresStore {
     const filter = this.#filters(db, options);
     this.logger?.debug("reading events", { after, limit });
     const rows = await db`
-      select ${db(EVENT_COLUMNS as string[])} from ${db(this.tables.events)}
+      select ${eventColumns(db)} from ${table(db, this.tables.events)}
       where (transaction_id, global_position) > (${String(after.transactionId)}::xid8, ${
       String(after.globalPosition)
     }::bigint)
@@ -307,18 +307,22 @@ export class PostgresStore {
     if (options.aggregateTypes) {
       parts.push(
         db`and aggregate_type = any(${
-          db.array(nameList("aggregateTypes", options.aggregateTypes), 25)
-        })`,
+          arrayLiteral(nameList("aggregateTypes", options.aggregateTypes))
+        }::text[])`,
       );
     }
     if (options.eventTypes) {
       parts.push(
-        db`and event_type = any(${db.array(nameList("eventTypes", options.eventTypes), 25)})`,
+        db`and event_type = any(${
+          arrayLiteral(nameList("eventTypes", options.eventTypes))
+        }::text[])`,
       );
     }
     if (options.segments) {
       const { count, ids } = validateSegments(options.segments);
-      parts.push(db`and aggregate_id_hash % ${count} = any(${db.array(ids, 23)})`);
+      parts.push(
+        db`and aggregate_id_hash % ${count} = any(${arrayLiteral(ids.map(String))}::int4[])`,
+      );
     }
     return parts.reduce((all, part) => db`${all} ${part}`, db``);
   }
