@@ -1,7 +1,43 @@
 /**
- * Placeholder: the projection module is being built (see the projections issue).
+ * Projections: turn the event log into read models, exactly once.
+ *
+ * A {@linkcode Projection} is a name, an optional scope and a `handle(event,
+ * tx)` that writes through the batch's transaction. A
+ * {@linkcode ProjectionProcessor} runs it: it reads the log in commit-safe
+ * order (never skipping an event whose transaction committed late), spreads
+ * it over a fixed number of segments (FNV-1a of the aggregate id), keeps
+ * one checkpoint per segment, and lets any number of workers share the
+ * segments (`partitionKey` of `totalPartitions`), so the worker count can
+ * change between runs without skipping or repeating anything.
+ *
+ * @example Keep a count of registered users
+ * ```ts ignore
+ * import postgres from "postgres";
+ * import { PostgresStore } from "@getpup/pupsourcing/postgres";
+ * import { type Projection, ProjectionProcessor } from "@getpup/pupsourcing/projection";
+ *
+ * const sql = postgres(process.env.DATABASE_URL!);
+ * const store = new PostgresStore();
+ * const users: Projection = {
+ *   name: "user_count",
+ *   eventTypes: ["UserRegistered"],
+ *   async handle(_event, tx) {
+ *     await tx`update user_count set n = n + 1`;
+ *   },
+ * };
+ * const controller = new AbortController();
+ * await new ProjectionProcessor(sql, store).run(users, { signal: controller.signal });
+ * ```
  *
  * @module
  */
 
-export {};
+export type { Projection } from "./projection.ts";
+export {
+  type ProcessorConfig,
+  ProjectionProcessor,
+  type RunMode,
+  type RunOptions,
+} from "./processor.ts";
+export type { ResolvedConfig } from "./config.ts";
+export { DEFAULT_SEGMENTS, MAX_SEGMENTS, ownedSegments, validatePartitioning } from "./segments.ts";

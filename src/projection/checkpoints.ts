@@ -1,0 +1,190 @@
+/**
+ * The checkpoint rows: one per (projection, segment), holding the cursor
+ * after the last event the segment has taken, and the segment count the
+ * projection was first run with.
+ *
+ * @module
+ */
+
+import type { Cursor } from "../es/event.ts";
+import { ValidationError } from "../es/errors.ts";
+import type { Db } from "../postgres/db.ts";
+import { table, toBigInt } from "../postgres/db.ts";
+import { int4Array, scopeFilter, type Target } from "./target.ts";
+
+/** One segment's checkpoint. */
+export interface CheckpointRow {
+  segment: number;
+  segmentCount: number;
+  cursor: Cursor;
+}
+
+/** The checkpoints of a worker's segments, read in one statement with the log's tip. */
+export interface CheckpointView {
+  /** The rows read (or locked), by segment. */
+  rows: CheckpointRow[];
+  /**
+   * The last event below the safe horizon, of any scope, as of this
+   * statement: every event up to it is readable now and for ever, so a
+   * segment that has read everything of its share up to here may move its
+   * cursor here. `undefined` when the log has nothing readable yet.
+   */
+  tip: Cursor | undefined;
+}
+
+/**
+ * Creates the projection's checkpoint rows (all segments, at the start of
+ * the log) if missing, and refuses a segment count other than the one the
+ * projection was first run with: changing it would move aggregates to
+ * other segments, behind or ahead of their checkpoints.
+ *
+ * @throws {ValidationError} when the stored segment count differs.
+ */
+export async function ensureCheckpoints(db: Db, target: Target): Promise<void> {
+  const checkpoints = table(db, target.tables.checkpoints);
+  const { name, segments } = target;
+  // The guard keeps a mismatched run from adding rows of its own count.
+  const counts = await db`
+    with created as (
+      insert into ${checkpoints} (projection_name, segment, segment_count)
+      select ${name}, s, ${segments} from generate_series(0, ${segments - 1}) as s
+      where not exists (
+        select from ${checkpoints} where projection_name = ${name} and segment_count <> ${segments})
+      on conflict (projection_name, segment) do nothing
+      returning segment_count
+    )
+    select distinct segment_count from ${checkpoints} where projection_name = ${name}
+    union select segment_count from created
+  `.values();
+  const other = counts.map(([count]) => Number(count)).find((count) => count !== segments);
+  if (other !== undefined) throw segmentCountMismatch(name, other, segments);
+}
+
+/** The error for a projection run with another segment count than its first run. */
+export function segmentCountMismatch(name: string, stored: number, got: number): ValidationError {
+  return new ValidationError(
+    "segments",
+    `${stored}, the segment count projection "${name}" was first run with (it is fixed ` +
+      `per projection: another count would move aggregates between checkpoints; rebuild ` +
+      `the projection under a new name to change it)`,
+    String(got),
+  );
+}
+
+/**
+ * The furthest checkpoint of the projection (any segment), to check it
+ * against the cluster's transaction ids at startup.
+ */
+export async function furthestCheckpoint(db: Db, target: Target): Promise<Cursor | undefined> {
+  const [row] = await db`
+    select transaction_id, global_position from ${table(db, target.tables.checkpoints)}
+    where projection_name = ${target.name}
+    order by transaction_id desc, global_position desc
+    limit 1
+  `.values();
+  return row ? { transactionId: toBigInt(row[0]), globalPosition: toBigInt(row[1]) } : undefined;
+}
+
+/**
+ * Locks this worker's checkpoint rows for the batch's transaction, skipping
+ * rows another processor holds: two processors of the same partition
+ * never take the same segment at once, and neither waits on the other.
+ * The rows are locked in segment order (LockRows runs above the sort), so
+ * overlapping workers cannot deadlock either. The tip is taken in the same
+ * statement: the batch read comes later, with a horizon at least as far.
+ */
+export async function lockCheckpoints(db: Db, target: Target): Promise<CheckpointView> {
+  const rows = await db`
+    select c.segment, c.segment_count, c.transaction_id, c.global_position, ${
+    tipColumns(db, target)
+  }
+    from ${table(db, target.tables.checkpoints)} as c
+    where c.projection_name = ${target.name}
+      and c.segment = any(${int4Array(target.owned)}::int4[])
+    order by c.segment
+    for update of c skip locked
+  `.values();
+  return toView(rows);
+}
+
+/** What a poll needs: the checkpoints (unlocked), the tip, and whether events wait. */
+export interface Probe extends CheckpointView {
+  /**
+   * Events of this worker's share are committed but not yet below the safe
+   * horizon (an older transaction is still open): poll again soon rather
+   * than back off.
+   */
+  pending: boolean;
+}
+
+/**
+ * Reads this worker's checkpoints without locking or writing anything (no
+ * transaction id is spent on an idle poll), with the log's tip and whether
+ * committed events wait behind the horizon.
+ */
+export async function probeCheckpoints(db: Db, target: Target): Promise<Probe> {
+  const rows = await db`
+    select c.segment, c.segment_count, c.transaction_id, c.global_position, ${
+    tipColumns(db, target)
+  },
+      exists (
+        select from ${table(db, target.tables.events)}
+        where transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
+          ${scopeFilter(db, target, target.owned)}
+      ) as pending
+    from ${table(db, target.tables.checkpoints)} as c
+    where c.projection_name = ${target.name}
+      and c.segment = any(${int4Array(target.owned)}::int4[])
+    order by c.segment
+  `.values();
+  return { ...toView(rows), pending: rows.some((row) => row[6] === true) };
+}
+
+/**
+ * Moves the checkpoints of `segments` forward to `cursor`, never backwards
+ * (compare-and-set on the pair), in the batch's transaction.
+ */
+export async function advanceCheckpoints(
+  db: Db,
+  target: Target,
+  segments: readonly number[],
+  cursor: Cursor,
+): Promise<void> {
+  const tx = String(cursor.transactionId);
+  const position = String(cursor.globalPosition);
+  await db`
+    update ${table(db, target.tables.checkpoints)}
+    set transaction_id = ${tx}::xid8, global_position = ${position}::bigint, updated_at = now()
+    where projection_name = ${target.name}
+      and segment = any(${int4Array(segments)}::int4[])
+      and (transaction_id, global_position) < (${tx}::xid8, ${position}::bigint)
+  `;
+}
+
+/** The log's last event below the horizon, as two columns (tip_tx, tip_pos). */
+function tipColumns(db: Db, target: Target) {
+  const events = table(db, target.tables.events);
+  // Two uncorrelated subqueries: each runs once (an InitPlan), as one
+  // backward step on the (transaction_id, global_position) index.
+  return db`
+    (select transaction_id from ${events}
+     where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+     order by transaction_id desc, global_position desc limit 1) as tip_tx,
+    (select global_position from ${events}
+     where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+     order by transaction_id desc, global_position desc limit 1) as tip_pos`;
+}
+
+function toView(rows: readonly unknown[][]): CheckpointView {
+  const first = rows[0];
+  return {
+    rows: rows.map((row) => ({
+      segment: Number(row[0]),
+      segmentCount: Number(row[1]),
+      cursor: { transactionId: toBigInt(row[2]), globalPosition: toBigInt(row[3]) },
+    })),
+    tip: first && first[4] !== null
+      ? { transactionId: toBigInt(first[4]), globalPosition: toBigInt(first[5]) }
+      : undefined,
+  };
+}

@@ -1,0 +1,153 @@
+/**
+ * The processor's configuration, validated once in its constructor.
+ *
+ * @module
+ */
+
+import { ValidationError } from "../es/errors.ts";
+import type { Logger } from "../es/logger.ts";
+import { show } from "../es/validate.ts";
+import { DEFAULT_SEGMENTS, validatePartitioning } from "./segments.ts";
+
+/**
+ * Options of {@linkcode ProjectionProcessor}. Everything has a default: a
+ * single worker over 16 segments, batches of 100, woken by NOTIFY and
+ * polling every 100 ms, backing off to 5 s while idle.
+ *
+ * @example Worker 2 of 4, in batches of 500
+ * ```ts
+ * import type { ProcessorConfig } from "@getpup/pupsourcing/projection";
+ *
+ * const config: ProcessorConfig = { partitionKey: 2, totalPartitions: 4, batchSize: 500 };
+ * ```
+ */
+export interface ProcessorConfig {
+  /** At most this many events per batch (one transaction); default 100. */
+  batchSize?: number;
+  /** This worker's index, in `0..totalPartitions-1`; default 0. */
+  partitionKey?: number;
+  /** How many workers share the projection; default 1, at most `segments`. */
+  totalPartitions?: number;
+  /**
+   * How many segments the projection's events are spread over; default 16.
+   * Fixed per projection at its first run: running it with another count
+   * is refused, since it would move aggregates between checkpoints.
+   */
+  segments?: number;
+  /**
+   * Milliseconds between polls while events flow; default 100. While idle
+   * the interval doubles after each empty poll, up to `maxPollInterval`.
+   */
+  pollInterval?: number;
+  /** The longest idle poll interval, in milliseconds; default 5000. */
+  maxPollInterval?: number;
+  /**
+   * LISTEN on the store's NOTIFY channel so an append wakes the processor
+   * at once; default `true` when the store has a channel. Polling stays
+   * the source of truth either way.
+   */
+  wakeUp?: boolean;
+  /** Where the processor logs; default: no logging at all. */
+  logger?: Logger;
+}
+
+/**
+ * A validated {@linkcode ProcessorConfig} with every default filled in, as
+ * {@linkcode ProjectionProcessor.config} shows it.
+ *
+ * @example
+ * ```ts ignore
+ * const processor = new ProjectionProcessor(sql, store, { totalPartitions: 4 });
+ * console.log(processor.config.segments); // 16
+ * ```
+ */
+export interface ResolvedConfig {
+  /** Events per batch. */
+  batchSize: number;
+  /** This worker's index. */
+  partitionKey: number;
+  /** How many workers share the projection. */
+  totalPartitions: number;
+  /** The projection's segment count. */
+  segments: number;
+  /** The shortest poll interval, in milliseconds. */
+  pollInterval: number;
+  /** The longest idle poll interval, in milliseconds. */
+  maxPollInterval: number;
+  /** Whether the processor LISTENs for appends. */
+  wakeUp: boolean;
+  /** The logger, if any. */
+  logger: Logger | undefined;
+}
+
+/** The largest batch: one transaction should stay short. */
+const MAX_BATCH_SIZE = 100_000;
+/** setTimeout's limit (about 24.8 days). */
+const MAX_DELAY = 2_147_483_647;
+
+/**
+ * Validates `config` and fills in the defaults.
+ *
+ * @throws {ValidationError} naming the first bad option.
+ */
+export function resolveConfig(
+  config: ProcessorConfig,
+  notifyChannel: string | undefined,
+): ResolvedConfig {
+  if (typeof config !== "object" || config === null) {
+    throw new ValidationError("config", "an object", show(config));
+  }
+  const batchSize = config.batchSize ?? 100;
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
+    throw new ValidationError(
+      "batchSize",
+      `an integer from 1 to ${MAX_BATCH_SIZE}`,
+      show(batchSize),
+    );
+  }
+  const partitionKey = config.partitionKey ?? 0;
+  const totalPartitions = config.totalPartitions ?? 1;
+  const segments = config.segments ?? DEFAULT_SEGMENTS;
+  validatePartitioning(partitionKey, totalPartitions, segments);
+  const pollInterval = config.pollInterval ?? 100;
+  if (!isDelay(pollInterval) || pollInterval < 1) {
+    throw new ValidationError(
+      "pollInterval",
+      "milliseconds, from 1 to 2147483647",
+      show(pollInterval),
+    );
+  }
+  const maxPollInterval = config.maxPollInterval ?? Math.max(5000, pollInterval);
+  if (!isDelay(maxPollInterval) || maxPollInterval < pollInterval) {
+    throw new ValidationError(
+      "maxPollInterval",
+      `milliseconds, from pollInterval (${pollInterval}) to 2147483647`,
+      show(maxPollInterval),
+    );
+  }
+  if (config.wakeUp !== undefined && typeof config.wakeUp !== "boolean") {
+    throw new ValidationError("wakeUp", "a boolean", show(config.wakeUp));
+  }
+  if (config.wakeUp === true && notifyChannel === undefined) {
+    throw new ValidationError(
+      "wakeUp",
+      "false or unset when the store has no notifyChannel (nothing would wake it)",
+      "true",
+    );
+  }
+  const wakeUp = config.wakeUp ?? notifyChannel !== undefined;
+  return {
+    batchSize,
+    partitionKey,
+    totalPartitions,
+    segments,
+    pollInterval,
+    maxPollInterval,
+    wakeUp,
+    logger: config.logger,
+  };
+}
+
+function isDelay(value: unknown): value is number {
+  return typeof value === "number" && Number.isFinite(value) && value <= MAX_DELAY;
+}

@@ -1,0 +1,250 @@
+/**
+ * The projection processor: runs one worker of one projection.
+ *
+ * @module
+ */
+
+import type { Sql } from "postgres";
+import { START } from "../es/event.ts";
+import { ValidationError } from "../es/errors.ts";
+import { show } from "../es/validate.ts";
+import type { PostgresStore } from "../postgres/store.ts";
+import { runBatch } from "./batch.ts";
+import { ensureCheckpoints, furthestCheckpoint, probeCheckpoints } from "./checkpoints.ts";
+import { type ProcessorConfig, resolveConfig, type ResolvedConfig } from "./config.ts";
+import { compareCursors } from "./cursor.ts";
+import { type Projection, validateProjection } from "./projection.ts";
+import { ownedSegments } from "./segments.ts";
+import type { Target } from "./target.ts";
+import { Alarm, listenForWakeUps, type WakeUpListener } from "./wakeup.ts";
+
+export type { ProcessorConfig } from "./config.ts";
+
+/**
+ * How long {@linkcode ProjectionProcessor.run} runs:
+ *
+ * - `"continuous"` (default): until the signal aborts it or a handler fails.
+ * - `"until_caught_up"`: returns once it has processed every event that was
+ *   below the safe horizon when it started (for tests and batch jobs).
+ *
+ * @example
+ * ```ts
+ * import type { RunMode } from "@getpup/pupsourcing/projection";
+ *
+ * const mode: RunMode = "until_caught_up";
+ * ```
+ */
+export type RunMode = "continuous" | "until_caught_up";
+
+/**
+ * Options of {@linkcode ProjectionProcessor.run}.
+ *
+ * @example Stop on Ctrl-C
+ * ```ts
+ * import type { RunOptions } from "@getpup/pupsourcing/projection";
+ *
+ * const controller = new AbortController();
+ * const options: RunOptions = { signal: controller.signal };
+ * ```
+ */
+export interface RunOptions {
+  /** Aborting it stops the processor; `run` then resolves. */
+  signal?: AbortSignal;
+  /** Default `"continuous"`. */
+  mode?: RunMode;
+}
+
+/** Why a run ended, for the log. */
+type StopReason = "aborted" | "caught up" | "failed";
+
+/**
+ * Runs projections: one worker, owning the segments `s` with
+ * `s % totalPartitions === partitionKey`, reads its share of the log in
+ * commit-safe order and hands each event to the projection inside the
+ * transaction that moves the segments' checkpoints. Read models written
+ * through that transaction are updated exactly once, whatever crashes.
+ *
+ * - Each batch is one transaction: lock the worker's checkpoint rows
+ *   (`FOR UPDATE SKIP LOCKED`), read up to `batchSize` events after them,
+ *   call `handle` on each in order, move the checkpoints forward, commit.
+ *   Two processors of the same partition never apply an event twice: a
+ *   segment is locked by one of them at a time.
+ * - Checkpoints belong to segments, so changing `totalPartitions` (1, 4, 3,
+ *   1, ...) never skips or repeats an event. The segment count is fixed
+ *   per projection.
+ * - Idle polls read without locking or writing; the interval doubles up to
+ *   `maxPollInterval` while idle, a NOTIFY from an append wakes it at once,
+ *   and it stays short while committed events wait for an older
+ *   transaction to end.
+ *
+ * One processor may run several projections at once (one `run` each).
+ *
+ * @example Run a projection until Ctrl-C
+ * ```ts ignore
+ * import postgres from "postgres";
+ * import { PostgresStore } from "@getpup/pupsourcing/postgres";
+ * import { ProjectionProcessor } from "@getpup/pupsourcing/projection";
+ *
+ * const sql = postgres(process.env.DATABASE_URL!);
+ * const processor = new ProjectionProcessor(sql, new PostgresStore(), { logger: console });
+ * const controller = new AbortController();
+ * Deno.addSignalListener("SIGINT", () => controller.abort());
+ * await processor.run({
+ *   name: "user_emails",
+ *   aggregateTypes: ["User"],
+ *   async handle(event, tx) {
+ *     const { email } = JSON.parse(new TextDecoder().decode(event.payload));
+ *     await tx`insert into user_emails (user_id, email) values (${event.aggregateId}, ${email})
+ *              on conflict (user_id) do update set email = excluded.email`;
+ *   },
+ * }, { signal: controller.signal });
+ * await sql.end();
+ * ```
+ */
+export class ProjectionProcessor {
+  /** The validated configuration, defaults filled in. */
+  readonly config: Readonly<ResolvedConfig>;
+  /** The segments this worker owns, ascending. */
+  readonly segments: readonly number[];
+  // deno-lint-ignore no-explicit-any -- any client configuration
+  readonly #sql: Sql<any>;
+  readonly #store: PostgresStore;
+
+  /**
+   * Validates the configuration; nothing touches the database before `run`.
+   *
+   * @throws {ValidationError} on a bad option: a batch size that is not a
+   * positive integer, a partition key outside `0..totalPartitions-1`, a
+   * partition count below 1 or above `segments`, a segment count outside
+   * 1..1024, a poll interval that is not a positive number of milliseconds,
+   * or `wakeUp: true` on a store without a NOTIFY channel.
+   *
+   * @example Worker 0 of 2
+   * ```ts ignore
+   * const processor = new ProjectionProcessor(sql, store, { partitionKey: 0, totalPartitions: 2 });
+   * ```
+   */
+  constructor(
+    // deno-lint-ignore no-explicit-any -- accepts clients configured with any custom type map
+    sql: Sql<any>,
+    store: PostgresStore,
+    config: ProcessorConfig = {},
+  ) {
+    this.config = Object.freeze(resolveConfig(config, store.notifyChannel));
+    const { partitionKey, totalPartitions, segments } = this.config;
+    this.segments = Object.freeze(ownedSegments(partitionKey, totalPartitions, segments));
+    this.#sql = sql;
+    this.#store = store;
+  }
+
+  /**
+   * Runs `projection` until `options.signal` aborts (then resolves, with
+   * the open batch rolled back), or, in `"until_caught_up"` mode, until it
+   * has processed everything below the safe horizon when it started.
+   *
+   * @throws {ValidationError} on a bad projection, or a segment count
+   * other than the projection's first run used.
+   * @throws {TransactionIdRegressionError} when a checkpoint is ahead of
+   * the database's transaction ids (restored into a new cluster).
+   * @throws {ProjectionError} when the handler throws: its batch is rolled
+   * back, and the event is delivered again on the next run.
+   *
+   * @example Catch up in a test
+   * ```ts ignore
+   * await processor.run(projection, { mode: "until_caught_up" });
+   * ```
+   */
+  async run(projection: Projection, options: RunOptions = {}): Promise<void> {
+    validateProjection(projection);
+    const { signal } = options;
+    const mode = options.mode ?? "continuous";
+    if (mode !== "continuous" && mode !== "until_caught_up") {
+      throw new ValidationError("mode", `"continuous" or "until_caught_up"`, show(mode));
+    }
+    const { logger, partitionKey, totalPartitions, batchSize, segments } = this.config;
+    const target: Target = {
+      tables: this.#store.tables,
+      name: projection.name,
+      segments,
+      owned: this.segments,
+      aggregateTypes: projection.aggregateTypes,
+      eventTypes: projection.eventTypes,
+    };
+    logger?.info("projection processor starting", {
+      projection: projection.name,
+      partitionKey,
+      totalPartitions,
+      batchSize,
+      segments,
+    });
+    let reason: StopReason = "failed";
+    const alarm = new Alarm();
+    let listener: WakeUpListener | undefined;
+    try {
+      await ensureCheckpoints(this.#sql, target);
+      const furthest = await furthestCheckpoint(this.#sql, target);
+      if (furthest) await this.#store.assertCursorInCluster(this.#sql, furthest);
+      // A run that stops once caught up never sleeps long: no LISTEN needed.
+      const channel = this.#store.notifyChannel;
+      if (mode === "continuous" && this.config.wakeUp && channel !== undefined) {
+        listener = listenForWakeUps(
+          this.#sql,
+          channel,
+          projection.name,
+          projection.aggregateTypes,
+          alarm,
+          logger,
+        );
+      }
+      reason = await this.#loop(projection, target, mode, alarm, signal);
+    } finally {
+      await listener?.stop();
+      logger?.info("projection processor stopped", { projection: projection.name, reason });
+    }
+  }
+
+  async #loop(
+    projection: Projection,
+    target: Target,
+    mode: RunMode,
+    alarm: Alarm,
+    signal: AbortSignal | undefined,
+  ): Promise<StopReason> {
+    const { batchSize, pollInterval, maxPollInterval, logger } = this.config;
+    let goal = undefined as typeof START | undefined;
+    let idlePolls = 0;
+    for (;;) {
+      if (signal?.aborted) return "aborted";
+      const probe = await probeCheckpoints(this.#sql, target);
+      const tip = probe.tip;
+      if (mode === "until_caught_up") {
+        // Everything below the horizon at the first poll, and nothing more.
+        goal ??= tip ?? START;
+        const reached = goal;
+        if (probe.rows.every((row) => compareCursors(row.cursor, reached) >= 0)) {
+          return "caught up";
+        }
+      }
+      let advanced = false;
+      if (tip && probe.rows.some((row) => compareCursors(row.cursor, tip) < 0)) {
+        for (;;) {
+          const outcome = await runBatch(this.#sql, target, projection, batchSize, signal, logger);
+          if (outcome.aborted) return "aborted";
+          advanced ||= outcome.advanced;
+          if (!outcome.full || signal?.aborted) break;
+        }
+      }
+      // After progress, look again at once: more may have come meanwhile.
+      if (advanced) {
+        idlePolls = 0;
+        continue;
+      }
+      // Committed events wait behind an open transaction: the horizon may
+      // pass them any moment, and no NOTIFY will say so.
+      if (probe.pending) idlePolls = 0;
+      const delay = Math.min(pollInterval * 2 ** idlePolls, maxPollInterval);
+      idlePolls = Math.min(idlePolls + 1, 30);
+      if (await alarm.sleep(delay, signal) === "aborted") return "aborted";
+    }
+  }
+}

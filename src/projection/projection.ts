@@ -1,0 +1,75 @@
+/**
+ * What a projection is: a name, an optional scope, and a handler that runs
+ * in the same transaction as the checkpoint.
+ *
+ * @module
+ */
+
+import type { TransactionSql } from "postgres";
+import type { PersistedEvent } from "../es/event.ts";
+import { ValidationError } from "../es/errors.ts";
+import { requireName, show } from "../es/validate.ts";
+
+/**
+ * A projection: it turns events into a read model, a side effect or other
+ * events. The processor calls `handle` for each event of its scope, in
+ * `(transactionId, globalPosition)` order per segment (so in version order
+ * per aggregate), inside the transaction that also moves the checkpoint:
+ * write the read model through `tx` and it is updated exactly once.
+ *
+ * @example A read model in the same database
+ * ```ts
+ * import type { Projection } from "@getpup/pupsourcing/projection";
+ *
+ * const userCount: Projection = {
+ *   name: "user_count",
+ *   aggregateTypes: ["User"],
+ *   eventTypes: ["UserRegistered"],
+ *   async handle(_event, tx) {
+ *     await tx`update user_count set n = n + 1`;
+ *   },
+ * };
+ * ```
+ */
+export interface Projection {
+  /**
+   * The projection's name: the key of its checkpoints. Renaming a
+   * projection makes it start from the beginning of the log.
+   */
+  name: string;
+  /** Only events of these aggregate types (filtered in SQL); default: all. */
+  aggregateTypes?: readonly string[];
+  /** Only events of these event types (filtered in SQL); default: all. */
+  eventTypes?: readonly string[];
+  /**
+   * Handles one event. Use `tx` for every write that must happen exactly
+   * once: it is the batch's transaction, committed together with the
+   * checkpoint. A throw rolls the whole batch back and stops the processor
+   * with a `ProjectionError`; the event is delivered again on the next run.
+   */
+  // deno-lint-ignore no-explicit-any -- works with clients configured with any custom type map
+  handle(event: PersistedEvent, tx: TransactionSql<any>): void | Promise<void>;
+}
+
+/** Checks a projection before it runs. */
+export function validateProjection(projection: Projection): void {
+  if (typeof projection !== "object" || projection === null) {
+    throw new ValidationError("projection", "an object with a name and handle", show(projection));
+  }
+  requireName("projection.name", projection.name);
+  if (typeof projection.handle !== "function") {
+    throw new ValidationError("projection.handle", "a function", show(projection.handle));
+  }
+  for (const field of ["aggregateTypes", "eventTypes"] as const) {
+    const names = projection[field];
+    if (names === undefined) continue;
+    if (!Array.isArray(names) || names.length === 0) {
+      throw new ValidationError(
+        `projection.${field}`,
+        "a non-empty array of names (omit it to take all)",
+        show(names),
+      );
+    }
+    names.forEach((name, i) => requireName(`projection.${field}[${i}]`, name));
+  }
+}
