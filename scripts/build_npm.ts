@@ -115,8 +115,10 @@ export async function findDenoUses(dir: string): Promise<string[]> {
     if (!file.endsWith(".js")) continue;
     const lines = (await readFile(join(dir, file), "utf8")).split("\n");
     lines.forEach((line, i) => {
+      // Comments (JSDoc examples written for Deno users) are not code.
+      const code = /^\s*(\*|\/\*|\/\/)/.test(line) ? "" : line.replace(/\/\/.*$/, "");
       // `globalThis.Deno?.x` (a runtime check) does not match; `Deno.x` does.
-      if (/(^|[^.\w$])Deno\./.test(line)) hits.push(`${file}:${i + 1}: ${line.trim()}`);
+      if (/(^|[^.\w$])Deno\./.test(code)) hits.push(`${file}:${i + 1}: ${line.trim()}`);
     });
   }
   return hits;
