@@ -173,7 +173,18 @@ function run(
     let output = "";
     child.stdout!.on("data", (chunk) => output += chunk);
     child.stderr!.on("data", (chunk) => output += chunk);
-    child.on("error", reject);
+    child.on("error", (error: Error & { code?: string }) => {
+      if (error.code !== "EACCES" || options.uid === undefined) return reject(error);
+      reject(
+        new Error(
+          `Running as root, PostgreSQL runs as the 'postgres' user, who cannot execute ${command}: ` +
+            "expected every folder above it to be readable by others (a project under /root, " +
+            "or a 0700 temporary folder, is not). Move the project, chmod o+x its folders, " +
+            "or set PUPSOURCING_PG_BIN or DATABASE_URL.",
+          { cause: error },
+        ),
+      );
+    });
     child.on("exit", (code) => {
       if (code === 0) resolve();
       else reject(new Error(`${command} exited with code ${code}:\n${output}`));
