@@ -47,4 +47,6 @@
  * @module
  */
 
+export { type PartitionsOptions, runProjectionPartitions } from "./partitions.ts";
+export { type MultipleOptions, type ProjectionEntry, runMultipleProjections } from "./multiple.ts";
 export { type PartitionConfig, partitionConfigFromArgs } from "./cli.ts";

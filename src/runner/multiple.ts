@@ -1,0 +1,171 @@
+/**
+ * Several projections, or several partitions of them, in one process.
+ *
+ * @module
+ */
+
+import type { Sql } from "postgres";
+import { ValidationError } from "../es/errors.ts";
+import { show } from "../es/validate.ts";
+import type { PostgresStore } from "../postgres/store.ts";
+import {
+  DEFAULT_SEGMENTS,
+  type ProcessorConfig,
+  type Projection,
+  ProjectionProcessor,
+  type RunMode,
+} from "../projection/mod.ts";
+import { runOptions, superviseWorkers, type Worker } from "./supervise.ts";
+import { optionalSignal, validateProjection } from "./validate.ts";
+
+/**
+ * One worker of {@linkcode runMultipleProjections}: a projection and the
+ * processor configuration to run it with (its own batch size, logger,
+ * partition...).
+ *
+ * @example A slow projection in small batches, on partition 1 of 2
+ * ```ts
+ * import type { ProjectionEntry } from "@getpup/pupsourcing/runner";
+ *
+ * const entry: ProjectionEntry = {
+ *   projection: { name: "mailer", handle() {} },
+ *   config: { batchSize: 10, partitionKey: 1, totalPartitions: 2 },
+ * };
+ * ```
+ */
+export interface ProjectionEntry {
+  /** The projection to run. */
+  projection: Projection;
+  /** Its processor's configuration; default: the processor's defaults. */
+  config?: ProcessorConfig;
+}
+
+/**
+ * Options of {@linkcode runMultipleProjections}.
+ *
+ * @example Run every projection until it has caught up
+ * ```ts
+ * import type { MultipleOptions } from "@getpup/pupsourcing/runner";
+ *
+ * const options: MultipleOptions = { mode: "until_caught_up" };
+ * ```
+ */
+export interface MultipleOptions {
+  /** Stops every worker when it aborts; the run then resolves. */
+  signal?: AbortSignal;
+  /**
+   * `"continuous"` (default) runs until `signal` aborts;
+   * `"until_caught_up"` returns once every worker has caught up.
+   */
+  mode?: RunMode;
+}
+
+/**
+ * Runs several projections at once in this process, one processor per
+ * entry. An entry may also be one partition of a projection (set
+ * `partitionKey` and `totalPartitions` in its config), so one process can
+ * run, say, one worker of a cheap projection and four of a slow one.
+ *
+ * The promise settles only after every worker has stopped:
+ *
+ * - it resolves when `options.signal` aborts (or, in `"until_caught_up"`
+ *   mode, when every worker has caught up);
+ * - it rejects when a worker fails, with that worker's error (usually a
+ *   `ProjectionError`); the other workers are stopped first.
+ *
+ * Give `sql`'s pool at least one connection per entry, plus one for the
+ * wake-up listener.
+ *
+ * @throws {ValidationError} before anything starts: when the list is
+ * empty, an entry has no projection name or no `handle`, two entries are
+ * the same partition of the same projection (same name and partition
+ * key), entries of one projection disagree on `totalPartitions` or
+ * `segments`, or a processor configuration is invalid.
+ *
+ * @example Three read models, each with its own batch size
+ * ```ts ignore
+ * import postgres from "postgres";
+ * import { PostgresStore } from "@getpup/pupsourcing";
+ * import { runMultipleProjections } from "@getpup/pupsourcing/runner";
+ *
+ * const sql = postgres(process.env.DATABASE_URL!);
+ * const store = new PostgresStore();
+ * const controller = new AbortController();
+ *
+ * await runMultipleProjections(sql, store, [
+ *   { projection: userCounter, config: { batchSize: 1000 } },
+ *   { projection: revenue },
+ *   { projection: activityLog, config: { batchSize: 50 } },
+ * ], { signal: controller.signal });
+ * ```
+ */
+export async function runMultipleProjections(
+  // deno-lint-ignore no-explicit-any -- any client type map, as ProjectionProcessor accepts
+  sql: Sql<any>,
+  store: PostgresStore,
+  entries: readonly ProjectionEntry[],
+  options: MultipleOptions = {},
+): Promise<void> {
+  if (!Array.isArray(entries) || entries.length === 0) {
+    throw new ValidationError(
+      "projections",
+      "a non-empty array of { projection, config? } entries",
+      show(entries),
+    );
+  }
+  const signal = optionalSignal("options.signal", options.signal);
+  const seen = new Map<string, { index: number; totalPartitions: number; segments: number }>();
+  const keys = new Set<string>();
+  const workers: Worker[] = [];
+  entries.forEach((entry, index) => {
+    const field = `projections[${index}]`;
+    if (typeof entry !== "object" || entry === null) {
+      throw new ValidationError(field, "a { projection, config? } entry", show(entry));
+    }
+    const projection = validateProjection(`${field}.projection`, entry.projection);
+    const config = entry.config ?? {};
+    // The processor validates the configuration when it is constructed.
+    const processor = new ProjectionProcessor(sql, store, config);
+    const partitionKey = config.partitionKey ?? 0;
+    const totalPartitions = config.totalPartitions ?? 1;
+    const segments = config.segments ?? DEFAULT_SEGMENTS;
+    const key = `${projection.name}\0${partitionKey}`;
+    if (keys.has(key)) {
+      throw new ValidationError(
+        `${field}.config.partitionKey`,
+        `a partition of projection "${projection.name}" that no other entry runs`,
+        `partition ${partitionKey}, which an earlier entry already runs`,
+      );
+    }
+    keys.add(key);
+    const first = seen.get(projection.name);
+    if (first === undefined) {
+      seen.set(projection.name, { index, totalPartitions, segments });
+    } else {
+      for (
+        const [name, value] of [["totalPartitions", totalPartitions], [
+          "segments",
+          segments,
+        ]] as const
+      ) {
+        if (first[name] !== value) {
+          throw new ValidationError(
+            `${field}.config.${name}`,
+            `${
+              first[name]
+            }, as in projections[${first.index}] (same projection "${projection.name}")`,
+            show(value),
+          );
+        }
+      }
+    }
+    workers.push({
+      label: totalPartitions === 1
+        ? projection.name
+        : `${projection.name}[${partitionKey}/${totalPartitions}]`,
+      logger: config.logger,
+      run: (workerSignal) => processor.run(projection, runOptions(workerSignal, options.mode)),
+    });
+  });
+  await superviseWorkers(workers, signal);
+}

@@ -1,0 +1,124 @@
+/**
+ * All partitions of one projection in one process.
+ *
+ * @module
+ */
+
+import type { Sql } from "postgres";
+import { ValidationError } from "../es/errors.ts";
+import { show } from "../es/validate.ts";
+import type { PostgresStore } from "../postgres/store.ts";
+import {
+  type ProcessorConfig,
+  type Projection,
+  ProjectionProcessor,
+  type RunMode,
+} from "../projection/mod.ts";
+import { runOptions, superviseWorkers, type Worker } from "./supervise.ts";
+import { optionalSignal, positiveInteger, validateProjection } from "./validate.ts";
+
+/**
+ * Options of {@linkcode runProjectionPartitions}.
+ *
+ * @example Catch up with 4 workers of 500-event batches, then return
+ * ```ts
+ * import type { PartitionsOptions } from "@getpup/pupsourcing/runner";
+ *
+ * const options: PartitionsOptions = { mode: "until_caught_up", config: { batchSize: 500 } };
+ * ```
+ */
+export interface PartitionsOptions {
+  /** Stops every worker when it aborts; the run then resolves. */
+  signal?: AbortSignal;
+  /**
+   * `"continuous"` (default) runs until `signal` aborts;
+   * `"until_caught_up"` returns once every partition has caught up.
+   */
+  mode?: RunMode;
+  /**
+   * The processor configuration every partition shares. The runner sets
+   * `partitionKey` and `totalPartitions` itself.
+   */
+  config?: Omit<ProcessorConfig, "partitionKey" | "totalPartitions">;
+}
+
+/**
+ * Runs `totalPartitions` processors of one projection in this process, one
+ * per partition key `0..totalPartitions-1`, so that together they cover
+ * every segment of the projection.
+ *
+ * The promise settles only after every worker has stopped:
+ *
+ * - it resolves when `options.signal` aborts (or, in `"until_caught_up"`
+ *   mode, when every partition has caught up);
+ * - it rejects when a worker fails, with that worker's error (usually a
+ *   `ProjectionError`); the other workers are stopped first.
+ *
+ * Each worker holds a connection of `sql`'s pool while it processes a
+ * batch: give the pool at least `totalPartitions + 1` connections (one more
+ * for the wake-up listener).
+ *
+ * @throws {ValidationError} before anything starts, when `totalPartitions`
+ * is not a positive integer, the projection has no name or no `handle`, or
+ * the processor configuration is invalid.
+ *
+ * @example Four workers in one process, stopped by SIGTERM
+ * ```ts ignore
+ * import process from "node:process";
+ * import postgres from "postgres";
+ * import { PostgresStore } from "@getpup/pupsourcing";
+ * import { runProjectionPartitions } from "@getpup/pupsourcing/runner";
+ *
+ * const sql = postgres(process.env.DATABASE_URL!, { max: 8 });
+ * const store = new PostgresStore();
+ * const controller = new AbortController();
+ * process.once("SIGTERM", () => controller.abort());
+ *
+ * await runProjectionPartitions(sql, store, {
+ *   name: "order_totals",
+ *   async handle(event, tx) {
+ *     await tx`insert into order_log (event_id) values (${event.eventId})`;
+ *   },
+ * }, 4, { signal: controller.signal });
+ * await sql.end();
+ * ```
+ */
+export async function runProjectionPartitions(
+  // deno-lint-ignore no-explicit-any -- any client type map, as ProjectionProcessor accepts
+  sql: Sql<any>,
+  store: PostgresStore,
+  projection: Projection,
+  totalPartitions: number,
+  options: PartitionsOptions = {},
+): Promise<void> {
+  validateProjection("projection", projection);
+  positiveInteger("totalPartitions", totalPartitions);
+  const signal = optionalSignal("options.signal", options.signal);
+  const config = options.config ?? {};
+  for (const field of ["partitionKey", "totalPartitions"] as const) {
+    const value = (config as ProcessorConfig)[field];
+    if (value !== undefined) {
+      throw new ValidationError(
+        `options.config.${field}`,
+        "undefined (runProjectionPartitions sets it for each worker)",
+        show(value),
+      );
+    }
+  }
+  // Constructing every processor first validates the configuration before
+  // any worker starts.
+  const workers: Worker[] = [];
+  for (let partitionKey = 0; partitionKey < totalPartitions; partitionKey++) {
+    const processor = new ProjectionProcessor(sql, store, {
+      ...config,
+      partitionKey,
+      totalPartitions,
+    });
+    workers.push({
+      label: `${projection.name}[${partitionKey}/${totalPartitions}]`,
+      logger: config.logger,
+      run: (workerSignal) => processor.run(projection, runOptions(workerSignal, options.mode)),
+    });
+  }
+  await superviseWorkers(workers, signal);
+}
