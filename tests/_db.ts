@@ -141,3 +141,31 @@ export function gate(): { promise: Promise<void>; open: () => void } {
   const promise = new Promise<void>((resolve) => open = resolve);
   return { promise, open };
 }
+
+/** A transaction held open on its own connection until `commit()`. */
+export interface HeldTransaction {
+  /** Runs statements inside the transaction. */
+  tx: postgres.TransactionSql;
+  /** Ends the transaction with a commit and waits for it. */
+  commit(): Promise<void>;
+}
+
+/** Opens a transaction on `sql` (use a `max: 1` client) and returns once it is open. */
+export async function holdTransaction(sql: postgres.Sql): Promise<HeldTransaction> {
+  const ready = gate();
+  const done = gate();
+  let tx!: postgres.TransactionSql;
+  const transaction = sql.begin(async (open) => {
+    tx = open;
+    ready.open();
+    await done.promise;
+  });
+  await Promise.race([ready.promise, transaction]);
+  return {
+    tx,
+    async commit() {
+      done.open();
+      await transaction;
+    },
+  };
+}

@@ -1,0 +1,168 @@
+/**
+ * The ordering rule: a global position is taken when a row is inserted, not
+ * when its transaction commits, so a reader that trusts
+ * `global_position > checkpoint` skips events for good when transactions
+ * commit out of order. These tests make that happen with real concurrent
+ * transactions and show that the store's reader never skips nor repeats.
+ */
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { type Cursor, type PersistedEvent, START, TransactionIdRegressionError } from "../mod.ts";
+import type { PostgresStore } from "../src/postgres/mod.ts";
+import { event, holdTransaction, setupDatabase, type TestDb } from "./_db.ts";
+
+describe("the global log's order", () => {
+  let db: TestDb;
+  before(async () => db = await setupDatabase());
+  after(() => db.close());
+
+  /** A consumer of the store's log: keeps its cursor and everything it was handed. */
+  function reader(store: PostgresStore) {
+    let cursor: Cursor = START;
+    const seen: PersistedEvent[] = [];
+    return {
+      seen,
+      async poll(): Promise<PersistedEvent[]> {
+        const page = await store.readEvents(db.sql, { after: cursor });
+        const last = page.at(-1);
+        if (last) {
+          cursor = { transactionId: last.transactionId, globalPosition: last.globalPosition };
+        }
+        seen.push(...page);
+        return page;
+      },
+    };
+  }
+
+  /** The Go original's reader: resumes after the highest global position it has seen. */
+  function naiveReader(store: PostgresStore) {
+    let checkpoint = 0n;
+    const seen: bigint[] = [];
+    return {
+      seen,
+      async poll(): Promise<bigint[]> {
+        const rows = await db.sql`
+          select global_position::text as position from ${db.sql(store.tables.events)}
+          where global_position > ${String(checkpoint)}::bigint order by global_position`;
+        const page = rows.map((row) => BigInt(row.position));
+        if (page.length > 0) checkpoint = page.at(-1)!;
+        seen.push(...page);
+        return page;
+      },
+    };
+  }
+
+  const hold = (url?: string) => holdTransaction(db.client({ max: 1 }, url));
+
+  it("delivers a transaction that commits late, which a position checkpoint skips", async () => {
+    const store = await db.freshStore();
+    const ours = reader(store);
+    const naive = naiveReader(store);
+    await store.append(db.sql, [event("o-0")]);
+    assert.equal((await ours.poll()).length, 1);
+    assert.deepEqual(await naive.poll(), [1n]);
+
+    // A appends first, so it holds the lower position, and stays open.
+    const a = await hold();
+    const appendedA = await store.append(a.tx, [event("o-a")]);
+    // B appends after A and commits first.
+    const { events: [b] } = await store.append(db.sql, [event("o-b")]);
+    const [eventA] = appendedA.events;
+    assert.equal(eventA.globalPosition, 2n);
+    assert.equal(b.globalPosition, 3n);
+    assert.ok(eventA.transactionId < b.transactionId);
+
+    // While A is open our reader hands out neither A nor B; the naive one takes B.
+    assert.deepEqual(await ours.poll(), []);
+    assert.deepEqual(await naive.poll(), [3n]);
+
+    await a.commit();
+    // A is committed now, but position 2 is behind the naive checkpoint: lost for good.
+    assert.deepEqual(await naive.poll(), []);
+    assert.deepEqual(naive.seen, [1n, 3n]);
+    // Ours resumes from its cursor and gets A, then B, exactly once.
+    assert.deepEqual((await ours.poll()).map((e) => e.aggregateId), ["o-a", "o-b"]);
+    assert.deepEqual(await ours.poll(), []);
+    assert.deepEqual(ours.seen.map((e) => e.globalPosition), [1n, 2n, 3n]);
+    assert.deepEqual(ours.seen, await store.readEvents(db.sql));
+  });
+
+  it("orders by transaction id first: positions may come out of order, never skipped", async () => {
+    const store = await db.freshStore();
+    const ours = reader(store);
+    // T1 takes its transaction id first, then appends after T2 did.
+    const t1 = await hold();
+    await t1.tx`select pg_current_xact_id()`;
+    const { events: [x] } = await store.append(db.sql, [event("o-x")]);
+    assert.deepEqual(await ours.poll(), []);
+    const { events: [y] } = await store.append(t1.tx, [event("o-y")]);
+    await t1.commit();
+
+    assert.ok(y.transactionId < x.transactionId);
+    assert.ok(y.globalPosition > x.globalPosition);
+    const page = await ours.poll();
+    assert.deepEqual(page.map((e) => e.aggregateId), ["o-y", "o-x"]);
+    assert.deepEqual(page.map((e) => e.globalPosition), [2n, 1n]);
+    assert.deepEqual(await ours.poll(), []);
+    // Paging one event at a time resumes correctly across the inversion.
+    const first = await store.readEvents(db.sql, { limit: 1 });
+    const second = await store.readEvents(db.sql, {
+      limit: 1,
+      after: { transactionId: first[0].transactionId, globalPosition: first[0].globalPosition },
+    });
+    assert.deepEqual([...first, ...second], page);
+  });
+
+  it("a long writing transaction, even in another database, holds readers back", async () => {
+    const store = await db.freshStore();
+    const ours = reader(store);
+    // A transaction that has not written has no transaction id: it holds nothing back.
+    const idle = await hold();
+    await idle.tx`select count(*) from pg_class`;
+    await store.append(db.sql, [event("o-1")]);
+    assert.deepEqual((await ours.poll()).map((e) => e.aggregateId), ["o-1"]);
+
+    const elsewhere = await hold(await db.createDatabase());
+    await elsewhere.tx`select pg_current_xact_id()`;
+    await store.append(db.sql, [event("o-2")]);
+    await store.append(db.sql, [event("o-3"), event("o-3")]);
+    assert.deepEqual(await ours.poll(), []);
+    assert.deepEqual(await ours.poll(), []);
+
+    await elsewhere.commit();
+    assert.deepEqual((await ours.poll()).map((e) => e.aggregateId), ["o-2", "o-3", "o-3"]);
+    await idle.commit();
+    assert.deepEqual(ours.seen.map((e) => e.globalPosition), [1n, 2n, 3n, 4n]);
+  });
+
+  it("refuses a cursor from the future (a restore into a new cluster)", async () => {
+    const store = await db.freshStore();
+    const { events: [stored] } = await store.append(db.sql, [event("o-1")]);
+    const xmax = async () => {
+      const [{ xmax }] = await db.sql`select pg_snapshot_xmax(pg_current_snapshot())::text as xmax`;
+      return BigInt(xmax);
+    };
+    const before = await xmax();
+    const future = before + 1_000_000n;
+    const error = await store.readEvents(db.sql, {
+      after: { transactionId: future, globalPosition: 1n },
+    }).catch((error) => error);
+    const afterwards = await xmax();
+
+    assert.ok(error instanceof TransactionIdRegressionError, String(error));
+    assert.equal(error.cursorTransactionId, future);
+    assert.ok(
+      error.databaseTransactionId >= before - 1n && error.databaseTransactionId < afterwards,
+      `databaseTransactionId ${error.databaseTransactionId} outside [${
+        before - 1n
+      }, ${afterwards})`,
+    );
+    assert.match(error.message, /restored into a new cluster, reset the checkpoints/);
+    // A cursor at the last event, or at the newest transaction id, is fine.
+    const atLast = { transactionId: stored.transactionId, globalPosition: stored.globalPosition };
+    assert.deepEqual(await store.readEvents(db.sql, { after: atLast }), []);
+    const newest = { transactionId: before - 1n, globalPosition: 1n << 62n };
+    assert.deepEqual(await store.readEvents(db.sql, { after: newest }), []);
+  });
+});
