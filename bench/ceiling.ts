@@ -1,0 +1,164 @@
+/**
+ * The ceilings: the same work as the library, hand-written as the best
+ * single statement through postgres.js, on the same tables.
+ *
+ * @module
+ */
+
+import type postgres from "postgres";
+import { fnv1a32 } from "../src/es/segment.ts";
+import type { Event } from "../src/es/mod.ts";
+import type { PostgresStore } from "../src/postgres/mod.ts";
+
+type Sql = postgres.Sql | postgres.TransactionSql;
+
+/** Every column of an event, in the order the hand-written reads index them. */
+export const COLUMNS: string[] = [
+  "global_position",
+  "transaction_id",
+  "aggregate_type",
+  "aggregate_id",
+  "aggregate_version",
+  "event_id",
+  "event_type",
+  "event_version",
+  "payload",
+  "metadata",
+  "trace_id",
+  "correlation_id",
+  "causation_id",
+  "created_at",
+];
+
+/** One event to a new aggregate: head insert + event insert, one statement. */
+export function appendNew(sql: Sql, store: PostgresStore, event: Event): Promise<unknown> {
+  const { events, aggregateHeads } = store.tables;
+  return sql`
+    with head as (
+      insert into ${sql(aggregateHeads)} (aggregate_type, aggregate_id, aggregate_version)
+      values (${event.aggregateType}, ${event.aggregateId}, 1)
+      on conflict do nothing
+      returning aggregate_version)
+    insert into ${sql(events)} (aggregate_type, aggregate_id, aggregate_version,
+      aggregate_id_hash, event_id, event_type, payload)
+    select ${event.aggregateType}, ${event.aggregateId}, head.aggregate_version,
+      ${fnv1a32(event.aggregateId)}, ${crypto.randomUUID()}, ${event.eventType}, ${event.payload}
+    from head
+    returning global_position, transaction_id, created_at
+  `.values();
+}
+
+/** One event to an aggregate at exactly `version`: head update + event insert. */
+export function appendAt(
+  sql: Sql,
+  store: PostgresStore,
+  event: Event,
+  version: number,
+): Promise<unknown> {
+  if (version === 0) return appendNew(sql, store, event);
+  const { events, aggregateHeads } = store.tables;
+  return sql`
+    with head as (
+      update ${
+    sql(aggregateHeads)
+  } set aggregate_version = aggregate_version + 1, updated_at = now()
+      where aggregate_type = ${event.aggregateType} and aggregate_id = ${event.aggregateId}
+        and aggregate_version = ${version}
+      returning aggregate_version)
+    insert into ${sql(events)} (aggregate_type, aggregate_id, aggregate_version,
+      aggregate_id_hash, event_id, event_type, payload)
+    select ${event.aggregateType}, ${event.aggregateId}, head.aggregate_version,
+      ${fnv1a32(event.aggregateId)}, ${crypto.randomUUID()}, ${event.eventType}, ${event.payload}
+    from head
+    returning global_position, transaction_id, created_at
+  `.values();
+}
+
+/**
+ * Many events, any number of aggregates, one statement: heads upserted from
+ * arrays, events inserted from arrays (new aggregates only).
+ */
+export function appendUnnest(sql: Sql, store: PostgresStore, batch: Event[]): Promise<unknown> {
+  const { events, aggregateHeads } = store.tables;
+  const counts = new Map<string, number>();
+  for (const e of batch) counts.set(e.aggregateId, (counts.get(e.aggregateId) ?? 0) + 1);
+  const ids = [...counts.keys()];
+  const version = new Map<string, number>();
+  const versions = batch.map((e) => {
+    const v = (version.get(e.aggregateId) ?? 0) + 1;
+    version.set(e.aggregateId, v);
+    return v;
+  });
+  const type = batch[0].aggregateType;
+  return sql`
+    with head as (
+      insert into ${sql(aggregateHeads)} (aggregate_type, aggregate_id, aggregate_version)
+      select ${type}, h.id, h.n from unnest(${sql.array(ids, 25)}::text[],
+        ${sql.array(ids.map((id) => counts.get(id)!), 20)}::int8[]) as h(id, n)
+      on conflict do nothing
+      returning aggregate_id)
+    insert into ${sql(events)} (aggregate_type, aggregate_id, aggregate_version,
+      aggregate_id_hash, event_id, event_type, payload)
+    select ${type}, e.id, e.v, e.hash, gen_random_uuid(), e.type, e.payload
+    from unnest(${sql.array(batch.map((e) => e.aggregateId), 25)}::text[],
+      ${sql.array(versions, 20)}::int8[],
+      ${sql.array(batch.map((e) => fnv1a32(e.aggregateId)), 20)}::int8[],
+      ${sql.array(batch.map((e) => e.eventType), 25)}::text[],
+      ${sql.array(batch.map((e) => e.payload), 17)}::bytea[]) as e(id, v, hash, type, payload)
+    where e.id in (select aggregate_id from head)
+    returning global_position
+  `.values();
+}
+
+function copyField(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n");
+}
+
+const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+function byteaText(bytes: Uint8Array): string {
+  let out = "\\\\x";
+  for (const b of bytes) out += HEX[b];
+  return out;
+}
+
+/**
+ * The same batch through COPY: one transaction with the heads insert and a
+ * COPY FROM STDIN of the events (text format).
+ */
+export function appendCopy(
+  sql: postgres.Sql,
+  store: PostgresStore,
+  batch: Event[],
+): Promise<unknown> {
+  const { events, aggregateHeads } = store.tables;
+  const counts = new Map<string, number>();
+  for (const e of batch) counts.set(e.aggregateId, (counts.get(e.aggregateId) ?? 0) + 1);
+  const ids = [...counts.keys()];
+  const type = batch[0].aggregateType;
+  return sql.begin(async (tx) => {
+    const heads = await tx`
+      insert into ${tx(aggregateHeads)} (aggregate_type, aggregate_id, aggregate_version)
+      select ${type}, h.id, h.n from unnest(${tx.array(ids, 25)}::text[],
+        ${tx.array(ids.map((id) => counts.get(id)!), 20)}::int8[]) as h(id, n)
+      on conflict do nothing
+      returning aggregate_id`.values();
+    if (heads.length !== ids.length) throw new Error("aggregate exists");
+    const version = new Map<string, number>();
+    let text = "";
+    for (const e of batch) {
+      const v = (version.get(e.aggregateId) ?? 0) + 1;
+      version.set(e.aggregateId, v);
+      text += `${copyField(type)}\t${copyField(e.aggregateId)}\t${v}\t${
+        fnv1a32(e.aggregateId)
+      }\t${crypto.randomUUID()}\t${copyField(e.eventType)}\t${byteaText(e.payload)}\n`;
+    }
+    const writable = await tx`
+      copy ${tx(events)} (aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash,
+        event_id, event_type, payload) from stdin`.writable();
+    await new Promise<void>((resolve, reject) => {
+      writable.on("error", reject);
+      writable.end(text, () => resolve());
+    });
+  });
+}

@@ -1,0 +1,48 @@
+/**
+ * The size of a run: full, or `--quick` for the CI smoke run.
+ *
+ * @module
+ */
+
+/** How long and how big each workload runs. */
+export interface Config {
+  quick: boolean;
+  /** Repetitions of each variant. */
+  reps: number;
+  /** Seconds per repetition of the timed append workloads. */
+  seconds: number;
+  /** Appends of 1000 events per repetition (W3). */
+  bulkAppends: number;
+  /** Aggregates and events per aggregate in the read fixture (W4, W5). */
+  fixtureAggregates: number;
+  fixtureVersions: number;
+  /** Reads of one 1000-event aggregate per repetition (W4). */
+  streamReads: number;
+  /** Appends whose wake-up latency is measured per repetition (W6). */
+  latencyAppends: number;
+}
+
+/** The configuration for `--quick` or a full run. */
+export function config(quick: boolean): Config {
+  return quick
+    ? {
+      quick,
+      reps: 1,
+      seconds: 1,
+      bulkAppends: 3,
+      fixtureAggregates: 50,
+      fixtureVersions: 1000,
+      streamReads: 10,
+      latencyAppends: 30,
+    }
+    : {
+      quick,
+      reps: 3,
+      seconds: 4,
+      bulkAppends: 15,
+      fixtureAggregates: 1000,
+      fixtureVersions: 1000,
+      streamReads: 100,
+      latencyAppends: 200,
+    };
+}

@@ -1,0 +1,117 @@
+/**
+ * Medians, percentiles and the timing helpers every workload uses.
+ *
+ * @module
+ */
+
+/** The median of `values` (0 when empty). */
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
+}
+
+/** The `p`th percentile (nearest rank) of `values` (0 when empty). */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
+}
+
+/** What one repetition of one variant measured. */
+export interface Sample {
+  /** Events (or operations) per second. */
+  throughput: number;
+  /** Per-operation latencies in milliseconds, when the workload has operations. */
+  latencies: number[];
+}
+
+/** Several repetitions of one variant, summarized. */
+export interface Summary {
+  /** Median throughput over the repetitions. */
+  throughput: number;
+  /** Each repetition's throughput, in run order. */
+  runs: number[];
+  /** Latency percentiles over every operation of every repetition, in ms. */
+  p50?: number;
+  p99?: number;
+}
+
+/** Summarizes repetitions: the median throughput and pooled latency percentiles. */
+export function summarize(samples: readonly Sample[]): Summary {
+  const runs = samples.map((s) => s.throughput);
+  const latencies = samples.flatMap((s) => s.latencies);
+  return {
+    throughput: median(runs),
+    runs,
+    ...(latencies.length > 0
+      ? { p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
+      : {}),
+  };
+}
+
+/**
+ * Runs `op` from `clients` concurrent loops until `seconds` have passed;
+ * returns operations per second (times `perOp`) and each operation's latency.
+ */
+export async function runFor(
+  seconds: number,
+  clients: number,
+  op: (client: number, i: number) => Promise<unknown>,
+  perOp = 1,
+): Promise<Sample> {
+  const latencies: number[] = [];
+  const start = performance.now();
+  const deadline = start + seconds * 1000;
+  await Promise.all(Array.from({ length: clients }, async (_, client) => {
+    for (let i = 0; performance.now() < deadline; i++) {
+      const t0 = performance.now();
+      await op(client, i);
+      latencies.push(performance.now() - t0);
+    }
+  }));
+  const elapsed = (performance.now() - start) / 1000;
+  return { throughput: (latencies.length * perOp) / elapsed, latencies };
+}
+
+/** Runs `op` `times` times in a row; returns units per second and each latency. */
+export async function runTimes(
+  times: number,
+  op: (i: number) => Promise<unknown>,
+  perOp: number,
+): Promise<Sample> {
+  const latencies: number[] = [];
+  const start = performance.now();
+  for (let i = 0; i < times; i++) {
+    const t0 = performance.now();
+    await op(i);
+    latencies.push(performance.now() - t0);
+  }
+  const elapsed = (performance.now() - start) / 1000;
+  return { throughput: (times * perOp) / elapsed, latencies };
+}
+
+/** Times one call; returns units per second, without latencies. */
+export async function runOnce(op: () => Promise<number>): Promise<Sample> {
+  const start = performance.now();
+  const units = await op();
+  return { throughput: units / ((performance.now() - start) / 1000), latencies: [] };
+}
+
+/**
+ * Runs each variant `reps` times, interleaved (A B C, B C A, ...) so that a
+ * noisy neighbour slows every variant alike; returns each variant's samples.
+ */
+export async function interleave(
+  reps: number,
+  variants: Record<string, () => Promise<Sample>>,
+): Promise<Record<string, Sample[]>> {
+  const names = Object.keys(variants);
+  const samples: Record<string, Sample[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (let rep = 0; rep < reps; rep++) {
+    for (let k = 0; k < names.length; k++) {
+      const name = names[(k + rep) % names.length];
+      samples[name].push(await variants[name]());
+    }
+  }
+  return samples;
+}

@@ -1,0 +1,123 @@
+/**
+ * W6: the time from an append's commit (its promise resolving) to the
+ * projection handler starting on that event, with NOTIFY and with polling
+ * only; a hand-written LISTEN-then-SELECT loop is the reference.
+ *
+ * @module
+ */
+
+import type { PersistedEvent } from "../../src/es/mod.ts";
+import type { PostgresStore } from "../../src/postgres/mod.ts";
+import type { BenchDb } from "../db.ts";
+import { eventsFor } from "../events.ts";
+import { loadProjectionApi } from "../projection_api.ts";
+import { result, type WorkloadResult } from "../result.ts";
+import { interleave, type Sample } from "../stats.ts";
+import type { Config } from "../config.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let names = 0;
+
+/**
+ * Appends `count` events one by one, a random 5–25 ms apart, and returns
+ * each event's commit-to-handler latency. `start` runs the consumer until
+ * the signal aborts; `seen` is what its handler calls.
+ */
+async function measure(
+  db: BenchDb,
+  store: PostgresStore,
+  count: number,
+  start: (seen: (event: PersistedEvent) => void, signal: AbortSignal) => Promise<unknown>,
+): Promise<Sample> {
+  const writer = await db.client(1);
+  const waiting = new Map<string, (t: number) => void>();
+  const early = new Map<string, number>();
+  const seen = (event: PersistedEvent) => {
+    const now = performance.now();
+    const resolve = waiting.get(event.eventId);
+    if (resolve) resolve(now);
+    else early.set(event.eventId, now);
+  };
+  const abort = new AbortController();
+  const consumer = start(seen, abort.signal);
+  await sleep(300); // let the consumer catch up and go idle
+  const latencies: number[] = [];
+  const begun = performance.now();
+  try {
+    for (let i = 0; i < count; i++) {
+      const [event] = eventsFor(crypto.randomUUID(), 1);
+      const appended = await store.append(writer, [event]);
+      const committed = performance.now();
+      const id = appended.events[0].eventId;
+      const handled = early.get(id) ??
+        await new Promise<number>((resolve) => waiting.set(id, resolve));
+      latencies.push(Math.max(0, handled - committed));
+      await sleep(5 + Math.random() * 20);
+    }
+  } finally {
+    abort.abort();
+    await consumer.catch(() => {});
+  }
+  return { throughput: count / ((performance.now() - begun) / 1000), latencies };
+}
+
+/** W6: wake-up latency. */
+export async function w6(db: BenchDb, config: Config): Promise<WorkloadResult> {
+  const api = await loadProjectionApi();
+  const notes: string[] = [];
+  const variants: Record<string, () => Promise<Sample>> = {};
+  const listenStore = await db.freshStore();
+  variants["hand-written LISTEN, then SELECT"] = async () => {
+    const sql = await db.client(2);
+    return await measure(db, listenStore, config.latencyAppends, async (seen, signal) => {
+      let after: Promise<void> = listenStore.readEvents(sql, { limit: 1 }).then(() => {});
+      const { unlisten } = await sql.listen(listenStore.notifyChannel!, () => {
+        after = after.then(async () => {
+          const rows = await sql`
+            select event_id from ${sql(listenStore.tables.events)}
+            where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            order by transaction_id desc, global_position desc limit 1`;
+          for (const row of rows) seen({ eventId: row.event_id } as PersistedEvent);
+        });
+      });
+      await new Promise((resolve) => signal.addEventListener("abort", resolve));
+      await unlisten();
+    });
+  };
+  if (api) {
+    const notifying = await db.freshStore();
+    const polling = await db.freshStore({ notifyChannel: false });
+    const run = (store: PostgresStore, count: number) => async () => {
+      const sql = await db.client(4);
+      return measure(
+        db,
+        store,
+        count,
+        (seen, signal) =>
+          api.processor(sql, store, { batchSize: 1000 }).run(
+            { name: `wakeup_${names++}`, handle: (event) => seen(event) },
+            { mode: "continuous", signal },
+          ),
+      );
+    };
+    variants["pupsourcing, NOTIFY (default)"] = run(notifying, config.latencyAppends);
+    variants["pupsourcing, polling only (notifyChannel: false)"] = run(
+      polling,
+      Math.max(10, Math.round(config.latencyAppends / 4)),
+    );
+  } else notes.push("src/projection has no ProjectionProcessor yet: only the reference ran.");
+  notes.push(
+    "latency = handler start − the append's promise resolving (clamped at 0); appends 5–25 ms apart; processor defaults except batchSize",
+  );
+  const samples = await interleave(config.reps, variants);
+  return result(
+    "W6",
+    "latency from append commit to handler start",
+    samples,
+    {},
+    [{ variant: "pupsourcing, NOTIFY (default)", p50MaxMs: 5 }],
+    notes,
+    "appends/s",
+  );
+}
