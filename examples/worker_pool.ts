@@ -1,0 +1,82 @@
+/**
+ * A worker pool: every partition of one projection in one process, with
+ * `runProjectionPartitions`. Each worker owns a share of the segments, so
+ * the workers never handle the same aggregate; the run ends when all have
+ * caught up (or, in a service, when its signal aborts).
+ *
+ *     deno run -A examples/worker_pool.ts              # 4 workers
+ *     deno run -A examples/worker_pool.ts --workers 8
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { segmentOf } from "../mod.ts";
+import type { Projection } from "../src/projection/mod.ts";
+import { runProjectionPartitions } from "../src/runner/mod.ts";
+import { json, openExampleDb, parse } from "./_db.ts";
+
+const { values: flags } = parseArgs({
+  options: { workers: { type: "string", default: "4" } },
+});
+const workers = Number(flags.workers);
+
+const db = await openExampleDb();
+const { sql, store } = db;
+await sql`create table balances (account text primary key, balance bigint not null)`;
+
+// 40 accounts, 5 deposits each.
+let expectedTotal = 0;
+for (let round = 1; round <= 5; round++) {
+  for (let i = 0; i < 40; i++) {
+    const amount = round * 10 + i;
+    expectedTotal += amount;
+    await store.append(sql, [{
+      aggregateType: "Account",
+      aggregateId: `account-${i}`,
+      eventType: "Deposited",
+      payload: json({ amount }),
+    }]);
+  }
+}
+console.log(`appended 200 deposits to 40 accounts`);
+
+const handledBySegment = new Map<number, number>();
+const balances: Projection = {
+  name: "balances",
+  aggregateTypes: ["Account"],
+  async handle(event, tx) {
+    const { amount } = parse<{ amount: number }>(event.payload);
+    await tx`insert into balances (account, balance) values (${event.aggregateId}, ${amount})
+      on conflict (account) do update set balance = balances.balance + excluded.balance`;
+    const segment = segmentOf(event.aggregateId, 16);
+    handledBySegment.set(segment, (handledBySegment.get(segment) ?? 0) + 1);
+  },
+};
+
+// Each worker holds a connection while it processes a batch; the default
+// pool of 10 is enough for up to 9 workers (one more for LISTEN).
+await runProjectionPartitions(sql, store, balances, workers, {
+  mode: "until_caught_up",
+  config: { batchSize: 20 },
+});
+
+const checkpoints = await sql`
+  select segment, global_position from projection_checkpoints
+  where projection_name = 'balances' order by segment`;
+console.log(
+  `${workers} workers caught up; checkpoints per segment (segment s is worker s % ${workers}'s):`,
+);
+for (const row of checkpoints) {
+  const segment = row.segment as number;
+  console.log(
+    `  segment ${String(segment).padStart(2)} (worker ${segment % workers}): ` +
+      `${handledBySegment.get(segment) ?? 0} events, checkpoint at position ${row.global_position}`,
+  );
+}
+const [{ total, accounts }] = await sql`
+  select sum(balance)::int as total, count(*)::int as accounts from balances`;
+console.log(`check: ${accounts} accounts, total balance ${total}, expected ${expectedTotal}`);
+if (total !== expectedTotal || accounts !== 40) throw new Error("balances do not add up");
+await db.close();
+console.log("worker_pool: done");
