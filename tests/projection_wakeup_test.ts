@@ -1,0 +1,155 @@
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { PersistedEvent } from "../src/es/mod.ts";
+import type { PostgresStore } from "../src/postgres/mod.ts";
+import { ProjectionProcessor } from "../src/projection/mod.ts";
+import { json, setupDatabase, type TestDb } from "./_db.ts";
+import { deferred, within } from "./_projection.ts";
+
+const event = (aggregateId: string) => ({
+  aggregateType: "Account",
+  aggregateId,
+  eventType: "Opened",
+  payload: json({}),
+});
+
+async function until(check: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await check())) await new Promise((r) => setTimeout(r, 10));
+}
+
+/** A projection whose handler resolves the promise waiting for each aggregate id. */
+function awaitingProjection(name: string) {
+  const waiting = new Map<string, ReturnType<typeof deferred<PersistedEvent>>>();
+  const expect = (aggregateId: string) => {
+    const d = deferred<PersistedEvent>();
+    waiting.set(aggregateId, d);
+    return d.promise;
+  };
+  return {
+    expect,
+    projection: {
+      name,
+      handle(e: PersistedEvent) {
+        waiting.get(e.aggregateId)?.resolve(e);
+      },
+    },
+  };
+}
+
+describe("projection processor wake-ups", () => {
+  let db: TestDb;
+  before(async () => db = await setupDatabase());
+  after(() => db.close());
+
+  /** Backends of this database idle after LISTENing on `channel`. */
+  const listeners = async (channel: string) => {
+    const [{ n }] = await db.sql`
+      select count(*)::int as n from pg_stat_activity
+      where datname = current_database() and query = ${`listen "${channel}"`}`;
+    return n as number;
+  };
+
+  const startIdle = async (store: PostgresStore, channel: string, name: string) => {
+    const client = db.client();
+    const { expect, projection } = awaitingProjection(name);
+    const controller = new AbortController();
+    const processor = new ProjectionProcessor(client, store, {
+      pollInterval: 60_000,
+      maxPollInterval: 60_000,
+    });
+    // A first event, handled by the first poll: the processor then sleeps.
+    const first = expect("first");
+    await store.append(db.sql, [event("first")]);
+    const running = processor.run(projection, { signal: controller.signal });
+    await within(first, 10_000, "first event handled");
+    await within(until(async () => await listeners(channel) === 1), 10_000, "LISTEN set up");
+    return { expect, controller, running };
+  };
+
+  it("is woken by an append's NOTIFY despite a 60 s poll interval", async () => {
+    const store = await db.freshStore({ notifyChannel: "wake_a" });
+    const { expect, controller, running } = await startIdle(store, "wake_a", "woken");
+    for (const id of ["second", "third"]) {
+      const handled = expect(id);
+      await store.append(db.sql, [event(id)]);
+      const e = await within(handled, 10_000, `${id} handled after NOTIFY`);
+      assert.equal(e.aggregateId, id);
+    }
+    controller.abort();
+    await running;
+  });
+
+  it("polls without LISTEN when wake-ups are off", async () => {
+    const store = await db.freshStore({ notifyChannel: "wake_b" });
+    const { expect, projection } = awaitingProjection("polled");
+    const controller = new AbortController();
+    const running = new ProjectionProcessor(db.sql, store, {
+      wakeUp: false,
+      pollInterval: 10,
+      maxPollInterval: 50,
+    }).run(projection, { signal: controller.signal });
+    for (const id of ["one", "two", "three"]) {
+      const handled = expect(id);
+      await store.append(db.sql, [event(id)]);
+      await within(handled, 10_000, `${id} handled by polling`);
+    }
+    assert.equal(await listeners("wake_b"), 0);
+    controller.abort();
+    await running;
+  });
+
+  it("keeps polling while committed events wait behind an open transaction", async () => {
+    const store = await db.freshStore({ notifyChannel: false });
+    let probes = 0;
+    const client = db.client({
+      debug: (_connection: number, query: string) => {
+        if (query.includes("as pending")) probes++;
+      },
+    });
+    const { expect, projection } = awaitingProjection("behind");
+    const controller = new AbortController();
+    // Idle, the poll interval would double to a minute: far beyond the
+    // safety timeouts below.
+    const running = new ProjectionProcessor(client, store, {
+      pollInterval: 20,
+      maxPollInterval: 60_000,
+    }).run(projection, { signal: controller.signal });
+    const blocker = db.client({ max: 1 });
+    const release = deferred();
+    const holding = deferred();
+    // A transaction with an id, open: it holds the safe horizon back.
+    const blocking = blocker.begin(async (tx) => {
+      await tx`select pg_current_xact_id()`;
+      holding.resolve();
+      await release.promise;
+    });
+    await holding.promise;
+    const handled = expect("waiting");
+    await store.append(db.sql, [event("waiting")]);
+    const before = probes;
+    // With backoff alone, 15 more polls would take 20 ms * 2^15.
+    await within(until(() => probes >= before + 15), 10_000, "polls go on at the short interval");
+    release.resolve();
+    await blocking;
+    await within(handled, 10_000, "event handled once the horizon passed it");
+    controller.abort();
+    await running;
+  });
+
+  it("survives the loss of its LISTEN connection", async () => {
+    const store = await db.freshStore({ notifyChannel: "wake_c" });
+    const { expect, controller, running } = await startIdle(store, "wake_c", "relisten");
+    const [{ terminated }] = await db.sql`
+      select count(pg_terminate_backend(pid))::int as terminated from pg_stat_activity
+      where datname = current_database() and query = 'listen "wake_c"'`;
+    assert.equal(terminated, 1);
+    // postgres.js reconnects and LISTENs again; the processor polls at once
+    // then, and keeps being woken afterwards.
+    await within(until(async () => await listeners("wake_c") === 1), 10_000, "LISTEN again");
+    const handled = expect("after");
+    await store.append(db.sql, [event("after")]);
+    await within(handled, 10_000, "woken after the reconnect");
+    controller.abort();
+    await running;
+  });
+});
