@@ -169,7 +169,8 @@ async function explainRefusal(
         });
         return toResult(retry);
       }
-      const clash = stored[0];
+      // Name the caller's first stored id: the rows come back in no particular order.
+      const clash = ids.map((id) => stored.find((event) => event.eventId === id)).find(Boolean)!;
       throw new DuplicateEventError(
         clash.eventId,
         `an event already stored as ${clash.aggregateType} "${clash.aggregateId}" version ${clash.aggregateVersion}`,
