@@ -138,6 +138,13 @@ export function validateEvents(events: unknown): asserts events is Event[] {
   });
 }
 
+/**
+ * A NUL as JSON.stringify writes it: `\u0000` whose backslash is not itself
+ * escaped (an odd run of backslashes). The text `\\u0000`, an escaped
+ * backslash then "u0000", is no NUL and PostgreSQL stores it fine.
+ */
+const JSON_NUL = /(?<!\\)(?:\\\\)*\\u0000/;
+
 function validateJson(field: string, value: unknown): void {
   let text: string | undefined;
   try {
@@ -150,7 +157,7 @@ function validateJson(field: string, value: unknown): void {
     );
   }
   if (text === undefined) throw new ValidationError(field, "a JSON value", show(value));
-  if (text.includes("\\u0000")) {
+  if (JSON_NUL.test(text)) {
     throw new ValidationError(field, "JSON without NUL characters", "a \\u0000");
   }
 }

@@ -175,7 +175,10 @@ export class PostgresStore {
     options: AppendOptions = {},
   ): Promise<AppendResult> {
     validateEvents(events);
-    const expected = validateExpectedVersion(options.expectedVersion ?? "any");
+    // Only a missing option means "any": a null is a mistake, not a choice.
+    const expected = validateExpectedVersion(
+      options.expectedVersion === undefined ? "any" : options.expectedVersion,
+    );
     return await append(db, this, events, expected);
   }
 

@@ -75,11 +75,13 @@ function baseName(name: string): string {
 }
 
 /**
- * The name of an index or constraint derived from a table, truncated the
- * way PostgreSQL truncates it, so the store can recognize it in errors.
+ * The name of an index or constraint derived from a table, so the store can
+ * recognize it in errors. The table's part is shortened to keep the whole
+ * suffix within PostgreSQL's 63 characters: cutting the suffix instead
+ * would give a long table's constraints and index one and the same name.
  */
 export function derivedName(table: string, suffix: string): string {
-  return `${baseName(table)}_${suffix}`.slice(0, MAX_IDENTIFIER);
+  return `${baseName(table).slice(0, MAX_IDENTIFIER - suffix.length - 1)}_${suffix}`;
 }
 
 /** Validates every name and qualifies the tables with the schema. */
