@@ -54,8 +54,8 @@ const balances: Projection = {
   },
 };
 
-// Each worker holds a connection while it processes a batch; the default
-// pool of 10 is enough for up to 9 workers (one more for LISTEN).
+// Each worker holds a pooled connection while it processes a batch: the
+// default pool of 10 serves up to 10 workers without waiting.
 await runProjectionPartitions(sql, store, balances, workers, {
   mode: "until_caught_up",
   config: { batchSize: 20 },

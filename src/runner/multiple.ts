@@ -73,8 +73,9 @@ export interface MultipleOptions {
  * - it rejects when a worker fails, with that worker's error (usually a
  *   `ProjectionError`); the other workers are stopped first.
  *
- * Give `sql`'s pool at least one connection per entry, plus one for the
- * wake-up listener.
+ * Give `sql`'s pool at least one connection per entry, or workers wait
+ * for each other. (The wake-up `LISTEN` has its own connection, outside
+ * the pool.)
  *
  * @throws {ValidationError} before anything starts: when the list is
  * empty, an entry has no projection name or no `handle`, two entries are

@@ -55,8 +55,9 @@ export interface PartitionsOptions {
  *   `ProjectionError`); the other workers are stopped first.
  *
  * Each worker holds a connection of `sql`'s pool while it processes a
- * batch: give the pool at least `totalPartitions + 1` connections (one more
- * for the wake-up listener).
+ * batch: give the pool at least `totalPartitions` connections, or workers
+ * wait for each other. (The wake-up `LISTEN` has its own connection,
+ * outside the pool.)
  *
  * @throws {ValidationError} before anything starts, when `totalPartitions`
  * is not a positive integer, the projection has no name or no `handle`, or
