@@ -146,4 +146,17 @@ describe("expected versions", () => {
     assert.deepEqual([counts.events, counts.heads], [1, 1]);
     assert.equal((await store.readAggregateStream(db.sql, "Order", "o-2")).version, 0n);
   });
+
+  it("the caller's transaction stays usable after a conflict it catches", async () => {
+    const store = await db.freshStore();
+    await append(store, "o-1", 1, "any");
+    const result = await db.sql.begin(async (tx) => {
+      const conflict = await store.append(tx, [event("o-1")], { expectedVersion: "no_stream" })
+        .catch((error) => error);
+      assert.ok(conflict instanceof OptimisticConcurrencyError);
+      return await store.append(tx, [event("o-1")], { expectedVersion: conflict.actualVersion });
+    });
+    assert.deepEqual([result.fromVersion, result.toVersion], [1n, 2n]);
+    assert.equal((await store.readAggregateStream(db.sql, "Order", "o-1")).version, 2n);
+  });
 });
