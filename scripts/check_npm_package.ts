@@ -12,6 +12,8 @@
  *   appends and reads back, checks a version conflict, and runs a projection
  *   once and through the runner (skipped, and said so, while
  *   `./projection` has no `ProjectionProcessor`);
+ * - runs the examples of `docs/getting-started.md` under Deno (sources),
+ *   Node and Bun (the installed package), each on a fresh database;
  * - runs `npx pupsourcing-migrate-gen --output migrations` (and the bin
  *   under Bun) and checks the SQL file.
  *
@@ -25,7 +27,9 @@ import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { startTestDatabase } from "../src/testing/mod.ts";
 import { buildNpm } from "./build_npm.ts";
+import { bunRuntime, denoRuntime, nodeRuntime, runDocExamples } from "./_doc_examples.ts";
 import { ensureTools, NPM_DIR, npmRange, readDenoJson, run, step } from "./_tools.ts";
 
 /** The script both runtimes run inside the consumer project. */
@@ -216,6 +220,24 @@ async function main(): Promise<number> {
       "bun: import every subpath, append/read, projection, via ./testing",
       async () => await run(tools.bun, args, { cwd: project }) === 0,
     );
+
+    const server = await startTestDatabase();
+    try {
+      const runtimes = [
+        denoRuntime(work),
+        nodeRuntime(project, tools.tsc, tools.typeRoot),
+        bunRuntime(project, tools.bun),
+      ];
+      for (const runtime of runtimes) {
+        await check(`${runtime.name}: the examples of docs/getting-started.md`, async () => {
+          const failures = await runDocExamples(runtime, await server.createDatabase());
+          for (const failure of failures) console.error(`FAILED ${failure}`);
+          return failures.length === 0;
+        });
+      }
+    } finally {
+      await server.stop();
+    }
 
     const migrationOk = async (folder: string) => {
       const files = await readdir(join(project, folder));
