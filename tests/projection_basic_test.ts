@@ -10,6 +10,7 @@ import {
   ValidationError,
 } from "../src/es/mod.ts";
 import { ownedSegments, type ProcessorConfig, ProjectionProcessor } from "../src/projection/mod.ts";
+import postgres from "postgres";
 import { setupDatabase, type TestDb } from "./_db.ts";
 import {
   appendEvents,
@@ -207,6 +208,31 @@ describe("projection processor", () => {
     const rows = await checkpointRows(db.sql, store, "split");
     assert.deepEqual(rows.map((r) => r.segment), Array.from({ length: 16 }, (_, i) => i));
     assert.ok(rows.every((r) => r.segmentCount === 16));
+  });
+
+  it("works on clients with column transforms and bigint types", async () => {
+    const store = await db.freshStore();
+    const appended = await appendEvents(db.sql, store, { aggregates: 4, perAggregate: 2 });
+    const client = db.client({
+      transform: postgres.camel,
+      types: { bigint: postgres.BigInt },
+    } as Record<string, unknown>);
+    const seen: PersistedEvent[] = [];
+    await new ProjectionProcessor(client, store, { batchSize: 3, totalPartitions: 2 }).run(
+      { name: "camel", handle: (e) => void seen.push(e) },
+      { mode: "until_caught_up" },
+    );
+    await new ProjectionProcessor(client, store, {
+      batchSize: 3,
+      totalPartitions: 2,
+      partitionKey: 1,
+    })
+      .run({ name: "camel", handle: (e) => void seen.push(e) }, { mode: "until_caught_up" });
+    assert.deepEqual(
+      new Set(seen.map((e) => e.eventId)),
+      new Set(appended.map((e) => e.eventId)),
+    );
+    assert.equal(seen.length, appended.length);
   });
 
   it("refuses invalid configurations with ValidationError", async () => {

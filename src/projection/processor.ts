@@ -225,17 +225,21 @@ export class ProjectionProcessor {
           return "caught up";
         }
       }
+      let processed = 0;
       let advanced = false;
       if (tip && probe.rows.some((row) => compareCursors(row.cursor, tip) < 0)) {
         for (;;) {
           const outcome = await runBatch(this.#sql, target, projection, batchSize, signal, logger);
           if (outcome.aborted) return "aborted";
+          processed += outcome.processed;
           advanced ||= outcome.advanced;
           if (!outcome.full || signal?.aborted) break;
         }
       }
-      // After progress, look again at once: more may have come meanwhile.
-      if (advanced) {
+      // After handling events, look again at once: more may have come
+      // meanwhile. Checkpoints that only moved past events out of scope
+      // are no reason to hurry: on a busy log that would spin.
+      if (processed > 0 || (advanced && mode === "until_caught_up")) {
         idlePolls = 0;
         continue;
       }

@@ -9,12 +9,29 @@
 import { ValidationError } from "../es/errors.ts";
 import { show } from "../es/validate.ts";
 
-/** The segment count of a projection unless configured otherwise. */
+/**
+ * The segment count of a projection unless configured otherwise: up to 16
+ * workers can share a projection.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_SEGMENTS, ownedSegments } from "@getpup/pupsourcing/projection";
+ *
+ * console.log(ownedSegments(0, 2, DEFAULT_SEGMENTS).length); // 8
+ * ```
+ */
 export const DEFAULT_SEGMENTS = 16;
 
 /**
  * The largest segment count accepted: every segment is a checkpoint row,
  * and the count bounds the number of workers, not the throughput of one.
+ *
+ * @example
+ * ```ts
+ * import { MAX_SEGMENTS } from "@getpup/pupsourcing/projection";
+ *
+ * console.log(MAX_SEGMENTS); // 1024
+ * ```
  */
 export const MAX_SEGMENTS = 1024;
 
