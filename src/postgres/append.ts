@@ -14,6 +14,7 @@ import { fnv1a32 } from "../es/segment.ts";
 import { uuidv7 } from "../es/uuid.ts";
 import { arrayLiteral, byteaHex, type Db, table, toBigInt } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
+import { autocommits, wakeUpAfterCommit } from "./notify.ts";
 import { derivedName } from "./tables.ts";
 import type { PostgresStore } from "./store.ts";
 
@@ -47,6 +48,7 @@ export async function append(
     throw error;
   }
   if (rows.length === 0) return await explainRefusal(db, store, events, ids, callerIds, expected);
+  if (autocommits(db)) wakeUpAfterCommit(db, store, aggregateType);
 
   const created = rows.map(([position, transaction, version, createdAt]) => ({
     globalPosition: toBigInt(position),
@@ -90,7 +92,12 @@ function insert(
   const aggregateHeads = table(db, store.tables.aggregateHeads);
   const { aggregateType, aggregateId } = events[0];
   const count = events.length;
-  const known = db`${arrayLiteral(callerIds)}::uuid[]`;
+  // Only caller-chosen ids can be stored already. Without any, the check is
+  // left out of the statement: a prepared statement's generic plan, made
+  // while the table was small, scans the whole table for it on every append.
+  const unstored = callerIds.length === 0 ? db`` : db`
+    and not exists (select from ${eventsTable}
+                    where event_id = any(${arrayLiteral(callerIds)}::uuid[]))`;
   // "any", "no_stream" and 0n may create the aggregate; the others need it.
   const mayCreate = expected === "any" || expected === "no_stream" || expected === 0n;
   const exact = typeof expected === "bigint" ? String(expected) : "-1";
@@ -98,7 +105,7 @@ function insert(
     ? db`
       insert into ${aggregateHeads} as h (aggregate_type, aggregate_id, aggregate_version)
       select ${aggregateType}, ${aggregateId}, ${count}
-      where not exists (select from ${eventsTable} where event_id = any(${known}))
+      where true ${unstored}
       on conflict (aggregate_type, aggregate_id) do update
         set aggregate_version = h.aggregate_version + ${count}, updated_at = now()
         where ${expected === "any"}::boolean
@@ -107,10 +114,9 @@ function insert(
       update ${aggregateHeads} as h
       set aggregate_version = h.aggregate_version + ${count}, updated_at = now()
       where h.aggregate_type = ${aggregateType} and h.aggregate_id = ${aggregateId}
-        and (${exact}::bigint < 0 or h.aggregate_version = ${exact}::bigint)
-        and not exists (select from ${eventsTable} where event_id = any(${known}))
+        and (${exact}::bigint < 0 or h.aggregate_version = ${exact}::bigint) ${unstored}
       returning h.aggregate_version - ${count} as from_version`;
-  const notify = store.notifyChannel === undefined
+  const notify = store.notifyChannel === undefined || autocommits(db)
     ? db``
     : db`, (select pg_notify(${store.notifyChannel}, ${aggregateType}))`;
   return db`

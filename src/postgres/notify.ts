@@ -1,0 +1,72 @@
+/**
+ * The append's wake-up NOTIFY, sent after the commit.
+ *
+ * PostgreSQL serializes the commits of transactions that NOTIFY: the first
+ * takes a database-wide lock before its commit record and holds it until
+ * the commit is flushed. A `pg_notify` inside every append therefore makes
+ * concurrent appends commit one fsync at a time (measured: 8 clients ran at
+ * less than half the throughput). An append on a plain client commits on its
+ * own, so the NOTIFY follows in its own short transaction, which has written
+ * nothing and waits for no flush; while one is on its way, further appends'
+ * wake-ups are gathered into the next. Inside a caller's transaction the
+ * append still NOTIFYs in that transaction, so the wake-up leaves at its
+ * commit and never before.
+ *
+ * A wake-up is a hint: processors poll as well, so a NOTIFY lost to a
+ * dropped connection delays projections, never skips an event.
+ *
+ * @module
+ */
+
+import type { Db } from "./db.ts";
+import { arrayLiteral } from "./db.ts";
+import type { PostgresStore } from "./store.ts";
+
+/** Whether `db` commits each statement on its own: a pool client, not a `tx` or a reserved connection. */
+export function autocommits(db: Db): boolean {
+  return typeof (db as { begin?: unknown }).begin === "function";
+}
+
+interface Pending {
+  sending: boolean;
+  types: Set<string>;
+}
+
+/** Per client, per store: the aggregate types whose wake-up is not sent yet. */
+const pending = new WeakMap<object, WeakMap<PostgresStore, Pending>>();
+
+/**
+ * NOTIFYs the store's channel, once per aggregate type, after an append on
+ * `db` committed. Returns at once; failures go to the store's logger.
+ */
+export function wakeUpAfterCommit(db: Db, store: PostgresStore, aggregateType: string): void {
+  const channel = store.notifyChannel;
+  if (channel === undefined) return;
+  let byStore = pending.get(db);
+  if (!byStore) pending.set(db, byStore = new WeakMap());
+  let state = byStore.get(store);
+  if (!state) byStore.set(store, state = { sending: false, types: new Set() });
+  state.types.add(aggregateType);
+  if (!state.sending) void send(db, store, channel, state);
+}
+
+async function send(db: Db, store: PostgresStore, channel: string, state: Pending) {
+  state.sending = true;
+  try {
+    while (state.types.size > 0) {
+      const types = [...state.types];
+      state.types.clear();
+      try {
+        await db`select pg_notify(${channel}, t) from unnest(${arrayLiteral(types)}::text[]) as t`;
+      } catch (error) {
+        store.logger?.error("wake-up NOTIFY failed: projections will find the events by polling", {
+          channel,
+          aggregateTypes: types,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
+    }
+  } finally {
+    state.sending = false;
+  }
+}
