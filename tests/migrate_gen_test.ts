@@ -18,8 +18,18 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
   let stderr = "";
   const { write: out } = process.stdout;
   const { write: err } = process.stderr;
-  process.stdout.write = ((chunk: string) => (stdout += chunk, true)) as typeof out;
-  process.stderr.write = ((chunk: string) => (stderr += chunk, true)) as typeof err;
+  // Only the CLI's text is captured: under `node --test` the runner reports
+  // through stdout in binary chunks, which must still get through.
+  process.stdout.write =
+    ((chunk: unknown, ...rest: unknown[]) =>
+      typeof chunk === "string"
+        ? (stdout += chunk, true)
+        : Reflect.apply(out, process.stdout, [chunk, ...rest])) as typeof out;
+  process.stderr.write =
+    ((chunk: unknown, ...rest: unknown[]) =>
+      typeof chunk === "string"
+        ? (stderr += chunk, true)
+        : Reflect.apply(err, process.stderr, [chunk, ...rest])) as typeof err;
   try {
     return { code: await migrateGenMain(args), stdout, stderr };
   } finally {
