@@ -104,7 +104,13 @@ describe("projection processor", () => {
         if (event.eventId === bad.eventId) throw boom;
       },
     };
-    const processor = new ProjectionProcessor(db.sql, store, { batchSize: 10 });
+    const errors: [string, Record<string, unknown> | undefined][] = [];
+    const logger = {
+      debug() {},
+      info() {},
+      error: (m: string, f?: Record<string, unknown>) => void errors.push([m, f]),
+    };
+    const processor = new ProjectionProcessor(db.sql, store, { batchSize: 10, logger });
     const error = await processor.run(failing, { mode: "until_caught_up" }).then(
       () => assert.fail("run resolved"),
       (e: unknown) => e,
@@ -114,6 +120,15 @@ describe("projection processor", () => {
     assert.equal(error.cause, boom);
     assert.deepEqual(error.event, bad);
     assert.deepEqual(delivered, positions(appended.slice(0, 3)));
+    assert.deepEqual(errors, [["projection handler error", {
+      projection: "failing",
+      position: bad.globalPosition,
+      transactionId: bad.transactionId,
+      aggregateType: "Account",
+      aggregateId: "acc-0",
+      eventType: "Deposited",
+      error: boom,
+    }]]);
     assert.equal((await appliedTimes(db.sql, store)).size, 0);
     const rows = await checkpointRows(db.sql, store, "failing");
     assert.ok(rows.every((row) => row.tx === START.transactionId && row.position === 0n));
