@@ -5,10 +5,11 @@
  */
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { chown, mkdtemp, rm } from "node:fs/promises";
+import { chmod, chown, cp, mkdtemp, rename, rm } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import process from "node:process";
 import postgres from "postgres";
 import { findBinaries } from "./binaries.ts";
@@ -95,8 +96,8 @@ export async function startTestDatabase(options: TestDatabaseOptions = {}): Prom
 }
 
 async function startServer(settings: Record<string, string>): Promise<TestDatabase> {
-  const bin = await findBinaries();
   const owner = serverUser();
+  const bin = await reachableBinaries(await findBinaries(), owner);
   const root = await mkdtemp(join(tmpdir(), "pupsourcing-pg-"));
   if (owner) await chown(root, owner.uid, owner.gid);
   const dataDir = join(root, "data");
@@ -147,6 +148,56 @@ async function startServer(settings: Record<string, string>): Promise<TestDataba
   }
 }
 
+/**
+ * As root the server runs as `postgres`, which cannot enter a 0700 folder
+ * such as `/root`: Deno's npm cache (`/root/.cache/deno`) or a project
+ * under `/root`. Then the binaries are copied, once per machine, into a
+ * folder of the temporary directory that it can reach (once per binaries
+ * folder: later runs reuse the copy).
+ */
+async function reachableBinaries(
+  bin: string,
+  owner: { uid: number; gid: number } | undefined,
+): Promise<string> {
+  if (!owner || await canExecute(join(bin, "initdb"), owner)) return bin;
+  const native = dirname(bin);
+  const id = createHash("sha256").update(native).digest("hex").slice(0, 16);
+  const staged = join(tmpdir(), `pupsourcing-pg-bin-${id}`);
+  if (await canExecute(join(staged, "bin", "initdb"), owner)) return join(staged, "bin");
+  const partial = await mkdtemp(`${staged}-partial-`);
+  await cp(native, partial, { recursive: true, verbatimSymlinks: true });
+  await chmod(partial, 0o755);
+  let copy = staged;
+  try {
+    await rename(partial, staged);
+  } catch {
+    // Another process staged them first (or a broken copy is in the way).
+    copy = await canExecute(join(staged, "bin", "initdb"), owner) ? staged : partial;
+    if (copy === staged) await rm(partial, { recursive: true, force: true });
+  }
+  if (!(await canExecute(join(copy, "bin", "initdb"), owner))) {
+    throw new Error(
+      `Running as root, PostgreSQL runs as the 'postgres' user, who cannot execute ${bin}/initdb ` +
+        `nor its copy in ${copy}: expected ${tmpdir()} to be reachable by it. ` +
+        "Set PUPSOURCING_PG_BIN or DATABASE_URL, or run as another user.",
+    );
+  }
+  return join(copy, "bin");
+}
+
+function canExecute(path: string, owner: { uid: number; gid: number }): Promise<boolean> {
+  return new Promise((resolve) => {
+    try {
+      const child = spawn(path, ["--version"], { uid: owner.uid, gid: owner.gid, stdio: "ignore" });
+      child.on("error", () => resolve(false));
+      child.on("exit", (code) => resolve(code === 0));
+    } catch {
+      // Deno throws spawn errors (EPERM) at once instead of emitting them.
+      resolve(false);
+    }
+  });
+}
+
 /** PostgreSQL refuses to run as root; as root, run it as `postgres`. */
 function serverUser(): { uid: number; gid: number } | undefined {
   if (process.getuid?.() !== 0) return undefined;
@@ -173,18 +224,7 @@ function run(
     let output = "";
     child.stdout!.on("data", (chunk) => output += chunk);
     child.stderr!.on("data", (chunk) => output += chunk);
-    child.on("error", (error: Error & { code?: string }) => {
-      if (error.code !== "EACCES" || options.uid === undefined) return reject(error);
-      reject(
-        new Error(
-          `Running as root, PostgreSQL runs as the 'postgres' user, who cannot execute ${command}: ` +
-            "expected every folder above it to be readable by others (a project under /root, " +
-            "or a 0700 temporary folder, is not). Move the project, chmod o+x its folders, " +
-            "or set PUPSOURCING_PG_BIN or DATABASE_URL.",
-          { cause: error },
-        ),
-      );
-    });
+    child.on("error", reject);
     child.on("exit", (code) => {
       if (code === 0) resolve();
       else reject(new Error(`${command} exited with code ${code}:\n${output}`));
