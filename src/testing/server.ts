@@ -151,7 +151,7 @@ async function startServer(settings: Record<string, string>): Promise<TestDataba
 /**
  * As root the server runs as `postgres`, which cannot enter a 0700 folder
  * such as `/root`: Deno's npm cache (`/root/.cache/deno`) or a project
- * under `/root`. Then the binaries are copied, once per machine, into a
+ * under `/root`. Then the binaries are copied into a
  * folder of the temporary directory that it can reach (once per binaries
  * folder: later runs reuse the copy).
  */
