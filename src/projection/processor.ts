@@ -5,7 +5,7 @@
  */
 
 import type { Sql } from "postgres";
-import { START } from "../es/event.ts";
+import { type Cursor, START } from "../es/event.ts";
 import { ValidationError } from "../es/errors.ts";
 import { show } from "../es/validate.ts";
 import type { PostgresStore } from "../postgres/store.ts";
@@ -211,7 +211,7 @@ export class ProjectionProcessor {
     signal: AbortSignal | undefined,
   ): Promise<StopReason> {
     const { batchSize, pollInterval, maxPollInterval, logger } = this.config;
-    let goal = undefined as typeof START | undefined;
+    let goal: Cursor | undefined;
     let idlePolls = 0;
     for (;;) {
       if (signal?.aborted) return "aborted";
