@@ -155,62 +155,72 @@ describe("idempotent appends", () => {
       blocker = db.client({ max: 1 });
     });
 
-    for (
-      const [name, expected, existing] of [
-        ['"any"', "any", true],
-        ["an exact version", 1n, true],
-        ['"stream_exists"', "stream_exists", true],
-        ['"no_stream"', "no_stream", false],
-        ['"any" on a new aggregate', "any", false],
-      ] as const
-    ) {
-      it(`${name}: one stores them, the other gets that result or DuplicateEventError`, async () => {
-        const store = await db.freshStore();
-        if (existing) await store.append(db.sql, [event("o-1")]);
-        const retry = [withId("o-1", "E1"), withId("o-1", "E2")];
-        const append = (sql: postgres.Sql) =>
-          store.append(sql, retry, { expectedVersion: expected });
+    const cases = [
+      ['"any"', "any", true],
+      ["an exact version", 1n, true],
+      ['"stream_exists"', "stream_exists", true],
+      ['"no_stream"', "no_stream", false],
+      ['"any" on a new aggregate', "any", false],
+    ] as const;
+    const modes = [
+      // A plain client can look at what the other stored: both get the result.
+      ["on plain clients", false, "both get the one result"],
+      // A unique violation aborts the caller's transaction: it may only be told.
+      ["in transactions", true, "the other gets that result or DuplicateEventError"],
+    ] as const;
+    for (const [name, expected, existing] of cases) {
+      for (const [mode, inTransaction, outcome] of modes) {
+        it(`${name} ${mode}: one stores them, ${outcome}`, async () => {
+          const store = await db.freshStore();
+          if (existing) await store.append(db.sql, [event("o-1")]);
+          const retry = [withId("o-1", "E1"), withId("o-1", "E2")];
+          const append = (sql: postgres.Sql) =>
+            inTransaction
+              ? sql.begin((tx) => store.append(tx, retry, { expectedVersion: expected }))
+              : store.append(sql, retry, { expectedVersion: expected });
 
-        let results: PromiseSettledResult<AppendResult>[];
-        if (existing) {
-          // Both statements queue behind a transaction holding the head row.
-          const locked = gate();
-          const release = gate();
-          const holder = blocker.begin(async (tx) => {
-            await tx`select from ${tx(store.tables.aggregateHeads)} for update`;
-            locked.open();
-            await release.promise;
-          });
-          await locked.promise;
-          const racing = Promise.allSettled(writers.map(append));
-          await waitUntilBlocked(db.sql, pids);
-          release.open();
-          await holder;
-          results = await racing;
-        } else {
-          results = await Promise.allSettled(writers.map(append));
-        }
+          let results: PromiseSettledResult<AppendResult>[];
+          if (existing) {
+            // Both statements queue behind a transaction holding the head row.
+            const locked = gate();
+            const release = gate();
+            const holder = blocker.begin(async (tx) => {
+              await tx`select from ${tx(store.tables.aggregateHeads)} for update`;
+              locked.open();
+              await release.promise;
+            });
+            await locked.promise;
+            const racing = Promise.allSettled(writers.map(append));
+            await waitUntilBlocked(db.sql, pids);
+            release.open();
+            await holder;
+            results = await racing;
+          } else {
+            results = await Promise.allSettled(writers.map(append));
+          }
 
-        const won = results.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
-        assert.ok(won.length >= 1, `no writer succeeded: ${results.map((r) => r.status)}`);
-        for (const result of won) assert.deepEqual(result, won[0]);
-        for (const result of results) {
-          if (result.status === "fulfilled") continue;
-          assert.ok(result.reason instanceof DuplicateEventError, String(result.reason));
-          assert.ok(
-            retry.some((e) => e.eventId === result.reason.eventId),
-            result.reason.eventId,
+          const won = results.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+          assert.ok(won.length >= 1, `no writer succeeded: ${results.map((r) => r.status)}`);
+          if (!inTransaction) assert.equal(won.length, 2, String(results.map((r) => r.status)));
+          for (const result of won) assert.deepEqual(result, won[0]);
+          for (const result of results) {
+            if (result.status === "fulfilled") continue;
+            assert.ok(result.reason instanceof DuplicateEventError, String(result.reason));
+            assert.ok(
+              retry.some((e) => e.eventId === result.reason.eventId),
+              result.reason.eventId,
+            );
+          }
+          const base = existing ? 1n : 0n;
+          assert.deepEqual(won[0].events.map((e) => e.aggregateVersion), [base + 1n, base + 2n]);
+          const stream = await store.readAggregateStream(db.sql, "Order", "o-1");
+          assert.deepEqual(
+            stream.events.slice(Number(base)).map((e) => e.eventId),
+            retry.map((e) => e.eventId),
           );
-        }
-        const base = existing ? 1n : 0n;
-        assert.deepEqual(won[0].events.map((e) => e.aggregateVersion), [base + 1n, base + 2n]);
-        const stream = await store.readAggregateStream(db.sql, "Order", "o-1");
-        assert.deepEqual(
-          stream.events.slice(Number(base)).map((e) => e.eventId),
-          retry.map((e) => e.eventId),
-        );
-        assert.equal(stream.version, base + 2n);
-      });
+          assert.equal(stream.version, base + 2n);
+        });
+      }
     }
   });
 });

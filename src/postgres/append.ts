@@ -40,12 +40,22 @@ export async function append(
     rows = await insert(db, store, events, ids, callerIds, expected);
   } catch (error) {
     const eventId = duplicateIdOf(error, store);
-    if (eventId) {
-      throw new DuplicateEventError(eventId, "a concurrent append that stored it first", {
-        cause: error,
-      });
-    }
-    throw error;
+    if (!eventId) throw error;
+    // A concurrent append stored the id first. On a plain client the failed
+    // statement is over and the store can look at what was stored: an exact
+    // retry gets its result, as it would have a moment later. In a caller's
+    // transaction the failure has aborted the transaction: nothing more runs.
+    const retry = autocommits(db)
+      ? await storedRetry(db, store, events, ids, callerIds, expected).catch((lookup) => {
+        // A client that autocommits but sits in a BEGIN of the caller's cannot look.
+        if (lookup instanceof DuplicateEventError) throw lookup;
+        return undefined;
+      })
+      : undefined;
+    if (retry) return retry;
+    throw new DuplicateEventError(eventId, "a concurrent append that stored it first", {
+      cause: error,
+    });
   }
   if (rows.length === 0) return await explainRefusal(db, store, events, ids, callerIds, expected);
   if (autocommits(db)) wakeUpAfterCommit(db, store, aggregateType);
@@ -160,29 +170,9 @@ async function explainRefusal(
   callerIds: string[],
   expected: ExpectedVersion,
 ): Promise<AppendResult> {
+  const retry = await storedRetry(db, store, events, ids, callerIds, expected);
+  if (retry) return retry;
   const { aggregateType, aggregateId } = events[0];
-  if (callerIds.length > 0) {
-    const stored = (await db`
-      select ${eventColumns(db)} from ${table(db, store.tables.events)}
-      where event_id = any(${arrayLiteral(callerIds)}::uuid[])
-    `.values()).map(decodeEvent);
-    if (stored.length > 0) {
-      const retry = asRetry(stored, ids, aggregateType, aggregateId, expected);
-      if (retry) {
-        store.logger?.info("append was already stored: returning its result", {
-          aggregateType,
-          aggregateId,
-        });
-        return toResult(retry);
-      }
-      // Name the caller's first stored id: the rows come back in no particular order.
-      const clash = ids.map((id) => stored.find((event) => event.eventId === id)).find(Boolean)!;
-      throw new DuplicateEventError(
-        clash.eventId,
-        `an event already stored as ${clash.aggregateType} "${clash.aggregateId}" version ${clash.aggregateVersion}`,
-      );
-    }
-  }
   const [head] = await db`
     select aggregate_version from ${table(db, store.tables.aggregateHeads)}
     where aggregate_type = ${aggregateType} and aggregate_id = ${aggregateId}
@@ -195,6 +185,43 @@ async function explainRefusal(
     actualVersion: actual,
   });
   throw new OptimisticConcurrencyError(aggregateType, aggregateId, expected, actual);
+}
+
+/**
+ * The result of the earlier append when these events are an exact retry of
+ * it; `undefined` when none of their ids is stored.
+ *
+ * @throws {DuplicateEventError} when an id is stored, but not as this retry.
+ */
+async function storedRetry(
+  db: Db,
+  store: PostgresStore,
+  events: readonly Event[],
+  ids: string[],
+  callerIds: string[],
+  expected: ExpectedVersion,
+): Promise<AppendResult | undefined> {
+  if (callerIds.length === 0) return undefined;
+  const { aggregateType, aggregateId } = events[0];
+  const stored = (await db`
+    select ${eventColumns(db)} from ${table(db, store.tables.events)}
+    where event_id = any(${arrayLiteral(callerIds)}::uuid[])
+  `.values()).map(decodeEvent);
+  if (stored.length === 0) return undefined;
+  const retry = asRetry(stored, ids, aggregateType, aggregateId, expected);
+  if (retry) {
+    store.logger?.info("append was already stored: returning its result", {
+      aggregateType,
+      aggregateId,
+    });
+    return toResult(retry);
+  }
+  // Name the caller's first stored id: the rows come back in no particular order.
+  const clash = ids.map((id) => stored.find((event) => event.eventId === id)).find(Boolean)!;
+  throw new DuplicateEventError(
+    clash.eventId,
+    `an event already stored as ${clash.aggregateType} "${clash.aggregateId}" version ${clash.aggregateVersion}`,
+  );
 }
 
 /**
