@@ -278,6 +278,10 @@ describe("runner", () => {
           error instanceof ValidationError && error.field === "options.config.partitionKey",
       );
       await assert.rejects(
+        runProjectionPartitions(db.sql, store, projection, 2, { mode: "once" as "continuous" }),
+        (error: unknown) => error instanceof ValidationError && error.field === "options.mode",
+      );
+      await assert.rejects(
         runProjectionPartitions(db.sql, store, { name: "", handle() {} }, 2),
         (error: unknown) => error instanceof ValidationError && error.field === "projection.name",
       );
@@ -513,6 +517,10 @@ describe("runner", () => {
       );
       await rejects([{ projection: { name: "a" } }], "projections[0].projection.handle");
       await rejects([{ projection: p("") }], "projections[0].projection.name");
+      await rejects(
+        [{ projection: { ...p("a"), aggregateTypes: [] } }],
+        "projections[0].projection.aggregateTypes",
+      );
       // The processor's own configuration checks.
       await assert.rejects(
         runMultipleProjections(db.sql, store, [

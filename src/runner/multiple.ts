@@ -16,7 +16,7 @@ import {
   type RunMode,
 } from "../projection/mod.ts";
 import { runOptions, superviseWorkers, type Worker } from "./supervise.ts";
-import { optionalSignal, validateProjection } from "./validate.ts";
+import { optionalMode, optionalSignal, validateProjection } from "./validate.ts";
 
 /**
  * One worker of {@linkcode runMultipleProjections}: a projection and the
@@ -78,7 +78,8 @@ export interface MultipleOptions {
  * the pool.)
  *
  * @throws {ValidationError} before anything starts: when the list is
- * empty, an entry has no projection name or no `handle`, two entries are
+ * empty, an entry's projection is invalid (no name, no `handle`, an empty
+ * scope list), the mode is unknown, two entries are
  * the same partition of the same projection (same name and partition
  * key), entries of one projection disagree on `totalPartitions` or
  * `segments`, or a processor configuration is invalid.
@@ -115,6 +116,7 @@ export async function runMultipleProjections(
     );
   }
   const signal = optionalSignal("options.signal", options.signal);
+  const mode = optionalMode("options.mode", options.mode);
   const seen = new Map<string, { index: number; totalPartitions: number; segments: number }>();
   const keys = new Set<string>();
   const workers: Worker[] = [];
@@ -165,7 +167,7 @@ export async function runMultipleProjections(
         ? projection.name
         : `${projection.name}[${partitionKey}/${totalPartitions}]`,
       logger: config.logger,
-      run: (workerSignal) => processor.run(projection, runOptions(workerSignal, options.mode)),
+      run: (workerSignal) => processor.run(projection, runOptions(workerSignal, mode)),
     });
   });
   await superviseWorkers(workers, signal);

@@ -15,7 +15,7 @@ import {
   type RunMode,
 } from "../projection/mod.ts";
 import { runOptions, superviseWorkers, type Worker } from "./supervise.ts";
-import { optionalSignal, positiveInteger, validateProjection } from "./validate.ts";
+import { optionalMode, optionalSignal, positiveInteger, validateProjection } from "./validate.ts";
 
 /**
  * Options of {@linkcode runProjectionPartitions}.
@@ -60,8 +60,9 @@ export interface PartitionsOptions {
  * outside the pool.)
  *
  * @throws {ValidationError} before anything starts, when `totalPartitions`
- * is not a positive integer, the projection has no name or no `handle`, or
- * the processor configuration is invalid.
+ * is not a positive integer, the projection is invalid (no name, no
+ * `handle`, an empty scope list), the mode is unknown, or the processor
+ * configuration is invalid (`totalPartitions` above `segments`, ...).
  *
  * @example Four workers in one process, stopped by SIGTERM
  * ```ts ignore
@@ -95,6 +96,7 @@ export async function runProjectionPartitions(
   validateProjection("projection", projection);
   positiveInteger("totalPartitions", totalPartitions);
   const signal = optionalSignal("options.signal", options.signal);
+  const mode = optionalMode("options.mode", options.mode);
   const config = options.config ?? {};
   for (const field of ["partitionKey", "totalPartitions"] as const) {
     const value = (config as ProcessorConfig)[field];
@@ -118,7 +120,7 @@ export async function runProjectionPartitions(
     workers.push({
       label: `${projection.name}[${partitionKey}/${totalPartitions}]`,
       logger: config.logger,
-      run: (workerSignal) => processor.run(projection, runOptions(workerSignal, options.mode)),
+      run: (workerSignal) => processor.run(projection, runOptions(workerSignal, mode)),
     });
   }
   await superviseWorkers(workers, signal);
