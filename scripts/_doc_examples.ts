@@ -138,8 +138,8 @@ async function runUntilProjected(
       child.kill("SIGKILL");
       return "the read model user_emails stayed empty for 30 s";
     }
-    // Not child.kill("SIGINT"): under Deno that kills the child even when
-    // it handles SIGINT (deno 2.9.6); process.kill delivers it once.
+    // Not child.kill("SIGINT"): under Deno (2.9.6) the child then reports
+    // exit (null, "SIGINT") even when it handled the signal and exited 0.
     process.kill(child.pid!, "SIGINT");
     const timeout = setTimeout(() => child.kill("SIGKILL"), 15_000);
     const code = await exited;
