@@ -11,6 +11,8 @@ export interface Config {
   reps: number;
   /** Seconds per repetition of the timed append workloads. */
   seconds: number;
+  /** Turns the timed variants take within one repetition. */
+  slices: number;
   /** Appends of 1000 events per repetition (W3). */
   bulkAppends: number;
   /** Aggregates and events per aggregate in the read fixture (W4, W5). */
@@ -28,7 +30,8 @@ export function config(quick: boolean): Config {
     ? {
       quick,
       reps: 1,
-      seconds: 1,
+      seconds: 1.5,
+      slices: 3,
       bulkAppends: 3,
       fixtureAggregates: 50,
       fixtureVersions: 1000,
@@ -38,7 +41,8 @@ export function config(quick: boolean): Config {
     : {
       quick,
       reps: 3,
-      seconds: 4,
+      seconds: 6,
+      slices: 12,
       bulkAppends: 15,
       fixtureAggregates: 1000,
       fixtureVersions: 1000,

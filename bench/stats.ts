@@ -1,3 +1,5 @@
+import process from "node:process";
+
 /**
  * Medians, percentiles and the timing helpers every workload uses.
  *
@@ -21,6 +23,9 @@ export function percentile(values: readonly number[], p: number): number {
 export interface Sample {
   /** Events (or operations) per second. */
   throughput: number;
+  /** Events (or operations) done, and the seconds they took, when known. */
+  units?: number;
+  seconds?: number;
   /** Per-operation latencies in milliseconds, when the workload has operations. */
   latencies: number[];
 }
@@ -70,7 +75,8 @@ export async function runFor(
     }
   }));
   const elapsed = (performance.now() - start) / 1000;
-  return { throughput: (latencies.length * perOp) / elapsed, latencies };
+  const units = latencies.length * perOp;
+  return { throughput: units / elapsed, latencies, units, seconds: elapsed };
 }
 
 /** Runs `op` `times` times in a row; returns units per second and each latency. */
@@ -111,6 +117,49 @@ export async function interleave(
     for (let k = 0; k < names.length; k++) {
       const name = names[(k + rep) % names.length];
       samples[name].push(await variants[name]());
+    }
+  }
+  return samples;
+}
+
+/**
+ * Like {@linkcode interleave}, for timed variants: each repetition is cut
+ * into `slices` short runs that take turns across the variants, so that a
+ * burst of load from a neighbour lands on every variant alike. Each
+ * repetition's sample merges its slices.
+ */
+export async function interleaveSlices(
+  reps: number,
+  slices: number,
+  variants: Record<string, () => Promise<Sample>>,
+): Promise<Record<string, Sample[]>> {
+  const names = Object.keys(variants);
+  const samples: Record<string, Sample[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (let rep = 0; rep < reps; rep++) {
+    const parts: Record<string, Sample[]> = Object.fromEntries(names.map((n) => [n, []]));
+    for (let slice = 0; slice < slices; slice++) {
+      for (let k = 0; k < names.length; k++) {
+        const name = names[(k + slice + rep) % names.length];
+        parts[name].push(await variants[name]());
+        if (process.env.BENCH_TRACE) {
+          const last = parts[name].at(-1)!;
+          console.error(
+            `  rep ${rep} slice ${slice} ${name} ${last.seconds?.toFixed(2)}s ${last.units} max ${
+              Math.max(...last.latencies).toFixed(1)
+            }ms`,
+          );
+        }
+      }
+    }
+    for (const name of names) {
+      const units = parts[name].reduce((sum, p) => sum + (p.units ?? 0), 0);
+      const seconds = parts[name].reduce((sum, p) => sum + (p.seconds ?? 0), 0);
+      samples[name].push({
+        throughput: units / seconds,
+        latencies: parts[name].flatMap((p) => p.latencies),
+        units,
+        seconds,
+      });
     }
   }
   return samples;

@@ -11,7 +11,7 @@ import { appendAt, appendNew } from "../ceiling.ts";
 import type { BenchDb } from "../db.ts";
 import { eventsFor } from "../events.ts";
 import { result, type WorkloadResult } from "../result.ts";
-import { interleave, runFor } from "../stats.ts";
+import { interleaveSlices, runFor } from "../stats.ts";
 import type { Config } from "../config.ts";
 
 /** W1: one event to a new aggregate per append. */
@@ -21,21 +21,21 @@ export async function w1(db: BenchDb, config: Config, clients: number): Promise<
   const quiet = await db.freshStore({ notifyChannel: false });
   const hand = await db.freshStore();
   const one = () => eventsFor(crypto.randomUUID(), 1);
-  const samples = await interleave(config.reps, {
+  const samples = await interleaveSlices(config.reps, config.slices, {
     "pupsourcing": () =>
       runFor(
-        config.seconds,
+        config.seconds / config.slices,
         clients,
         () => store.append(sql, one(), { expectedVersion: "no_stream" }),
       ),
     "pupsourcing, notifyChannel: false": () =>
       runFor(
-        config.seconds,
+        config.seconds / config.slices,
         clients,
         () => quiet.append(sql, one(), { expectedVersion: "no_stream" }),
       ),
     "hand-written statement": () =>
-      runFor(config.seconds, clients, () => appendNew(sql, hand, one()[0])),
+      runFor(config.seconds / config.slices, clients, () => appendNew(sql, hand, one()[0])),
   });
   return result(
     `W1-${clients}`,
@@ -57,13 +57,13 @@ export async function w2(db: BenchDb, config: Config): Promise<WorkloadResult> {
     append: (sql: postgres.Sql, id: string, version: number) => Promise<unknown>,
   ) => {
     const current = Array.from({ length: clients }, () => crypto.randomUUID());
-    return runFor(config.seconds, clients, async (client, i) => {
+    return runFor(config.seconds / config.slices, clients, async (client, i) => {
       const version = i % 10;
       if (version === 0) current[client] = crypto.randomUUID();
       await append(sql, current[client], version);
     });
   };
-  const samples = await interleave(config.reps, {
+  const samples = await interleaveSlices(config.reps, config.slices, {
     "pupsourcing": () =>
       streams((sql, id, v) =>
         store.append(sql, eventsFor(id, 1, v + 1), { expectedVersion: BigInt(v) })

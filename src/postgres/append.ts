@@ -138,7 +138,37 @@ function insert(
       select ${aggregateType}, ${aggregateId}, head.from_version + e.ord, ${fnv1a32(aggregateId)},
         e.event_id, e.event_type, e.event_version, e.payload, e.metadata, e.trace_id,
         e.correlation_id, e.causation_id, coalesce(e.created_at, now())
-      from head, unnest(
+      from head, ${eventRows(db, events, ids)}
+      order by e.ord
+      returning global_position, transaction_id, aggregate_version, created_at
+    )
+    select global_position, transaction_id, aggregate_version, created_at ${notify} from inserted
+  `.values() as Promise<unknown[][]>;
+}
+
+/**
+ * The events as rows `e(event_id, ..., created_at, ord)`: from arrays, in
+ * one statement whatever their number, or for a single event from plain
+ * parameters, which spares the server parsing nine one-element arrays (a
+ * single-event append ran 10% faster).
+ */
+function eventRows(db: Db, events: readonly Event[], ids: string[]) {
+  if (events.length === 1) {
+    // Every value goes as text and is cast from text in SQL, as the arrays
+    // are: a parameter typed by the server (bytea, jsonb) would otherwise
+    // go through the client's own serializer for that type.
+    const [e] = events;
+    return db`(select ${ids[0]}::text::uuid as event_id, ${e.eventType}::text as event_type,
+        ${String(e.eventVersion ?? 1)}::text::int4 as event_version,
+        ${byteaHex(e.payload)}::text::bytea as payload,
+        ${jsonOrNull(e.metadata)}::text::jsonb as metadata, ${e.traceId ?? null}::text as trace_id,
+        ${e.correlationId ?? null}::text as correlation_id,
+        ${e.causationId ?? null}::text as causation_id,
+        ${
+      e.createdAt?.toISOString() ?? null
+    }::text::timestamptz as created_at, 1::int8 as ord) as e`;
+  }
+  return db`unnest(
         ${arrayLiteral(ids)}::uuid[],
         ${arrayLiteral(events.map((e) => e.eventType))}::text[],
         ${arrayLiteral(events.map((e) => String(e.eventVersion ?? 1)))}::int4[],
@@ -149,12 +179,7 @@ function insert(
         ${arrayLiteral(events.map((e) => e.causationId ?? null))}::text[],
         ${arrayLiteral(events.map((e) => e.createdAt?.toISOString() ?? null))}::timestamptz[]
       ) with ordinality as e(event_id, event_type, event_version, payload, metadata, trace_id,
-                             correlation_id, causation_id, created_at, ord)
-      order by e.ord
-      returning global_position, transaction_id, aggregate_version, created_at
-    )
-    select global_position, transaction_id, aggregate_version, created_at ${notify} from inserted
-  `.values() as Promise<unknown[][]>;
+                             correlation_id, causation_id, created_at, ord)`;
 }
 
 /**

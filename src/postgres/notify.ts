@@ -18,6 +18,7 @@
  * @module
  */
 
+import { setTimeout } from "node:timers";
 import type { Db } from "./db.ts";
 import { arrayLiteral } from "./db.ts";
 import type { PostgresStore } from "./store.ts";
@@ -27,8 +28,19 @@ export function autocommits(db: Db): boolean {
   return typeof (db as { begin?: unknown }).begin === "function";
 }
 
+/**
+ * The shortest gap between two wake-ups of one store on one client. The
+ * first append after a quiet spell NOTIFYs at once; the appends that follow
+ * within the gap share one NOTIFY at its end. Measured: one NOTIFY per
+ * append cost a sequential appender 20% of its throughput.
+ */
+const GAP_MS = 2;
+
 interface Pending {
-  sending: boolean;
+  /** A NOTIFY is on its way, or waiting for the gap to pass. */
+  busy: boolean;
+  /** When the last NOTIFY was sent (`performance.now()`). */
+  last: number;
   types: Set<string>;
 }
 
@@ -45,28 +57,36 @@ export function wakeUpAfterCommit(db: Db, store: PostgresStore, aggregateType: s
   let byStore = pending.get(db);
   if (!byStore) pending.set(db, byStore = new WeakMap());
   let state = byStore.get(store);
-  if (!state) byStore.set(store, state = { sending: false, types: new Set() });
+  if (!state) byStore.set(store, state = { busy: false, last: -Infinity, types: new Set() });
   state.types.add(aggregateType);
-  if (!state.sending) void send(db, store, channel, state);
+  if (!state.busy) schedule(db, store, channel, state);
+}
+
+function schedule(db: Db, store: PostgresStore, channel: string, state: Pending): void {
+  state.busy = true;
+  const wait = state.last + GAP_MS - performance.now();
+  if (wait <= 0) {
+    void send(db, store, channel, state);
+    return;
+  }
+  // A pending wake-up never keeps a process alive: it is a hint, and
+  // processors poll as well.
+  setTimeout(() => void send(db, store, channel, state), wait).unref();
 }
 
 async function send(db: Db, store: PostgresStore, channel: string, state: Pending) {
-  state.sending = true;
+  const types = [...state.types];
+  state.types.clear();
+  state.last = performance.now();
   try {
-    while (state.types.size > 0) {
-      const types = [...state.types];
-      state.types.clear();
-      try {
-        await db`select pg_notify(${channel}, t) from unnest(${arrayLiteral(types)}::text[]) as t`;
-      } catch (error) {
-        store.logger?.error("wake-up NOTIFY failed: projections will find the events by polling", {
-          channel,
-          aggregateTypes: types,
-          error: error instanceof Error ? error.message : String(error),
-        });
-      }
-    }
-  } finally {
-    state.sending = false;
+    await db`select pg_notify(${channel}, t) from unnest(${arrayLiteral(types)}::text[]) as t`;
+  } catch (error) {
+    store.logger?.error("wake-up NOTIFY failed: projections will find the events by polling", {
+      channel,
+      aggregateTypes: types,
+      error: error instanceof Error ? error.message : String(error),
+    });
   }
+  state.busy = false;
+  if (state.types.size > 0) schedule(db, store, channel, state);
 }
