@@ -5,6 +5,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import type postgres from "postgres";
 import { fnv1a32 } from "../src/es/segment.ts";
 import type { Event } from "../src/es/mod.ts";
@@ -29,6 +30,21 @@ export const COLUMNS: string[] = [
   "causation_id",
   "created_at",
 ];
+
+/**
+ * The select list of a hand-written read: postgres.js's own `bytea`
+ * decoding (hex), or the payload as base64 text decoded with `Buffer`.
+ */
+export function columns(sql: Sql, base64: boolean) {
+  return base64
+    ? sql.unsafe(COLUMNS.map((c) => c === "payload" ? "encode(payload, 'base64')" : c).join(", "))
+    : sql(COLUMNS);
+}
+
+/** The payload of a hand-written read's row, as bytes. */
+export function payloadOf(value: unknown, base64: boolean): Uint8Array {
+  return base64 ? Buffer.from(value as string, "base64") : value as Uint8Array;
+}
 
 /** One event to a new aggregate: head insert + event insert, one statement. */
 export function appendNew(sql: Sql, store: PostgresStore, event: Event): Promise<unknown> {
