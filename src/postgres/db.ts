@@ -14,7 +14,7 @@ import { quote } from "./tables.ts";
  * caller's transaction; on a plain `sql` each call is atomic on its own.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import postgres from "postgres";
  * import type { Db } from "@getpup/pupsourcing/postgres";
  *

@@ -56,8 +56,15 @@ export interface ProcessorConfig {
  * {@linkcode ProjectionProcessor.config} shows it.
  *
  * @example
- * ```ts ignore
- * const processor = new ProjectionProcessor(sql, store, { totalPartitions: 4 });
+ * ```ts
+ * import postgres from "postgres";
+ * import { PostgresStore } from "@getpup/pupsourcing";
+ * import { ProjectionProcessor } from "@getpup/pupsourcing/projection";
+ *
+ * // Nothing connects before run(): the processor only validates its options.
+ * const processor = new ProjectionProcessor(postgres(), new PostgresStore(), {
+ *   totalPartitions: 4,
+ * });
  * console.log(processor.config.segments); // 16
  * ```
  */
