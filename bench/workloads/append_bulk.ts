@@ -50,6 +50,7 @@ export async function w3Multi(db: BenchDb, config: Config): Promise<WorkloadResu
   const sql = await db.client(1);
   const fast = await db.client(1, { noDelay: true });
   const store = await db.freshStore();
+  const quiet = await db.freshStore({ notifyChannel: false });
   const hand = await db.freshStore();
   const batches = () => Array.from({ length: 100 }, () => eventsFor(crypto.randomUUID(), 10));
   const times = (op: (batches: Event[][]) => Promise<unknown>) =>
@@ -59,6 +60,12 @@ export async function w3Multi(db: BenchDb, config: Config): Promise<WorkloadResu
       times((bs) =>
         sql.begin((tx) =>
           Promise.all(bs.map((b) => store.append(tx, b, { expectedVersion: "no_stream" })))
+        )
+      ),
+    "pupsourcing, appends pipelined in sql.begin, notifyChannel: false": () =>
+      times((bs) =>
+        sql.begin((tx) =>
+          Promise.all(bs.map((b) => quiet.append(tx, b, { expectedVersion: "no_stream" })))
         )
       ),
     "pupsourcing, appends one after another in sql.begin": () =>

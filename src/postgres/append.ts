@@ -12,6 +12,7 @@ import { DuplicateEventError, OptimisticConcurrencyError } from "../es/errors.ts
 import { describeExpected } from "../es/errors.ts";
 import { fnv1a32 } from "../es/segment.ts";
 import { uuidv7 } from "../es/uuid.ts";
+import { appendStatement, type AppendValues } from "./append_sql.ts";
 import { arrayLiteral, byteaHex, type Db, table, toBigInt } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
 import { autocommits, wakeUpAfterCommit } from "./notify.ts";
@@ -97,89 +98,44 @@ function insert(
   ids: string[],
   callerIds: string[],
   expected: ExpectedVersion,
-) {
-  const eventsTable = table(db, store.tables.events);
-  const aggregateHeads = table(db, store.tables.aggregateHeads);
+): Promise<unknown[][]> {
   const { aggregateType, aggregateId } = events[0];
-  const count = events.length;
+  const single = events.length === 1;
   // Only caller-chosen ids can be stored already. Without any, the check is
   // left out of the statement: a prepared statement's generic plan, made
   // while the table was small, scans the whole table for it on every append.
-  const unstored = callerIds.length === 0 ? db`` : db`
-    and not exists (select from ${eventsTable}
-                    where event_id = any(${arrayLiteral(callerIds)}::uuid[]))`;
-  // "any", "no_stream" and 0n may create the aggregate; the others need it.
-  const mayCreate = expected === "any" || expected === "no_stream" || expected === 0n;
-  const exact = typeof expected === "bigint" ? String(expected) : "-1";
-  const head = mayCreate
-    ? db`
-      insert into ${aggregateHeads} as h (aggregate_type, aggregate_id, aggregate_version)
-      select ${aggregateType}, ${aggregateId}, ${count}
-      where true ${unstored}
-      on conflict (aggregate_type, aggregate_id) do update
-        set aggregate_version = h.aggregate_version + ${count}, updated_at = now()
-        where ${expected === "any"}::boolean
-      returning h.aggregate_version - ${count} as from_version`
-    : db`
-      update ${aggregateHeads} as h
-      set aggregate_version = h.aggregate_version + ${count}, updated_at = now()
-      where h.aggregate_type = ${aggregateType} and h.aggregate_id = ${aggregateId}
-        and (${exact}::bigint < 0 or h.aggregate_version = ${exact}::bigint) ${unstored}
-      returning h.aggregate_version - ${count} as from_version`;
-  const notify = store.notifyChannel === undefined || autocommits(db)
-    ? db``
-    : db`, (select pg_notify(${store.notifyChannel}, ${aggregateType}))`;
-  return db`
-    with head as (${head}),
-    inserted as (
-      insert into ${eventsTable} (
-        aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash, event_id, event_type,
-        event_version, payload, metadata, trace_id, correlation_id, causation_id, created_at)
-      select ${aggregateType}, ${aggregateId}, head.from_version + e.ord, ${fnv1a32(aggregateId)},
-        e.event_id, e.event_type, e.event_version, e.payload, e.metadata, e.trace_id,
-        e.correlation_id, e.causation_id, coalesce(e.created_at, now())
-      from head, ${eventRows(db, events, ids)}
-      order by e.ord
-      returning global_position, transaction_id, aggregate_version, created_at
-    )
-    select global_position, transaction_id, aggregate_version, created_at ${notify} from inserted
-  `.values() as Promise<unknown[][]>;
-}
-
-/**
- * The events as rows `e(event_id, ..., created_at, ord)`: from arrays, in
- * one statement whatever their number, or for a single event from plain
- * parameters, which spares the server parsing nine one-element arrays (a
- * single-event append ran 10% faster).
- */
-function eventRows(db: Db, events: readonly Event[], ids: string[]) {
-  if (events.length === 1) {
-    // Every value goes as text and is cast from text in SQL, as the arrays
-    // are: a parameter typed by the server (bytea, jsonb) would otherwise
-    // go through the client's own serializer for that type.
-    const [e] = events;
-    return db`(select ${ids[0]}::text::uuid as event_id, ${e.eventType}::text as event_type,
-        ${String(e.eventVersion ?? 1)}::text::int4 as event_version,
-        ${byteaHex(e.payload)}::text::bytea as payload,
-        ${jsonOrNull(e.metadata)}::text::jsonb as metadata, ${e.traceId ?? null}::text as trace_id,
-        ${e.correlationId ?? null}::text as correlation_id,
-        ${e.causationId ?? null}::text as causation_id,
-        ${
-      e.createdAt?.toISOString() ?? null
-    }::text::timestamptz as created_at, 1::int8 as ord) as e`;
-  }
-  return db`unnest(
-        ${arrayLiteral(ids)}::uuid[],
-        ${arrayLiteral(events.map((e) => e.eventType))}::text[],
-        ${arrayLiteral(events.map((e) => String(e.eventVersion ?? 1)))}::int4[],
-        ${arrayLiteral(events.map((e) => byteaHex(e.payload)))}::bytea[],
-        ${arrayLiteral(events.map((e) => jsonOrNull(e.metadata)))}::jsonb[],
-        ${arrayLiteral(events.map((e) => e.traceId ?? null))}::text[],
-        ${arrayLiteral(events.map((e) => e.correlationId ?? null))}::text[],
-        ${arrayLiteral(events.map((e) => e.causationId ?? null))}::text[],
-        ${arrayLiteral(events.map((e) => e.createdAt?.toISOString() ?? null))}::timestamptz[]
-      ) with ordinality as e(event_id, event_type, event_version, payload, metadata, trace_id,
-                             correlation_id, causation_id, created_at, ord)`;
+  const shape = {
+    // "any", "no_stream" and 0n may create the aggregate; the others need it.
+    mayCreate: expected === "any" || expected === "no_stream" || expected === 0n,
+    checkIds: callerIds.length > 0,
+    single,
+    notify: store.notifyChannel !== undefined && !autocommits(db),
+  };
+  const column = <T>(pick: (event: Event, i: number) => T) =>
+    single ? pick(events[0], 0) : events.map(pick);
+  const text = (value: string | null | (string | null)[]) =>
+    Array.isArray(value) ? arrayLiteral(value) : value;
+  const values: AppendValues = {
+    aggregateType,
+    aggregateId,
+    count: events.length,
+    exact: typeof expected === "bigint" ? String(expected) : "-1",
+    any: expected === "any",
+    hash: fnv1a32(aggregateId),
+    known: shape.checkIds ? arrayLiteral(callerIds) : "{}",
+    eventId: text(column((_, i) => ids[i]))!,
+    eventType: text(column((e) => e.eventType))!,
+    eventVersion: text(column((e) => String(e.eventVersion ?? 1)))!,
+    payload: text(column((e) => byteaHex(e.payload)))!,
+    metadata: text(column((e) => jsonOrNull(e.metadata))),
+    traceId: text(column((e) => e.traceId ?? null)),
+    correlationId: text(column((e) => e.correlationId ?? null)),
+    causationId: text(column((e) => e.causationId ?? null)),
+    createdAt: text(column((e) => e.createdAt?.toISOString() ?? null)),
+    channel: store.notifyChannel ?? "",
+  };
+  const { strings, order } = appendStatement(store, shape);
+  return db(strings, ...order.map((name) => values[name])).values() as Promise<unknown[][]>;
 }
 
 /**
