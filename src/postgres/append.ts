@@ -15,7 +15,12 @@ import { uuidv7 } from "../es/uuid.ts";
 import { appendStatement, type AppendValues } from "./append_sql.ts";
 import { arrayLiteral, byteaHex, type Db, table, toBigInt } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
-import { autocommits, wakeUpAfterCommit } from "./notify.ts";
+import {
+  autocommits,
+  claimTransactionNotify,
+  notifyInTransaction,
+  wakeUpAfterCommit,
+} from "./notify.ts";
 import { derivedName } from "./tables.ts";
 import type { PostgresStore } from "./store.ts";
 
@@ -36,9 +41,13 @@ export async function append(
     count: events.length,
     expectedVersion: describeExpected(expected),
   });
+  // In a caller's transaction the statement NOTIFYs (at commit); on a plain
+  // client the NOTIFY follows the commit (see notify.ts).
+  const carriedNotify = store.notifyChannel !== undefined && !autocommits(db) &&
+    claimTransactionNotify(db, store, aggregateType);
   let rows: unknown[][];
   try {
-    rows = await insert(db, store, events, ids, callerIds, expected);
+    rows = await insert(db, store, events, ids, callerIds, expected, carriedNotify);
   } catch (error) {
     const eventId = duplicateIdOf(error, store);
     if (!eventId) throw error;
@@ -58,7 +67,10 @@ export async function append(
       cause: error,
     });
   }
-  if (rows.length === 0) return await explainRefusal(db, store, events, ids, callerIds, expected);
+  if (rows.length === 0) {
+    if (carriedNotify) await notifyInTransaction(db, store, aggregateType);
+    return await explainRefusal(db, store, events, ids, callerIds, expected);
+  }
   if (autocommits(db)) wakeUpAfterCommit(db, store, aggregateType);
 
   const created = rows.map(([position, transaction, version, createdAt]) => ({
@@ -98,6 +110,7 @@ function insert(
   ids: string[],
   callerIds: string[],
   expected: ExpectedVersion,
+  notify: boolean,
 ): Promise<unknown[][]> {
   const { aggregateType, aggregateId } = events[0];
   const single = events.length === 1;
@@ -109,7 +122,7 @@ function insert(
     mayCreate: expected === "any" || expected === "no_stream" || expected === 0n,
     checkIds: callerIds.length > 0,
     single,
-    notify: store.notifyChannel !== undefined && !autocommits(db),
+    notify,
   };
   const column = <T>(pick: (event: Event, i: number) => T) =>
     single ? pick(events[0], 0) : events.map(pick);

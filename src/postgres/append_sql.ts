@@ -139,7 +139,8 @@ function build(store: PostgresStore, shape: AppendShape): AppendStatement {
       returning global_position, transaction_id, aggregate_version, created_at
     )
     select global_position, transaction_id, aggregate_version, created_at ${notify} from inserted`;
-  const pieces = text.split("\u0000");
+  // postgres.js rebuilds the text and its cache key on every call: keep it short.
+  const pieces = text.replace(/\s+/g, " ").trim().split("\u0000");
   const parts = pieces.filter((_, i) => i % 2 === 0);
   const order = pieces.filter((_, i) => i % 2 === 1) as (keyof AppendValues)[];
   const strings = Object.assign([...parts], { raw: [...parts] });
