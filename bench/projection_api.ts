@@ -33,7 +33,7 @@ export interface ProjectionApi {
     store: PostgresStore,
     projection: BenchProjection,
     n: number,
-    options: BenchRunOptions,
+    options: BenchRunOptions & { config?: Record<string, unknown> },
   ) => Promise<unknown>;
 }
 

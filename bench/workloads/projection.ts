@@ -8,7 +8,7 @@
  */
 
 import type { PersistedEvent } from "../../src/es/mod.ts";
-import { COLUMNS } from "../ceiling.ts";
+import { columns, payloadOf } from "../ceiling.ts";
 import type { BenchDb } from "../db.ts";
 import type { Fixture } from "../fixture.ts";
 import { loadProjectionApi } from "../projection_api.ts";
@@ -28,7 +28,7 @@ export async function w5(db: BenchDb, config: Config, fixture: Fixture): Promise
     name text primary key, transaction_id xid8 not null, global_position bigint not null)`);
   // deno-lint-ignore no-unused-vars
   let sink: PersistedEvent | undefined;
-  const handLoop = () =>
+  const handLoop = (base64: boolean) => () =>
     runOnce(async () => {
       const name = `hand_${names++}`;
       let after: [string, string] = ["0", "0"];
@@ -36,7 +36,7 @@ export async function w5(db: BenchDb, config: Config, fixture: Fixture): Promise
       for (;;) {
         const n = await sql.begin(async (tx) => {
           const rows = await tx`
-            select ${tx(COLUMNS)} from ${tx(events)}
+            select ${columns(tx, base64)} from ${tx(events)}
             where (transaction_id, global_position) > (${after[0]}::xid8, ${after[1]}::bigint)
               and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
             order by transaction_id, global_position
@@ -51,7 +51,7 @@ export async function w5(db: BenchDb, config: Config, fixture: Fixture): Promise
               eventId: r[5] as string,
               eventType: r[6] as string,
               eventVersion: r[7] as number,
-              payload: r[8] as Uint8Array,
+              payload: payloadOf(r[8], base64),
               metadata: null,
               traceId: r[10] as string | null,
               correlationId: r[11] as string | null,
@@ -77,7 +77,8 @@ export async function w5(db: BenchDb, config: Config, fixture: Fixture): Promise
     });
   const api = await loadProjectionApi();
   const variants: Record<string, () => Promise<Sample>> = {
-    "hand-written read-and-checkpoint loop": handLoop,
+    "hand-written read-and-checkpoint loop (postgres.js bytea decoding)": handLoop(false),
+    "hand-written read-and-checkpoint loop (payload as base64)": handLoop(true),
   };
   const notes: string[] = [];
   if (api) {
@@ -107,13 +108,19 @@ export async function w5(db: BenchDb, config: Config, fixture: Fixture): Promise
       variants["pupsourcing, 4 partitions in one process"] = () =>
         runOnce(async () => {
           const projection = counted();
-          await partitions(sql, store, projection, 4, { mode: "until_caught_up" });
+          await partitions(sql, store, projection, 4, {
+            mode: "until_caught_up",
+            config: { batchSize: 1000 },
+          });
           if (projection.count !== total) {
             throw new Error(`4 partitions: ${projection.count} of ${total}`);
           }
           return projection.count;
         });
     } else notes.push("src/runner has no runProjectionPartitions yet: no 4-partition row.");
+    notes.push(
+      "both runs use batchSize 1000 (the processor's default is 100), the ceiling's page size",
+    );
   } else notes.push("src/projection has no ProjectionProcessor yet: only the ceiling ran.");
   const samples = await interleave(config.reps, variants);
   return result(
@@ -121,7 +128,8 @@ export async function w5(db: BenchDb, config: Config, fixture: Fixture): Promise
     `projection catch-up over ${total.toLocaleString("en-US")} events, no-op handler`,
     samples,
     {
-      "hand-written read-and-checkpoint loop": "ceiling",
+      "hand-written read-and-checkpoint loop (postgres.js bytea decoding)": "ceiling",
+      "hand-written read-and-checkpoint loop (payload as base64)": "ceiling",
       "pupsourcing, 1 worker": "ours",
       "pupsourcing, 4 partitions in one process": "ours",
     },
