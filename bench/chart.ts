@@ -28,7 +28,7 @@ export function chart(results: readonly WorkloadResult[]): string {
   const rowH = 34, left = 430, width = 900, scaleW = 380, maxRatio = 1.6;
   const top = 50;
   const height = top + bars.length * rowH + 40 + latency.length * 24 + 20;
-  const x = (r: number) => left + Math.min(r, maxRatio) / maxRatio * scaleW;
+  const x = (r: number) => Math.round((left + Math.min(r, maxRatio) / maxRatio * scaleW) * 10) / 10;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
@@ -52,9 +52,9 @@ export function chart(results: readonly WorkloadResult[]): string {
       `<text x="10" y="${y + 26}" fill="#777" font-size="10">vs ${
         esc(b.against.slice(0, 70))
       }</text>`,
-      `<rect x="${left}" y="${y + 4}" width="${x(b.value) - left}" height="20" fill="${
-        b.met ? "#3a9a4a" : "#c8453a"
-      }"/>`,
+      `<rect x="${left}" y="${y + 4}" width="${
+        Math.round((x(b.value) - left) * 10) / 10
+      }" height="20" fill="${b.met ? "#3a9a4a" : "#c8453a"}"/>`,
       `<line x1="${x(b.min)}" y1="${y}" x2="${x(b.min)}" y2="${
         y + 28
       }" stroke="black" stroke-width="2"/>`,

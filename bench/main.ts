@@ -90,7 +90,9 @@ if ((!cfg.quick && !only) || flags.docs) {
   await mkdir("docs", { recursive: true });
   await writeFile("docs/benchmarks.md", markdownPage(info, results, FINDINGS));
   await writeFile("docs/benchmarks.svg", chart(results));
-  // The repository's `deno fmt --check` covers markdown: format the page as it would.
-  await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", "docs/benchmarks.md"] }).output();
+  // The repository's `deno fmt --check` covers markdown and SVG: format both as it would.
+  await new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "-q", "docs/benchmarks.md", "docs/benchmarks.svg"],
+  }).output();
   log("wrote docs/benchmarks.md and docs/benchmarks.svg");
 }
