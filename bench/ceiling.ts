@@ -1,6 +1,9 @@
 /**
  * The ceilings: the same work as the library, hand-written as the best
- * single statement through postgres.js, on the same tables.
+ * single statement through postgres.js, on the same tables, with the same
+ * data: UUIDv7 event ids like the store's (random v4 ids are cheaper to
+ * insert on a small table, where time-ordered ids all land on the index's
+ * last page; measured 0.97 against 0.92 with 8 clients).
  *
  * @module
  */
@@ -8,6 +11,7 @@
 import { Buffer } from "node:buffer";
 import type postgres from "postgres";
 import { fnv1a32 } from "../src/es/segment.ts";
+import { uuidv7 } from "../src/es/uuid.ts";
 import type { Event } from "../src/es/mod.ts";
 import type { PostgresStore } from "../src/postgres/mod.ts";
 
@@ -58,7 +62,7 @@ export function appendNew(sql: Sql, store: PostgresStore, event: Event): Promise
     insert into ${sql(events)} (aggregate_type, aggregate_id, aggregate_version,
       aggregate_id_hash, event_id, event_type, payload)
     select ${event.aggregateType}, ${event.aggregateId}, head.aggregate_version,
-      ${fnv1a32(event.aggregateId)}, ${crypto.randomUUID()}, ${event.eventType}, ${event.payload}
+      ${fnv1a32(event.aggregateId)}, ${uuidv7()}, ${event.eventType}, ${event.payload}
     from head
     returning global_position, transaction_id, created_at
   `.values();
@@ -84,7 +88,7 @@ export function appendAt(
     insert into ${sql(events)} (aggregate_type, aggregate_id, aggregate_version,
       aggregate_id_hash, event_id, event_type, payload)
     select ${event.aggregateType}, ${event.aggregateId}, head.aggregate_version,
-      ${fnv1a32(event.aggregateId)}, ${crypto.randomUUID()}, ${event.eventType}, ${event.payload}
+      ${fnv1a32(event.aggregateId)}, ${uuidv7()}, ${event.eventType}, ${event.payload}
     from head
     returning global_position, transaction_id, created_at
   `.values();
@@ -115,12 +119,15 @@ export function appendUnnest(sql: Sql, store: PostgresStore, batch: Event[]): Pr
       returning aggregate_id)
     insert into ${sql(events)} (aggregate_type, aggregate_id, aggregate_version,
       aggregate_id_hash, event_id, event_type, payload)
-    select ${type}, e.id, e.v, e.hash, gen_random_uuid(), e.type, e.payload
+    select ${type}, e.id, e.v, e.hash, e.event_id, e.type, e.payload
     from unnest(${sql.array(batch.map((e) => e.aggregateId), 25)}::text[],
       ${sql.array(versions, 20)}::int8[],
       ${sql.array(batch.map((e) => fnv1a32(e.aggregateId)), 20)}::int8[],
+      ${sql.array(batch.map(() => uuidv7()), 25)}::uuid[],
       ${sql.array(batch.map((e) => e.eventType), 25)}::text[],
-      ${sql.array(batch.map((e) => e.payload), 17)}::bytea[]) as e(id, v, hash, type, payload)
+      ${
+    sql.array(batch.map((e) => e.payload), 17)
+  }::bytea[]) as e(id, v, hash, event_id, type, payload)
     where e.id in (select aggregate_id from head)
     returning global_position
   `.values();
@@ -167,7 +174,7 @@ export function appendCopy(
       version.set(e.aggregateId, v);
       text += `${copyField(type)}\t${copyField(e.aggregateId)}\t${v}\t${
         fnv1a32(e.aggregateId)
-      }\t${crypto.randomUUID()}\t${copyField(e.eventType)}\t${byteaText(e.payload)}\n`;
+      }\t${uuidv7()}\t${copyField(e.eventType)}\t${byteaText(e.payload)}\n`;
     }
     const writable = await tx`
       copy ${tx(events)} (aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash,

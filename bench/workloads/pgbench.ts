@@ -54,13 +54,15 @@ export async function pgbenchW1(
   const { events, aggregateHeads } = store.tables;
   const hex = Array.from(payload("00000000-0000-0000-0000-000000000000", 1))
     .map((b) => b.toString(16).padStart(2, "0")).join("");
+  // The same ids as the store's: UUIDv7 where the server has it (18+).
+  const eventId = parseInt(db.settings.server_version) >= 18 ? "uuidv7()" : "gen_random_uuid()";
   const script = `with id as (select gen_random_uuid()::text as aggregate_id),
 head as (insert into ${quote(aggregateHeads)} (aggregate_type, aggregate_id, aggregate_version)
   select 'Order', aggregate_id, 1 from id on conflict do nothing returning aggregate_id, aggregate_version)
 insert into ${
     quote(events)
   } (aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash, event_id, event_type, payload)
-select 'Order', head.aggregate_id, head.aggregate_version, hashtext(head.aggregate_id) & 2147483647, gen_random_uuid(), 'OrderLineAdded', '\\x${hex}'::bytea
+select 'Order', head.aggregate_id, head.aggregate_version, hashtext(head.aggregate_id) & 2147483647, ${eventId}, 'OrderLineAdded', '\\x${hex}'::bytea
 from head returning global_position, transaction_id, created_at;
 `.replace(/\n/g, " ") + "\n";
   const dir = await mkdtemp(join(tmpdir(), "pupsourcing-pgbench-"));
