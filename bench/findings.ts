@@ -72,4 +72,18 @@ this machine; "before" is the first run of this benchmark):
    after fetching them (\`Rows Removed by Filter\`), so N partitions read the
    heap N times: on a machine with spare cores they still win, on these 2
    cores they barely do.
+8. **Same data on both sides.** The ceilings store the same UUIDv7 event
+   ids as the store. With random (v4) ids the hand-written one-event append
+   ran about 5% faster with 8 clients on this small table, and
+   \`gen_random_uuid()\` per row slowed the hand-written bulk statements: a
+   ceiling that stores other data measures other work.
+9. **Still short of 0.9** (W1, W2, W3b with wake-ups on): the rest is the
+   post-commit NOTIFY (an extra small transaction every 2 ms per client,
+   see the \`notifyChannel: false\` rows, which reach 0.89–0.96), about
+   10 µs of client CPU per append left in postgres.js handling a statement
+   of 18 parameters instead of 7, and for W3b one statement per aggregate.
+   Putting the NOTIFY back into the statement when a client has no other
+   append running would save the 1-client cost, but several processes
+   appending one at a time would then serialize their commits again: not
+   done.
 `;
