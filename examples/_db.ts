@@ -36,12 +36,8 @@ export async function openExampleDb(config: PostgresStoreConfig = {}): Promise<E
     store: new PostgresStore(config),
     async close() {
       await sql.end();
-      if (!server.embedded) {
-        // On a shared server, leave nothing behind.
-        const admin = postgres(server.url, { max: 1, onnotice: () => {} });
-        await admin`drop database if exists ${admin(new URL(url).pathname.slice(1))}`;
-        await admin.end();
-      }
+      // On a shared server, leave nothing behind.
+      if (!server.embedded) await server.dropDatabase(url);
       await server.stop();
     },
   };

@@ -132,11 +132,7 @@ try {
 } finally {
   step("7. Stop");
   await sql.end();
-  if (!server.embedded) {
-    const admin = postgres(server.url, { max: 1, onnotice: () => {} });
-    await admin`drop database if exists ${admin(new URL(url).pathname.slice(1))}`;
-    await admin.end();
-  }
+  if (!server.embedded) await server.dropDatabase(url);
   await server.stop();
   console.log(server.embedded ? "PostgreSQL stopped and removed." : "Demo database dropped.");
 }

@@ -38,7 +38,7 @@ export interface TestDb {
   createDatabase(): Promise<string>;
   /** Rows in the store's events and heads tables, and its sequence's next value. */
   counts(store: PostgresStore): Promise<StoreCounts>;
-  /** Closes every client and stops the server. */
+  /** Closes every client, drops the databases on a shared server, stops an embedded one. */
   close(): Promise<void>;
 }
 
@@ -48,6 +48,7 @@ let schemaCounter = 0;
 export async function setupDatabase(): Promise<TestDb> {
   const server: TestDatabase = await startTestDatabase();
   const url = await server.createDatabase();
+  const databases = [url];
   const clients: postgres.Sql[] = [];
   const client = (options: postgres.Options<Record<string, never>> = {}, on = url) => {
     const sql = postgres(on, { onnotice: () => {}, ...options });
@@ -59,7 +60,11 @@ export async function setupDatabase(): Promise<TestDb> {
     sql,
     url,
     client,
-    createDatabase: () => server.createDatabase(),
+    async createDatabase() {
+      const another = await server.createDatabase();
+      databases.push(another);
+      return another;
+    },
     async freshStore(config: PostgresStoreConfig = {}) {
       const schema = `t${process.pid}_${schemaCounter++}`;
       const store = new PostgresStore({ schema, ...config });
@@ -82,6 +87,8 @@ export async function setupDatabase(): Promise<TestDb> {
     },
     async close() {
       await Promise.all(clients.map((c) => c.end({ timeout: 5 })));
+      // A shared DATABASE_URL server keeps nothing of the tests.
+      if (!server.embedded) await Promise.all(databases.map((d) => server.dropDatabase(d)));
       await server.stop();
     },
   };

@@ -36,6 +36,12 @@ export interface TestDatabase {
    * per test keeps tests independent.
    */
   createDatabase(): Promise<string>;
+  /**
+   * Drops a database that {@linkcode TestDatabase.createDatabase} created,
+   * closing its remaining connections: on a shared `DATABASE_URL` server,
+   * leave nothing behind.
+   */
+  dropDatabase(url: string): Promise<void>;
   /** Drops nothing on `DATABASE_URL`; stops and deletes a server started here. */
   stop(): Promise<void>;
 }
@@ -89,6 +95,7 @@ export async function startTestDatabase(options: TestDatabaseOptions = {}): Prom
       url: external,
       embedded: false,
       createDatabase: () => createDatabase(external),
+      dropDatabase: (target) => dropDatabase(external, target),
       stop: async () => {},
     };
   }
@@ -134,6 +141,7 @@ async function startServer(settings: Record<string, string>): Promise<TestDataba
       url,
       embedded: true,
       createDatabase: () => createDatabase(url),
+      dropDatabase: (target) => dropDatabase(url, target),
       stop: async () => {
         process.off("exit", cleanup);
         await stopProcess(child.process!);
@@ -283,15 +291,30 @@ function stopProcess(child: ChildProcess): Promise<void> {
 
 let databaseCounter = 0;
 
+const TEST_DATABASE = /^pupsourcing_test_[0-9a-z_]+$/;
+
 async function createDatabase(url: string): Promise<string> {
   const name = `pupsourcing_test_${process.pid}_${Date.now().toString(36)}_${databaseCounter++}`;
-  const admin = postgres(url, { max: 1, onnotice: () => {} });
-  try {
-    await admin`create database ${admin(name)}`;
-  } finally {
-    await admin.end();
-  }
+  await asAdmin(url, (admin) => admin`create database ${admin(name)}`);
   const target = new URL(url);
   target.pathname = `/${name}`;
   return target.toString();
+}
+
+async function dropDatabase(url: string, target: string): Promise<void> {
+  const name = decodeURIComponent(new URL(target).pathname.slice(1));
+  // Only ever drop what createDatabase made: never a user's database.
+  if (!TEST_DATABASE.test(name)) {
+    throw new Error(`dropDatabase: expected a database made by createDatabase, got "${name}"`);
+  }
+  await asAdmin(url, (admin) => admin`drop database if exists ${admin(name)} with (force)`);
+}
+
+async function asAdmin(url: string, run: (admin: postgres.Sql) => Promise<unknown>): Promise<void> {
+  const admin = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await run(admin);
+  } finally {
+    await admin.end();
+  }
 }
