@@ -12,7 +12,8 @@ import { DEFAULT_SEGMENTS, validatePartitioning } from "./segments.ts";
 /**
  * Options of {@linkcode ProjectionProcessor}. Everything has a default: a
  * single worker over 16 segments, batches of 100, woken by NOTIFY and
- * polling every 100 ms, backing off to 5 s while idle.
+ * polling every 100 ms, backing off to 5 s while idle, and riding out
+ * database outages.
  *
  * @example Worker 2 of 4, in batches of 500
  * ```ts
@@ -47,6 +48,23 @@ export interface ProcessorConfig {
    * the source of truth either way.
    */
   wakeUp?: boolean;
+  /**
+   * Ride out transient database errors; default `true`. A lost connection
+   * (a restart, a failover, `pg_terminate_backend`; postgres.js's
+   * `CONNECTION_CLOSED`/`CONNECTION_DESTROYED`, socket errors, SQLSTATE
+   * class `08`, `57P01`-`57P03`), a serialization failure (`40001`) or a
+   * deadlock (`40P01`), in the processor's own statements or in a handler
+   * whose transaction it killed, rolls the batch back (or finds it
+   * committed) and the processor tries again after `pollInterval`,
+   * doubling up to `maxPollInterval`, logging each retry. Exactly once
+   * holds: the checkpoints are re-read under lock. Any other error still
+   * rejects `run` at once.
+   *
+   * `false` fails fast instead: `run` rejects with the error as raised
+   * (the raw postgres.js error, or the `ProjectionError` wrapping it), for
+   * callers that leave restarts to a supervisor.
+   */
+  retryTransientErrors?: boolean;
   /** Where the processor logs; default: no logging at all. */
   logger?: Logger;
 }
@@ -83,6 +101,8 @@ export interface ResolvedConfig {
   maxPollInterval: number;
   /** Whether the processor LISTENs for appends. */
   wakeUp: boolean;
+  /** Whether transient database errors are retried. */
+  retryTransientErrors: boolean;
   /** The logger, if any. */
   logger: Logger | undefined;
 }
@@ -143,6 +163,10 @@ export function resolveConfig(
     );
   }
   const wakeUp = config.wakeUp ?? notifyChannel !== undefined;
+  const retryTransientErrors = config.retryTransientErrors ?? true;
+  if (typeof retryTransientErrors !== "boolean") {
+    throw new ValidationError("retryTransientErrors", "a boolean", show(retryTransientErrors));
+  }
   return {
     batchSize,
     partitionKey,
@@ -151,6 +175,7 @@ export function resolveConfig(
     pollInterval,
     maxPollInterval,
     wakeUp,
+    retryTransientErrors,
     logger: config.logger,
   };
 }

@@ -10,12 +10,18 @@ import { ValidationError } from "../es/errors.ts";
 import { show } from "../es/validate.ts";
 import type { PostgresStore } from "../postgres/store.ts";
 import { runBatch } from "./batch.ts";
-import { ensureCheckpoints, furthestCheckpoint, probeCheckpoints } from "./checkpoints.ts";
+import {
+  ensureCheckpoints,
+  furthestCheckpoint,
+  type Probe,
+  probeCheckpoints,
+} from "./checkpoints.ts";
 import { type ProcessorConfig, resolveConfig, type ResolvedConfig } from "./config.ts";
 import { compareCursors } from "./cursor.ts";
 import { type Projection, validateProjection } from "./projection.ts";
 import { ownedSegments } from "./segments.ts";
 import type { Target } from "./target.ts";
+import { Backoff } from "./transient.ts";
 import { Alarm, listenForWakeUps, type WakeUpListener } from "./wakeup.ts";
 
 export type { ProcessorConfig } from "./config.ts";
@@ -76,6 +82,9 @@ type StopReason = "aborted" | "caught up" | "failed";
  *   `maxPollInterval` while idle, a NOTIFY from an append wakes it at once,
  *   and it stays short while committed events wait for an older
  *   transaction to end.
+ * - A database that goes away (a restart, a failover, a dropped
+ *   connection) is waited for, with backoff, at startup and between
+ *   batches; see `retryTransientErrors`.
  *
  * One processor may run several projections at once (one `run` each).
  *
@@ -148,6 +157,12 @@ export class ProjectionProcessor {
    * the database's transaction ids (restored into a new cluster).
    * @throws {ProjectionError} when the handler throws: its batch is rolled
    * back, and the event is delivered again on the next run.
+   * @throws the database's error when it is not transient (see
+   * `retryTransientErrors`), or any database error when that option is
+   * `false`. Transient ones (a lost connection, a restart, `40001`,
+   * `40P01`, also when a handler's transaction dies under it) are logged
+   * and retried with backoff: the batch is rolled back or found committed,
+   * so nothing is applied twice.
    *
    * @example Catch up in a test
    * ```ts ignore
@@ -180,10 +195,18 @@ export class ProjectionProcessor {
     let reason: StopReason = "failed";
     const alarm = new Alarm();
     let listener: WakeUpListener | undefined;
+    const backoff = new Backoff({
+      enabled: this.config.retryTransientErrors,
+      pollInterval: this.config.pollInterval,
+      maxPollInterval: this.config.maxPollInterval,
+      logger,
+      projection: projection.name,
+    });
     try {
-      await ensureCheckpoints(this.#sql, target);
-      const furthest = await furthestCheckpoint(this.#sql, target);
-      if (furthest) await this.#store.assertCursorInCluster(this.#sql, furthest);
+      if (await this.#start(target, backoff, signal) === "aborted") {
+        reason = "aborted";
+        return;
+      }
       // A run that stops once caught up never sleeps long: no LISTEN needed.
       const channel = this.#store.notifyChannel;
       if (mode === "continuous" && this.config.wakeUp && channel !== undefined) {
@@ -196,10 +219,33 @@ export class ProjectionProcessor {
           logger,
         );
       }
-      reason = await this.#loop(projection, target, mode, alarm, signal);
+      reason = await this.#loop(projection, target, mode, alarm, backoff, signal);
     } finally {
       await listener?.stop();
       logger?.info("projection processor stopped", { projection: projection.name, reason });
+    }
+  }
+
+  /**
+   * Creates the checkpoints and checks them against the cluster, waiting
+   * out a database that is away (a processor started while the server
+   * restarts waits for it, and only a non-transient error stops it).
+   */
+  async #start(
+    target: Target,
+    backoff: Backoff,
+    signal: AbortSignal | undefined,
+  ): Promise<"started" | "aborted"> {
+    for (;;) {
+      try {
+        await ensureCheckpoints(this.#sql, target);
+        const furthest = await furthestCheckpoint(this.#sql, target);
+        if (furthest) await this.#store.assertCursorInCluster(this.#sql, furthest);
+        backoff.reset();
+        return "started";
+      } catch (error) {
+        if (await backoff.recover(error, signal) === "aborted") return "aborted";
+      }
     }
   }
 
@@ -208,6 +254,7 @@ export class ProjectionProcessor {
     target: Target,
     mode: RunMode,
     alarm: Alarm,
+    backoff: Backoff,
     signal: AbortSignal | undefined,
   ): Promise<StopReason> {
     const { batchSize, pollInterval, maxPollInterval, logger } = this.config;
@@ -215,26 +262,44 @@ export class ProjectionProcessor {
     let idlePolls = 0;
     for (;;) {
       if (signal?.aborted) return "aborted";
-      const probe = await probeCheckpoints(this.#sql, target);
-      const tip = probe.tip;
-      if (mode === "until_caught_up") {
-        // Everything below the horizon at the first poll, and nothing more.
-        goal ??= tip ?? START;
-        const reached = goal;
-        if (probe.rows.every((row) => compareCursors(row.cursor, reached) >= 0)) {
-          return "caught up";
-        }
-      }
+      let probe: Probe;
       let processed = 0;
       let advanced = false;
-      if (tip && probe.rows.some((row) => compareCursors(row.cursor, tip) < 0)) {
-        for (;;) {
-          const outcome = await runBatch(this.#sql, target, projection, batchSize, signal, logger);
-          if (outcome.aborted) return "aborted";
-          processed += outcome.processed;
-          advanced ||= outcome.advanced;
-          if (!outcome.full || signal?.aborted) break;
+      // Every statement here stands alone or in a batch transaction that
+      // is over when it fails: after a transient error the poll starts
+      // again from the checkpoints, re-read (and re-locked) as they are.
+      try {
+        probe = await probeCheckpoints(this.#sql, target);
+        backoff.reset();
+        const tip = probe.tip;
+        if (mode === "until_caught_up") {
+          // Everything below the horizon at the first poll, and nothing more.
+          goal ??= tip ?? START;
+          const reached = goal;
+          if (probe.rows.every((row) => compareCursors(row.cursor, reached) >= 0)) {
+            return "caught up";
+          }
         }
+        if (tip && probe.rows.some((row) => compareCursors(row.cursor, tip) < 0)) {
+          for (;;) {
+            const outcome = await runBatch(
+              this.#sql,
+              target,
+              projection,
+              batchSize,
+              signal,
+              logger,
+            );
+            if (outcome.aborted) return "aborted";
+            backoff.reset();
+            processed += outcome.processed;
+            advanced ||= outcome.advanced;
+            if (!outcome.full || signal?.aborted) break;
+          }
+        }
+      } catch (error) {
+        if (await backoff.recover(error, signal) === "aborted") return "aborted";
+        continue;
       }
       // After handling events, look again at once: more may have come
       // meanwhile. Checkpoints that only moved past events out of scope

@@ -14,7 +14,9 @@
  * connection pool right after them is safe. They resolve when the caller's
  * signal aborts (or, in `"until_caught_up"` mode, when every worker has
  * caught up), and reject with the first worker failure after stopping the
- * other workers. Bad input is refused with a `ValidationError` before any
+ * other workers. A transient database error (a lost connection, a
+ * restart, a deadlock) is no failure: each processor retries it on its own
+ * unless its config sets `retryTransientErrors: false`. Bad input is refused with a `ValidationError` before any
  * worker starts.
  *
  * @example One partition per process, stopped cleanly by SIGINT or SIGTERM

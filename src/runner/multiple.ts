@@ -71,7 +71,9 @@ export interface MultipleOptions {
  * - it resolves when `options.signal` aborts (or, in `"until_caught_up"`
  *   mode, when every worker has caught up);
  * - it rejects when a worker fails, with that worker's error (usually a
- *   `ProjectionError`); the other workers are stopped first.
+ *   `ProjectionError`); the other workers are stopped first. Transient
+ *   database errors are retried inside each worker and stop nothing
+ *   (see `retryTransientErrors`).
  *
  * Give `sql`'s pool at least one connection per entry, or workers wait
  * for each other. (The wake-up `LISTEN` has its own connection, outside

@@ -52,7 +52,9 @@ export interface PartitionsOptions {
  * - it resolves when `options.signal` aborts (or, in `"until_caught_up"`
  *   mode, when every partition has caught up);
  * - it rejects when a worker fails, with that worker's error (usually a
- *   `ProjectionError`); the other workers are stopped first.
+ *   `ProjectionError`); the other workers are stopped first. Transient
+ *   database errors are retried inside each worker and stop nothing
+ *   (see `retryTransientErrors`).
  *
  * Each worker holds a connection of `sql`'s pool while it processes a
  * batch: give the pool at least `totalPartitions` connections, or workers

@@ -1,0 +1,154 @@
+/**
+ * Which database errors are worth retrying: the connection went away, the
+ * server is restarting or failing over, or PostgreSQL rolled the
+ * transaction back to break a conflict. In every such case the batch's
+ * transaction is gone (rolled back, or committed just before the
+ * connection died), so running the batch again under fresh checkpoint
+ * locks is exactly-once-safe.
+ *
+ * @module
+ */
+
+import type { Logger } from "../es/logger.ts";
+import { ProjectionError } from "../es/errors.ts";
+import { Alarm } from "./wakeup.ts";
+
+/**
+ * Error codes that mean the connection is lost: postgres.js's own
+ * (`CONNECTION_CLOSED` when the socket closed under a query,
+ * `CONNECTION_DESTROYED` when it was torn down with queries pending,
+ * `CONNECT_TIMEOUT`) and Node's socket errors. `CONNECTION_ENDED` is not
+ * here: postgres.js raises it only after the caller's own `sql.end()`, and
+ * no retry can bring that client back.
+ */
+const LOST_CONNECTION_CODES: ReadonlySet<string> = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ETIMEDOUT",
+]);
+
+/**
+ * SQLSTATEs after which the session is over: `57P01` admin_shutdown
+ * (`pg_terminate_backend`, a fast shutdown), `57P02` crash_shutdown,
+ * `57P03` cannot_connect_now (starting up, or in recovery). Class `08`
+ * (connection exceptions) is matched by prefix.
+ */
+const LOST_SESSION_STATES: ReadonlySet<string> = new Set(["57P01", "57P02", "57P03"]);
+
+/**
+ * SQLSTATEs that roll the transaction back but leave the connection
+ * usable: `40001` serialization_failure, `40P01` deadlock_detected.
+ */
+const CONFLICT_STATES: ReadonlySet<string> = new Set(["40001", "40P01"]);
+
+function codeOf(error: unknown): string | undefined {
+  if (typeof error !== "object" || error === null) return undefined;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/**
+ * Whether `error` means the connection (or the session behind it) is gone:
+ * a lost socket, class `08`, or `57P01`/`57P02`/`57P03`. A transaction on
+ * that connection can run no further statement, not even a rollback.
+ *
+ * @example
+ * ```ts
+ * import { isConnectionLoss } from "./transient.ts";
+ *
+ * console.log(isConnectionLoss({ code: "CONNECTION_CLOSED" })); // true
+ * console.log(isConnectionLoss({ code: "40001" })); // false: the connection is fine
+ * ```
+ */
+export function isConnectionLoss(error: unknown): boolean {
+  const code = codeOf(error);
+  if (code === undefined) return false;
+  return LOST_CONNECTION_CODES.has(code) || LOST_SESSION_STATES.has(code) ||
+    /^08[0-9A-Z]{3}$/.test(code);
+}
+
+/**
+ * Whether `error` is a transient database error: a connection loss (see
+ * {@linkcode isConnectionLoss}), or a serialization failure (`40001`) or
+ * deadlock (`40P01`) that rolled the transaction back. Anything else (a
+ * missing table, a constraint violation, a `ValidationError`, the caller's
+ * own `sql.end()`) is not: retrying would fail the same way.
+ *
+ * Only the error itself is looked at, not its `cause`: a handler's error
+ * is unwrapped by the processor, which alone knows it came from a handler.
+ *
+ * @example
+ * ```ts
+ * import { isTransientDatabaseError } from "./transient.ts";
+ *
+ * console.log(isTransientDatabaseError({ code: "40P01" })); // true
+ * console.log(isTransientDatabaseError({ code: "CONNECTION_ENDED" })); // false
+ * console.log(isTransientDatabaseError(new Error("boom"))); // false
+ * ```
+ */
+export function isTransientDatabaseError(error: unknown): boolean {
+  const code = codeOf(error);
+  return code !== undefined && (CONFLICT_STATES.has(code) || isConnectionLoss(error));
+}
+
+/** What {@linkcode Backoff.recover} saw: whether the run should go on. */
+export type Recovery = "retry" | "aborted";
+
+/**
+ * Backoff between retries of a processor's database work after transient
+ * errors: `pollInterval`, doubling up to `maxPollInterval`, back to the
+ * start after any success. Not woken by NOTIFY: appends are no reason to
+ * hurry back to a database that is away; an abort ends the wait at once.
+ */
+export class Backoff {
+  #attempt = 0;
+  readonly #options: BackoffOptions;
+
+  constructor(options: BackoffOptions) {
+    this.#options = options;
+  }
+
+  /** A step succeeded: the next failure starts from `pollInterval` again. */
+  reset(): void {
+    this.#attempt = 0;
+  }
+
+  /**
+   * Rethrows `error` unless it is transient and retries are enabled (a
+   * handler's {@linkcode ProjectionError} counts when its cause is
+   * transient); otherwise logs it, waits, and says whether to go on.
+   */
+  async recover(error: unknown, signal: AbortSignal | undefined): Promise<Recovery> {
+    const { enabled, pollInterval, maxPollInterval, logger, projection } = this.#options;
+    const underlying = error instanceof ProjectionError ? error.cause : error;
+    if (!enabled || !isTransientDatabaseError(underlying)) throw error;
+    this.#attempt++;
+    const delayMs = Math.min(pollInterval * 2 ** Math.min(this.#attempt - 1, 30), maxPollInterval);
+    logger?.error("projection processor database error, retrying", {
+      projection,
+      error,
+      attempt: this.#attempt,
+      delayMs,
+    });
+    // A fresh alarm: nothing but the timeout or the signal ends this sleep.
+    return await new Alarm().sleep(delayMs, signal) === "aborted" ? "aborted" : "retry";
+  }
+}
+
+/** The settings of a {@linkcode Backoff}. */
+export interface BackoffOptions {
+  /** `retryTransientErrors`: when false, every error is rethrown. */
+  enabled: boolean;
+  /** The first delay, in milliseconds. */
+  pollInterval: number;
+  /** The longest delay, in milliseconds. */
+  maxPollInterval: number;
+  /** Where retries are logged. */
+  logger: Logger | undefined;
+  /** The projection's name, for the log. */
+  projection: string;
+}
