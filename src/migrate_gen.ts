@@ -86,11 +86,15 @@ CREATE TABLE IF NOT EXISTS ${quote(t.events)} (
 CREATE INDEX IF NOT EXISTS ${quote(derivedName(t.events, "log_idx"))}
     ON ${quote(t.events)} (transaction_id, global_position);
 
--- The current version of every aggregate: one row read per append.
+-- The current version of every aggregate: one row read per append. Its
+-- last_transaction_id is the log order key of the aggregate's newest event:
+-- an append never files an event below it, so a transaction that got its
+-- id early cannot put a later version before an earlier one in the log.
 CREATE TABLE IF NOT EXISTS ${quote(t.aggregateHeads)} (
     aggregate_type text NOT NULL,
     aggregate_id text NOT NULL,
     aggregate_version bigint NOT NULL,
+    last_transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (aggregate_type, aggregate_id)
 );

@@ -88,6 +88,39 @@ describe("the global log's order", () => {
     assert.deepEqual(ours.seen, await store.readEvents(db.sql));
   });
 
+  it("keeps an aggregate in version order when an older transaction appends after a newer one", async () => {
+    const store = await db.freshStore();
+    const ours = reader(store);
+    // B takes its transaction id first (by writing elsewhere), then waits.
+    const b = await hold();
+    await b.tx`create temporary table scratch (n int)`;
+    await b.tx`insert into scratch values (1)`;
+    // A, a newer transaction, appends version 1 and commits.
+    const { events: [v1] } = await store.append(db.sql, [event("o-1")], {
+      expectedVersion: "no_stream",
+    });
+    // B appends version 2 on top of it. Filed under B's own, older id, it
+    // would come first in the log; the head row files it after version 1.
+    const { events: [v2] } = await store.append(b.tx, [event("o-1")], { expectedVersion: 1n });
+    const [[own]] = await b.tx`select pg_current_xact_id()::text`.values();
+    assert.ok(BigInt(own) < v1.transactionId, "B's own id is the older one");
+    assert.equal(v2.transactionId, v1.transactionId);
+    assert.ok(v2.globalPosition > v1.globalPosition);
+    assert.deepEqual(await ours.poll(), [], "B still holds the horizon");
+    await b.commit();
+
+    const page = await ours.poll();
+    assert.deepEqual(page.map((e) => e.aggregateVersion), [1n, 2n]);
+    assert.deepEqual(page.map((e) => e.globalPosition), [v1.globalPosition, v2.globalPosition]);
+    const [head] = await db.sql`
+      select last_transaction_id::text as last from ${db.sql(store.tables.aggregateHeads)}`;
+    assert.equal(BigInt(head.last), v1.transactionId);
+    // The next append of a newer transaction files under its own, greater id.
+    const { events: [v3] } = await store.append(db.sql, [event("o-1")], { expectedVersion: 2n });
+    assert.ok(v3.transactionId > v2.transactionId);
+    assert.deepEqual((await ours.poll()).map((e) => e.aggregateVersion), [3n]);
+  });
+
   it("orders by transaction id first: positions may come out of order, never skipped", async () => {
     const store = await db.freshStore();
     const ours = reader(store);

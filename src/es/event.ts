@@ -72,7 +72,12 @@ export interface Event {
 export interface PersistedEvent {
   /** Position in the global log; unique, increasing, with possible gaps. */
   globalPosition: bigint;
-  /** The writing transaction's id (`xid8`); the global log is ordered by it first. */
+  /**
+   * The global log's first order key (`xid8`): the writing transaction's
+   * id, or, when the aggregate's previous event was filed under a newer
+   * transaction's id, that id, so an aggregate's events never go out of
+   * version order in the log.
+   */
   transactionId: bigint;
   /** The kind of aggregate. */
   aggregateType: string;

@@ -89,24 +89,35 @@ function build(store: PostgresStore, shape: AppendShape): AppendStatement {
     shape.checkIds
       ? `and not exists (select from ${events} where event_id = any(${$("known")}::text::uuid[]))`
       : "";
+  // The events are filed under the greater of this transaction's id and
+  // the one the aggregate's newest event was filed under. A transaction
+  // that got its id before another appended to the aggregate and committed
+  // would otherwise put its later version first in the log. Filing under a
+  // greater id stays gap-safe: readers pass an id only once every
+  // transaction below it has ended, this one included.
+  const moved = `aggregate_version = h.aggregate_version + ${count()},
+        last_transaction_id = greatest(h.last_transaction_id, pg_current_xact_id()),
+        updated_at = now()`;
+  const returning = `returning h.aggregate_version - ${count()} as from_version,
+        h.last_transaction_id as log_transaction_id`;
   const head = shape.mayCreate
     ? `insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version)
       select ${type()}, ${id()}, ${count()}
       where true ${unstored()}
-      on conflict (aggregate_type, aggregate_id) do update
-        set aggregate_version = h.aggregate_version + ${count()}, updated_at = now()
+      on conflict (aggregate_type, aggregate_id) do update set ${moved}
         where ${$("any")}::boolean
-      returning h.aggregate_version - ${count()} as from_version`
-    : `update ${heads} as h
-      set aggregate_version = h.aggregate_version + ${count()}, updated_at = now()
+      ${returning}`
+    : `update ${heads} as h set ${moved}
       where h.aggregate_type = ${type()} and h.aggregate_id = ${id()}
         and (${$("exact")}::text::int8 < 0 or h.aggregate_version = ${$("exact")}::text::int8)
         ${unstored()}
-      returning h.aggregate_version - ${count()} as from_version`;
+      ${returning}`;
   const insertHead = `insert into ${events} (
-        aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash, event_id, event_type,
-        event_version, payload, metadata, trace_id, correlation_id, causation_id, created_at)
-      select ${type()}, ${id()}, head.from_version + e.ord, ${$("hash")}::int8,
+        transaction_id, aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash,
+        event_id, event_type, event_version, payload, metadata, trace_id, correlation_id,
+        causation_id, created_at)
+      select head.log_transaction_id, ${type()}, ${id()}, head.from_version + e.ord,
+        ${$("hash")}::int8,
         e.event_id, e.event_type, e.event_version, e.payload, e.metadata, e.trace_id,
         e.correlation_id, e.causation_id, coalesce(e.created_at, now())`;
   const rows = shape.single
