@@ -14,7 +14,7 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import postgres from "postgres";
-import { ROOT, run } from "./_tools.ts";
+import { NODE_COMPILER_OPTIONS, ROOT, run } from "./_tools.ts";
 
 /** The document whose examples run. */
 export const GETTING_STARTED: string = join(ROOT, "docs", "getting-started.md");
@@ -202,11 +202,7 @@ export function nodeRuntime(project: string, tsc: string, typeRoot: string): Run
       await writeFile(join(dir, `${name}.ts`), code);
       const tsconfig = {
         compilerOptions: {
-          target: "ES2022",
-          lib: ["ES2023"],
-          module: "NodeNext",
-          moduleResolution: "NodeNext",
-          strict: true,
+          ...NODE_COMPILER_OPTIONS,
           types: ["node"],
           typeRoots: [typeRoot],
           outDir: ".",

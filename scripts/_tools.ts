@@ -195,3 +195,26 @@ export function rewriteDtsSpecifiers(text: string): string {
       `${head}${quote}${path}.${m}js${quote}`,
   );
 }
+
+/** The compiler options every tsc run here starts from: ESM for Node 20 and Bun, strict. */
+export const NODE_COMPILER_OPTIONS = {
+  target: "ES2022",
+  lib: ["ES2023"],
+  module: "NodeNext",
+  moduleResolution: "NodeNext",
+  strict: true,
+} as const;
+
+/**
+ * Runs a script's `main` and exits with its code. A crash still ends with
+ * the plain `0 passed, 1 failed` summary CI reads.
+ */
+export async function runScript(name: string, main: () => Promise<number>): Promise<never> {
+  try {
+    process.exit(await main());
+  } catch (error) {
+    console.error(`${name} failed: ${(error as Error).stack ?? error}`);
+    console.log("0 passed, 1 failed");
+    process.exit(1);
+  }
+}

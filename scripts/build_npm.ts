@@ -22,6 +22,7 @@ import {
   ensureDenoNodeModules,
   ensureTools,
   listFiles,
+  NODE_COMPILER_OPTIONS,
   NPM_DIR,
   npmRange,
   readDenoJson,
@@ -65,10 +66,7 @@ export async function compile(
   await writeFile(join(stage, "package.json"), JSON.stringify({ type: "module" }) + "\n");
   const tsconfig = {
     compilerOptions: {
-      target: "ES2022",
-      lib: ["ES2023"],
-      module: "NodeNext",
-      moduleResolution: "NodeNext",
+      ...NODE_COMPILER_OPTIONS,
       rewriteRelativeImportExtensions: true,
       verbatimModuleSyntax: true,
       declaration: options.declaration,

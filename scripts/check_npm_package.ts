@@ -26,11 +26,19 @@
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 import { startTestDatabase } from "../src/testing/mod.ts";
 import { buildNpm } from "./build_npm.ts";
 import { bunRuntime, denoRuntime, nodeRuntime, runDocExamples } from "./_doc_examples.ts";
-import { ensureTools, NPM_DIR, npmRange, readDenoJson, run, step } from "./_tools.ts";
+import {
+  ensureTools,
+  NODE_COMPILER_OPTIONS,
+  NPM_DIR,
+  npmRange,
+  readDenoJson,
+  run,
+  runScript,
+  step,
+} from "./_tools.ts";
 
 /** The script both runtimes run inside the consumer project. */
 const SMOKE = `import assert from "node:assert/strict";
@@ -191,11 +199,7 @@ async function main(): Promise<number> {
       join(project, "tsconfig.json"),
       JSON.stringify({
         compilerOptions: {
-          target: "ES2022",
-          lib: ["ES2023"],
-          module: "NodeNext",
-          moduleResolution: "NodeNext",
-          strict: true,
+          ...NODE_COMPILER_OPTIONS,
           noEmit: true,
           skipLibCheck: false,
           types: ["node"],
@@ -311,12 +315,4 @@ async function main(): Promise<number> {
   return failed === 0 ? 0 : 1;
 }
 
-if (import.meta.main) {
-  try {
-    process.exit(await main());
-  } catch (error) {
-    console.error(`check:npm-package failed: ${(error as Error).stack ?? error}`);
-    console.log("0 passed, 1 failed");
-    process.exit(1);
-  }
-}
+if (import.meta.main) await runScript("check:npm-package", main);

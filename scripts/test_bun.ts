@@ -19,7 +19,15 @@
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import process from "node:process";
-import { ensureDenoNodeModules, ensureTools, listTests, ROOT, runTee, step } from "./_tools.ts";
+import {
+  ensureDenoNodeModules,
+  ensureTools,
+  listTests,
+  ROOT,
+  runScript,
+  runTee,
+  step,
+} from "./_tools.ts";
 
 /** Bun's per-test timeout is 5 s by default; ours have no such limit elsewhere. */
 const TIMEOUT_MS = 300_000;
@@ -60,12 +68,4 @@ async function main(): Promise<number> {
   return failed === 0 && code === 0 ? 0 : 1;
 }
 
-if (import.meta.main) {
-  try {
-    process.exit(await main());
-  } catch (error) {
-    console.error(`test:bun failed: ${(error as Error).stack ?? error}`);
-    console.log("0 passed, 1 failed");
-    process.exit(1);
-  }
-}
+if (import.meta.main) await runScript("test:bun", main);

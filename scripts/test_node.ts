@@ -19,7 +19,7 @@ import { cp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { buildNpm, compile } from "./build_npm.ts";
-import { ensureTools, exists, listTests, ROOT, runTee, step } from "./_tools.ts";
+import { ensureTools, exists, listTests, ROOT, runScript, runTee, step } from "./_tools.ts";
 
 /** Folders copied next to the tests, so every relative import resolves. */
 const STAGED = ["mod.ts", "deno.json", "src", "tests", "examples"];
@@ -87,12 +87,4 @@ async function main(): Promise<number> {
   return failed === 0 && code === 0 ? 0 : 1;
 }
 
-if (import.meta.main) {
-  try {
-    process.exit(await main());
-  } catch (error) {
-    console.error(`test:node failed: ${(error as Error).stack ?? error}`);
-    console.log("0 passed, 1 failed");
-    process.exit(1);
-  }
-}
+if (import.meta.main) await runScript("test:node", main);
