@@ -50,21 +50,27 @@ export function payloadOf(value: unknown, base64: boolean): Uint8Array {
   return base64 ? Buffer.from(value as string, "base64") : value as Uint8Array;
 }
 
+/** The event insert both hand-written appends end with, numbered by the `head` CTE. */
+function insertAfterHead(sql: Sql, store: PostgresStore, event: Event) {
+  return sql`
+    insert into ${sql(store.tables.events)} (aggregate_type, aggregate_id, aggregate_version,
+      aggregate_id_hash, event_id, event_type, payload)
+    select ${event.aggregateType}, ${event.aggregateId}, head.aggregate_version,
+      ${fnv1a32(event.aggregateId)}, ${uuidv7()}, ${event.eventType}, ${event.payload}
+    from head
+    returning global_position, transaction_id, created_at`;
+}
+
 /** One event to a new aggregate: head insert + event insert, one statement. */
 export function appendNew(sql: Sql, store: PostgresStore, event: Event): Promise<unknown> {
-  const { events, aggregateHeads } = store.tables;
+  const { aggregateHeads } = store.tables;
   return sql`
     with head as (
       insert into ${sql(aggregateHeads)} (aggregate_type, aggregate_id, aggregate_version)
       values (${event.aggregateType}, ${event.aggregateId}, 1)
       on conflict do nothing
       returning aggregate_version)
-    insert into ${sql(events)} (aggregate_type, aggregate_id, aggregate_version,
-      aggregate_id_hash, event_id, event_type, payload)
-    select ${event.aggregateType}, ${event.aggregateId}, head.aggregate_version,
-      ${fnv1a32(event.aggregateId)}, ${uuidv7()}, ${event.eventType}, ${event.payload}
-    from head
-    returning global_position, transaction_id, created_at
+    ${insertAfterHead(sql, store, event)}
   `.values();
 }
 
@@ -76,7 +82,7 @@ export function appendAt(
   version: number,
 ): Promise<unknown> {
   if (version === 0) return appendNew(sql, store, event);
-  const { events, aggregateHeads } = store.tables;
+  const { aggregateHeads } = store.tables;
   return sql`
     with head as (
       update ${
@@ -85,12 +91,7 @@ export function appendAt(
       where aggregate_type = ${event.aggregateType} and aggregate_id = ${event.aggregateId}
         and aggregate_version = ${version}
       returning aggregate_version)
-    insert into ${sql(events)} (aggregate_type, aggregate_id, aggregate_version,
-      aggregate_id_hash, event_id, event_type, payload)
-    select ${event.aggregateType}, ${event.aggregateId}, head.aggregate_version,
-      ${fnv1a32(event.aggregateId)}, ${uuidv7()}, ${event.eventType}, ${event.payload}
-    from head
-    returning global_position, transaction_id, created_at
+    ${insertAfterHead(sql, store, event)}
   `.values();
 }
 
