@@ -108,7 +108,9 @@ async function startServer(settings: Record<string, string>): Promise<TestDataba
   const root = await mkdtemp(join(tmpdir(), "pupsourcing-pg-"));
   if (owner) await chown(root, owner.uid, owner.gid);
   const dataDir = join(root, "data");
-  const spawnAs = owner ? { uid: owner.uid, gid: owner.gid } : {};
+  // The server's user must be able to enter its working directory too: a
+  // project (or a clone in a mktemp folder) may be 0700 to it.
+  const spawnAs = owner ? { uid: owner.uid, gid: owner.gid, cwd: root } : {};
   const child = { process: undefined as ChildProcess | undefined };
   const cleanup = () => child.process?.kill("SIGKILL");
   try {
@@ -196,7 +198,12 @@ async function reachableBinaries(
 function canExecute(path: string, owner: { uid: number; gid: number }): Promise<boolean> {
   return new Promise((resolve) => {
     try {
-      const child = spawn(path, ["--version"], { uid: owner.uid, gid: owner.gid, stdio: "ignore" });
+      const child = spawn(path, ["--version"], {
+        uid: owner.uid,
+        gid: owner.gid,
+        cwd: "/",
+        stdio: "ignore",
+      });
       child.on("error", () => resolve(false));
       child.on("exit", (code) => resolve(code === 0));
     } catch {
@@ -225,7 +232,7 @@ function serverUser(): { uid: number; gid: number } | undefined {
 function run(
   command: string,
   args: string[],
-  options: { uid?: number; gid?: number },
+  options: { uid?: number; gid?: number; cwd?: string },
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
