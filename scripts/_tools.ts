@@ -122,9 +122,18 @@ export async function listFiles(dir: string): Promise<string[]> {
 }
 
 /** Every `tests/*_test.ts`, sorted: the suite as it is now. */
-export async function listTests(): Promise<string[]> {
-  const names = await readdir(join(ROOT, "tests"));
-  return names.filter((name) => name.endsWith("_test.ts")).sort();
+export async function listTests(wanted: readonly string[] = []): Promise<string[]> {
+  const names = (await readdir(join(ROOT, "tests")))
+    .filter((name) => name.endsWith("_test.ts")).sort();
+  if (wanted.length === 0) return names;
+  // A runner given no file would go looking for tests everywhere, dist/ included.
+  const unknown = wanted.filter((name) => !names.includes(name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `no test file ${unknown.join(", ")} in tests/: expected one of ${names.join(", ")}`,
+    );
+  }
+  return names.filter((name) => wanted.includes(name));
 }
 
 /** Runs a command with inherited stdio and returns its exit code. */

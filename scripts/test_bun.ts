@@ -47,8 +47,7 @@ async function main(): Promise<number> {
   const started = performance.now();
   const tools = await ensureTools();
   await ensureDenoNodeModules();
-  const wanted = process.argv.slice(2);
-  const tests = (await listTests()).filter((name) => wanted.length === 0 || wanted.includes(name));
+  const tests = await listTests(process.argv.slice(2));
   const files = tests.map((name) => `./${join("tests", name)}`);
   step(`bun test on ${files.length} test files`);
   const { code, output } = await runTee(
