@@ -187,7 +187,7 @@ async function explainRefusal(
  *
  * @throws {DuplicateEventError} when an id is stored, but not as this retry.
  */
-async function storedRetry(
+export async function storedRetry(
   db: Db,
   store: PostgresStore,
   events: readonly Event[],
@@ -249,11 +249,11 @@ function asRetry(
   return matches ? ordered as PersistedEvent[] : undefined;
 }
 
-function jsonOrNull(value: Event["metadata"]): string | null {
+export function jsonOrNull(value: Event["metadata"]): string | null {
   return value === undefined || value === null ? null : JSON.stringify(value);
 }
 
-function toResult(events: PersistedEvent[]): AppendResult {
+export function toResult(events: PersistedEvent[]): AppendResult {
   return {
     events,
     globalPositions: events.map((event) => event.globalPosition),
@@ -263,7 +263,7 @@ function toResult(events: PersistedEvent[]): AppendResult {
 }
 
 /** The event id of a unique violation on the events' `event_id`, if that is what `error` is. */
-function duplicateIdOf(error: unknown, store: PostgresStore): string | undefined {
+export function duplicateIdOf(error: unknown, store: PostgresStore): string | undefined {
   const e = error as { code?: string; constraint_name?: string; detail?: string };
   if (
     e?.code !== "23505" || e.constraint_name !== derivedName(store.tables.events, "event_id_key")
