@@ -1,6 +1,12 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type Event, PostgresStore, type TableNames, ValidationError } from "../mod.ts";
+import {
+  type AggregateAppend,
+  type Event,
+  PostgresStore,
+  type TableNames,
+  ValidationError,
+} from "../mod.ts";
 import type { Db } from "../src/postgres/mod.ts";
 import { generateMigration } from "../src/migrate_gen.ts";
 import { event, setupDatabase, type TestDb } from "./_db.ts";
@@ -74,6 +80,52 @@ const badAppends: [string, unknown, unknown, string][] = [
   ["a NUL in correlationId", [{ ...e, correlationId: "\0" }], "any", "events[0].correlationId"],
   ["a NUL in causationId", [{ ...e, causationId: "c\0" }], "any", "events[0].causationId"],
   ["a numeric traceId", [{ ...e, traceId: 7 }], "any", "events[0].traceId"],
+];
+
+const ID2 = "0190a6e0-0000-7000-8000-000000000002";
+
+/** [what, appends, the field the error must name] */
+const badManyAppends: [string, unknown, string][] = [
+  ["no entries", [], "appends"],
+  ["entries that are not an array", { events: [e] }, "appends"],
+  ["an entry that is null", [{ events: [e] }, null], "appends[1]"],
+  ["an entry without events", [{ events: [e] }, { expectedVersion: "any" }], "appends[1].events"],
+  ["an entry with no events", [{ events: [] }], "appends[0].events"],
+  [
+    "an entry of two aggregates",
+    [{ events: [e, event("o-2")] }],
+    "appends[0].events[1].aggregateId",
+  ],
+  [
+    "a bad event in the second entry",
+    [{ events: [e] }, { events: [{ ...event("o-2"), payload: "{}" }] }],
+    "appends[1].events[0].payload",
+  ],
+  [
+    "one aggregate in two entries",
+    [{ events: [e] }, { events: [event("o-2")] }, { events: [event("o-1")] }],
+    "appends[2].events[0].aggregateId",
+  ],
+  [
+    "one event id in two entries",
+    [{ events: [{ ...e, eventId: ID }] }, { events: [{ ...event("o-2"), eventId: ID }] }],
+    "appends[1].events[0].eventId",
+  ],
+  [
+    "one event id twice in an entry",
+    [{ events: [{ ...e, eventId: ID2 }, { ...e, eventId: ID2 }] }],
+    "appends[0].events[1].eventId",
+  ],
+  [
+    "an expectedVersion that is a number",
+    [{ events: [e] }, { events: [event("o-2")], expectedVersion: 1 }],
+    "appends[1].expectedVersion",
+  ],
+  [
+    "an expectedVersion null",
+    [{ events: [e], expectedVersion: null }],
+    "appends[0].expectedVersion",
+  ],
 ];
 
 const hostileNames: [string, unknown][] = [
@@ -151,6 +203,30 @@ describe("validation", () => {
       await store.append(db.sql, [event("o-1", { metadata })]);
       const [stored] = (await store.readAggregateStream(db.sql, "Order", "o-1")).events;
       assert.deepEqual(stored.metadata, metadata);
+    });
+  });
+
+  describe("appendMany refuses bad input before any SQL runs", () => {
+    for (const [what, appends, field] of badManyAppends) {
+      it(`${what} → ${field}`, async () => {
+        const store = await db.freshStore();
+        await store.append(db.sql, [event("o-1")]);
+        const before = await db.counts(store);
+        const appendMany = (on: Db) => store.appendMany(on, appends as AggregateAppend[]);
+
+        await assertInvalid(() => appendMany(noDatabase), field);
+        await assertInvalid(() => appendMany(db.sql), field);
+        assert.deepEqual(await db.counts(store), before);
+      });
+    }
+
+    it("says which entry already holds the aggregate", async () => {
+      const store = await db.freshStore();
+      const error = await assertInvalid(
+        () => store.appendMany(noDatabase, [{ events: [e] }, { events: [e] }]),
+        "appends[1].events[0].aggregateId",
+      );
+      assert.match(error.expected, /not already in appends\[0\]/);
     });
   });
 

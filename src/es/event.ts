@@ -124,6 +124,33 @@ export interface PersistedEvent {
 export type ExpectedVersion = "any" | "no_stream" | "stream_exists" | bigint;
 
 /**
+ * One aggregate's share of an append to several aggregates at once
+ * (`PostgresStore.appendMany`): its events, and what its version must be.
+ *
+ * @example Open two accounts in one statement
+ * ```ts
+ * import type { AggregateAppend } from "@getpup/pupsourcing";
+ *
+ * const opened = (id: string): AggregateAppend => ({
+ *   events: [{
+ *     aggregateType: "Account",
+ *     aggregateId: id,
+ *     eventType: "AccountOpened",
+ *     payload: new TextEncoder().encode("{}"),
+ *   }],
+ *   expectedVersion: "no_stream",
+ * });
+ * const appends = [opened("acc-1"), opened("acc-2")];
+ * ```
+ */
+export interface AggregateAppend {
+  /** The events, all of one aggregate, in the order they happened. */
+  events: readonly Event[];
+  /** What the aggregate's version must be; default `"any"`. */
+  expectedVersion?: ExpectedVersion;
+}
+
+/**
  * The outcome of an append.
  *
  * @example Read the versions an append produced

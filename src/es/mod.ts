@@ -18,6 +18,7 @@
  */
 
 export type {
+  AggregateAppend,
   AppendResult,
   Cursor,
   Event,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Event, ExpectedVersion } from "./event.ts";
+import type { AggregateAppend, Event, ExpectedVersion } from "./event.ts";
 import { ValidationError } from "./errors.ts";
 import { isUuid } from "./uuid.ts";
 
@@ -50,11 +50,14 @@ function optionalText(field: string, value: unknown): void {
  * @throws {ValidationError} unless it is `"any"`, `"no_stream"`,
  * `"stream_exists"` or a `bigint` >= 0n.
  */
-export function validateExpectedVersion(value: unknown): ExpectedVersion {
+export function validateExpectedVersion(
+  value: unknown,
+  field = "expectedVersion",
+): ExpectedVersion {
   if (value === "any" || value === "no_stream" || value === "stream_exists") return value;
   if (typeof value === "bigint" && value >= 0n) return value;
   throw new ValidationError(
-    "expectedVersion",
+    field,
     `"any", "no_stream", "stream_exists" or a bigint >= 0n (write 3n, not 3)`,
     show(value),
   );
@@ -62,18 +65,23 @@ export function validateExpectedVersion(value: unknown): ExpectedVersion {
 
 /**
  * Checks the events of one append: at least one, all of one aggregate, and
- * every field of the right type.
+ * every field of the right type. `path` names them in errors; `seenIds`
+ * carries the ids of events checked before, when several appends go
+ * together.
  *
  * @throws {ValidationError} naming the first offending field.
  */
-export function validateEvents(events: unknown): asserts events is Event[] {
+export function validateEvents(
+  events: unknown,
+  path = "events",
+  seenIds: Set<string> = new Set(),
+): asserts events is Event[] {
   if (!Array.isArray(events) || events.length === 0) {
-    throw new ValidationError("events", "a non-empty array of events", show(events));
+    throw new ValidationError(path, "a non-empty array of events", show(events));
   }
   const first = events[0] as Partial<Event> | undefined;
-  const seenIds = new Set<string>();
   events.forEach((candidate: unknown, i: number) => {
-    const at = `events[${i}]`;
+    const at = `${path}[${i}]`;
     if (typeof candidate !== "object" || candidate === null) {
       throw new ValidationError(at, "an event object", show(candidate));
     }
@@ -85,7 +93,7 @@ export function validateEvents(events: unknown): asserts events is Event[] {
       throw new ValidationError(
         `${at}.aggregateId`,
         `the aggregate of events[0] (${first?.aggregateType} ${show(first?.aggregateId)}); ` +
-          "append each aggregate's events in its own call",
+          "append each aggregate's events in its own call (or its own entry of appendMany)",
         `${event.aggregateType} ${show(event.aggregateId)}`,
       );
     }
@@ -135,6 +143,58 @@ export function validateEvents(events: unknown): asserts events is Event[] {
     optionalText(`${at}.correlationId`, event.correlationId);
     optionalText(`${at}.causationId`, event.causationId);
     if (event.metadata !== undefined) validateJson(`${at}.metadata`, event.metadata);
+  });
+}
+
+/** One entry of a validated {@linkcode AggregateAppend} list. */
+export interface ValidAppend {
+  events: readonly Event[];
+  expected: ExpectedVersion;
+}
+
+/**
+ * Checks the entries of an append to several aggregates: at least one, each
+ * a valid append of its own, no aggregate in two entries and no event id
+ * twice.
+ *
+ * @throws {ValidationError} naming the first offending field, such as
+ * `appends[2].events[0].payload`.
+ */
+export function validateAppends(appends: unknown): ValidAppend[] {
+  if (!Array.isArray(appends) || appends.length === 0) {
+    throw new ValidationError(
+      "appends",
+      "a non-empty array of { events, expectedVersion? }",
+      show(appends),
+    );
+  }
+  const seenIds = new Set<string>();
+  const seenAggregates = new Map<string, number>();
+  return appends.map((candidate: unknown, k: number) => {
+    const at = `appends[${k}]`;
+    if (typeof candidate !== "object" || candidate === null) {
+      throw new ValidationError(at, "an object { events, expectedVersion? }", show(candidate));
+    }
+    const { events, expectedVersion } = candidate as Partial<AggregateAppend>;
+    validateEvents(events, `${at}.events`, seenIds);
+    const { aggregateType, aggregateId } = events[0];
+    // Type and id cannot contain NUL, so the pair joined by one is unique.
+    const key = `${aggregateType}\0${aggregateId}`;
+    const earlier = seenAggregates.get(key);
+    if (earlier !== undefined) {
+      throw new ValidationError(
+        `${at}.events[0].aggregateId`,
+        `an aggregate not already in appends[${earlier}]; put all of an aggregate's events in one entry`,
+        `${aggregateType} ${show(aggregateId)}`,
+      );
+    }
+    seenAggregates.set(key, k);
+    // Only a missing option means "any": a null is a mistake, not a choice.
+    const expected = validateExpectedVersion(
+      expectedVersion === undefined ? "any" : expectedVersion,
+      `${at}.expectedVersion`,
+    );
+    return { events, expected };
   });
 }
 

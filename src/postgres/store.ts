@@ -5,6 +5,7 @@
  */
 
 import type {
+  AggregateAppend,
   AppendResult,
   Cursor,
   Event,
@@ -15,8 +16,15 @@ import type {
 import { START } from "../es/event.ts";
 import { TransactionIdRegressionError, ValidationError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
-import { requireName, show, validateEvents, validateExpectedVersion } from "../es/validate.ts";
+import {
+  requireName,
+  show,
+  validateAppends,
+  validateEvents,
+  validateExpectedVersion,
+} from "../es/validate.ts";
 import { append } from "./append.ts";
+import { appendMany } from "./append_many.ts";
 import { type HorizonReport, inspectHorizon } from "./horizon.ts";
 import type { Db } from "./db.ts";
 import { arrayLiteral, table, toBigInt } from "./db.ts";
@@ -180,6 +188,45 @@ export class PostgresStore {
       options.expectedVersion === undefined ? "any" : options.expectedVersion,
     );
     return await append(db, this, events, expected);
+  }
+
+  /**
+   * Appends to several aggregates in one statement and one round trip:
+   * every entry is stored, or none is. Each entry is one aggregate's events
+   * with its own expected version; the results come back in the same
+   * order. Re-appending the same entries with the same event ids returns
+   * the original results.
+   *
+   * On a plain client the statement is its own transaction. In a caller's
+   * transaction it runs in a savepoint (two more round trips), so a
+   * refusal leaves that transaction usable, as {@linkcode append} does.
+   *
+   * @throws {ValidationError} on bad input, before any SQL runs: no
+   * entries, an invalid entry (named as `appends[2].events[0].payload`),
+   * one aggregate in two entries, or one event id twice.
+   * @throws {OptimisticConcurrencyError} for the first aggregate (by type,
+   * then id) whose expected version does not hold.
+   * @throws {DuplicateEventError} when an event id is already stored and
+   * this is not an exact retry.
+   *
+   * @example Move money between two accounts atomically
+   * ```ts ignore
+   * const encode = (body: unknown) => new TextEncoder().encode(JSON.stringify(body));
+   * const [debit, credit] = await store.appendMany(sql, [
+   *   {
+   *     events: [{ aggregateType: "Account", aggregateId: "acc-1", eventType: "Debited", payload: encode({ amount: 5 }) }],
+   *     expectedVersion: 3n,
+   *   },
+   *   {
+   *     events: [{ aggregateType: "Account", aggregateId: "acc-2", eventType: "Credited", payload: encode({ amount: 5 }) }],
+   *     expectedVersion: "stream_exists",
+   *   },
+   * ]);
+   * console.log(debit.toVersion, credit.toVersion);
+   * ```
+   */
+  async appendMany(db: Db, appends: readonly AggregateAppend[]): Promise<AppendResult[]> {
+    return await appendMany(db, this, validateAppends(appends));
   }
 
   /**
