@@ -12,7 +12,7 @@ import { DuplicateEventError, OptimisticConcurrencyError } from "../es/errors.ts
 import { describeExpected } from "../es/errors.ts";
 import { fnv1a32 } from "../es/segment.ts";
 import { uuidv7 } from "../es/uuid.ts";
-import { appendStatement, type AppendValues } from "./append_sql.ts";
+import { type AppendShape, appendStatement, type AppendValues } from "./append_sql.ts";
 import { arrayLiteral, byteaHex, type Db, table, toBigInt } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
 import {
@@ -114,41 +114,72 @@ function insert(
 ): Promise<unknown[][]> {
   const { aggregateType, aggregateId } = events[0];
   const single = events.length === 1;
-  // Only caller-chosen ids can be stored already. Without any, the check is
-  // left out of the statement: a prepared statement's generic plan, made
-  // while the table was small, scans the whole table for it on every append.
-  const shape = {
-    // "any", "no_stream" and 0n may create the aggregate; the others need it.
-    mayCreate: expected === "any" || expected === "no_stream" || expected === 0n,
+  const shape: AppendShape = {
+    // "any" takes the aggregate in any state, the other new-aggregate
+    // expectations only a new one; the rest need it to exist.
+    head: expected === "any"
+      ? "upsert"
+      : expected === "no_stream" || expected === 0n
+      ? "create"
+      : "update",
+    // Only caller-chosen ids can be stored already. Without any, the check
+    // is left out of the statement: a prepared statement's generic plan,
+    // made while the table was small, scans the whole table for it on
+    // every append.
     checkIds: callerIds.length > 0,
     single,
+    optional: events.some(setsOptional),
     notify,
   };
   const column = <T>(pick: (event: Event, i: number) => T) =>
     single ? pick(events[0], 0) : events.map(pick);
   const text = (value: string | null | (string | null)[]) =>
     Array.isArray(value) ? arrayLiteral(value) : value;
-  const values: AppendValues = {
-    aggregateType,
-    aggregateId,
-    count: events.length,
-    exact: typeof expected === "bigint" ? String(expected) : "-1",
-    any: expected === "any",
-    hash: fnv1a32(aggregateId),
-    known: shape.checkIds ? arrayLiteral(callerIds) : "{}",
-    eventId: text(column((_, i) => ids[i]))!,
-    eventType: text(column((e) => e.eventType))!,
-    eventVersion: text(column((e) => String(e.eventVersion ?? 1)))!,
-    payload: text(column((e) => byteaHex(e.payload)))!,
-    metadata: text(column((e) => jsonOrNull(e.metadata))),
-    traceId: text(column((e) => e.traceId ?? null)),
-    correlationId: text(column((e) => e.correlationId ?? null)),
-    causationId: text(column((e) => e.causationId ?? null)),
-    createdAt: text(column((e) => e.createdAt?.toISOString() ?? null)),
-    channel: store.notifyChannel ?? "",
+  // Only the values the statement names are computed.
+  const value = (name: keyof AppendValues): AppendValues[keyof AppendValues] => {
+    switch (name) {
+      case "aggregateType":
+        return aggregateType;
+      case "aggregateId":
+        return aggregateId;
+      case "count":
+        return events.length;
+      case "exact":
+        return typeof expected === "bigint" ? String(expected) : null;
+      case "hash":
+        return fnv1a32(aggregateId);
+      case "known":
+        return arrayLiteral(callerIds);
+      case "eventId":
+        return text(column((_, i) => ids[i]));
+      case "eventType":
+        return text(column((e) => e.eventType));
+      case "payload":
+        return text(column((e) => byteaHex(e.payload)));
+      case "eventVersion":
+        return text(column((e) => String(e.eventVersion ?? 1)));
+      case "metadata":
+        return text(column((e) => jsonOrNull(e.metadata)));
+      case "traceId":
+        return text(column((e) => e.traceId ?? null));
+      case "correlationId":
+        return text(column((e) => e.correlationId ?? null));
+      case "causationId":
+        return text(column((e) => e.causationId ?? null));
+      case "createdAt":
+        return text(column((e) => e.createdAt?.toISOString() ?? null));
+      case "channel":
+        return store.notifyChannel ?? "";
+    }
   };
   const { strings, order } = appendStatement(store, shape);
-  return db(strings, ...order.map((name) => values[name])).values() as Promise<unknown[][]>;
+  return db(strings, ...order.map(value)).values() as Promise<unknown[][]>;
+}
+
+/** Whether `event` sets a column that has a default. */
+function setsOptional(event: Event): boolean {
+  return event.eventVersion !== undefined || event.metadata != null || event.traceId != null ||
+    event.correlationId != null || event.causationId != null || event.createdAt !== undefined;
 }
 
 /**

@@ -5,10 +5,17 @@
  * Building it from nested postgres.js fragments on every append cost a
  * one-event append about 40 µs of client CPU (twice the hand-written
  * statement's): a sequential appender ran 15% slower for it, eight
- * concurrent ones on two cores 20% slower. The text below is the statement
- * those fragments made; the parameters travel as text and are cast in SQL,
- * so a client's own serializers for `bytea`, `jsonb` or dates never touch
- * them.
+ * concurrent ones on two cores 20% slower. The parameters travel as text
+ * and are cast in SQL, so a client's own serializers for `bytea`, `jsonb`
+ * or dates never touch them.
+ *
+ * postgres.js spends client CPU on every parameter (type inference,
+ * serialization, its share of the Bind message), so each value is sent
+ * once: the aggregate comes back from the head's `RETURNING` for the event
+ * insert, a one-event append's count is the literal 1, and the columns
+ * with defaults (`event_version` through `created_at`) are left out
+ * when no event of the append sets them. A one-event append to a new
+ * aggregate sends 6 parameters instead of 18.
  *
  * @module
  */
@@ -20,20 +27,18 @@ import { quote } from "./tables.ts";
 export interface AppendValues {
   aggregateType: string;
   aggregateId: string;
-  /** The number of events. */
+  /** The number of events (used when there are several). */
   count: number;
-  /** The exact expected version, or `"-1"` for none. */
-  exact: string;
-  /** Whether the expected version is `"any"`. */
-  any: boolean;
+  /** The exact expected version for an `"update"` head, or `null` for any existing one. */
+  exact: string | null;
   hash: number;
   /** Array literal of the caller-chosen event ids. */
   known: string;
   /** One value per event column: plain text for one event, an array literal for several. */
   eventId: string;
   eventType: string;
-  eventVersion: string;
   payload: string;
+  eventVersion: string;
   metadata: string | null;
   traceId: string | null;
   correlationId: string | null;
@@ -44,12 +49,18 @@ export interface AppendValues {
 
 /** What decides the statement's text. */
 export interface AppendShape {
-  /** The head may be created ("any", "no_stream", 0n), or must exist. */
-  mayCreate: boolean;
+  /**
+   * How the head moves: `"create"` a new aggregate only ("no_stream", 0n),
+   * `"upsert"` a new or existing one ("any"), `"update"` an existing one
+   * ("stream_exists", an exact version).
+   */
+  head: "create" | "upsert" | "update";
   /** Some event ids were chosen by the caller and may be stored already. */
   checkIds: boolean;
   /** One event (plain parameters) or several (arrays). */
   single: boolean;
+  /** Some event sets a column that has a default (event version, metadata, ids, time). */
+  optional: boolean;
   /** NOTIFY inside the statement (appends in a caller's transaction). */
   notify: boolean;
 }
@@ -68,7 +79,7 @@ const cache = new WeakMap<PostgresStore, Map<string, AppendStatement>>();
 
 /** The statement for `shape` on `store`'s tables. */
 export function appendStatement(store: PostgresStore, shape: AppendShape): AppendStatement {
-  const key = `${+shape.mayCreate}${+shape.checkIds}${+shape.single}${+shape.notify}`;
+  const key = `${shape.head}${+shape.checkIds}${+shape.single}${+shape.optional}${+shape.notify}`;
   let byShape = cache.get(store);
   if (!byShape) cache.set(store, byShape = new Map());
   let statement = byShape.get(key);
@@ -76,84 +87,108 @@ export function appendStatement(store: PostgresStore, shape: AppendShape): Appen
   return statement;
 }
 
+/** An event column a caller sets, with its parameter and type. */
+interface EventColumn {
+  column: string;
+  name: keyof AppendValues;
+  type: string;
+}
+
+/** The columns every append writes. */
+const REQUIRED: EventColumn[] = [
+  { column: "event_id", name: "eventId", type: "uuid" },
+  { column: "event_type", name: "eventType", type: "text" },
+  { column: "payload", name: "payload", type: "bytea" },
+];
+
+/** The columns with defaults, written only when some event of the append sets one. */
+const OPTIONAL: EventColumn[] = [
+  { column: "event_version", name: "eventVersion", type: "int4" },
+  { column: "metadata", name: "metadata", type: "jsonb" },
+  { column: "trace_id", name: "traceId", type: "text" },
+  { column: "correlation_id", name: "correlationId", type: "text" },
+  { column: "causation_id", name: "causationId", type: "text" },
+  { column: "created_at", name: "createdAt", type: "timestamptz" },
+];
+
+/** Placeholders are marked with their name and become the template's holes. */
+const $ = (name: keyof AppendValues) => `\u0000${name}\u0000`;
+
 function build(store: PostgresStore, shape: AppendShape): AppendStatement {
-  // Placeholders are marked with their name and become the template's
-  // holes, in the order they appear in the text.
-  const $ = (name: keyof AppendValues) => `\u0000${name}\u0000`;
   const events = quote(store.tables.events);
-  const heads = quote(store.tables.aggregateHeads);
-  const type = () => `${$("aggregateType")}::text`;
-  const id = () => `${$("aggregateId")}::text`;
-  const count = () => `${$("count")}::int8`;
-  const unstored = () =>
-    shape.checkIds
-      ? `and not exists (select from ${events} where event_id = any(${$("known")}::text::uuid[]))`
-      : "";
-  // The events are filed under the greater of this transaction's id and
-  // the one the aggregate's newest event was filed under. A transaction
-  // that got its id before another appended to the aggregate and committed
-  // would otherwise put its later version first in the log. Filing under a
-  // greater id stays gap-safe: readers pass an id only once every
-  // transaction below it has ended, this one included.
-  const moved = `aggregate_version = h.aggregate_version + ${count()},
-        last_transaction_id = greatest(h.last_transaction_id, pg_current_xact_id()),
-        updated_at = now()`;
-  const returning = `returning h.aggregate_version - ${count()} as from_version,
-        h.last_transaction_id as log_transaction_id`;
-  const head = shape.mayCreate
-    ? `insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version)
-      select ${type()}, ${id()}, ${count()}
-      where true ${unstored()}
-      on conflict (aggregate_type, aggregate_id) do update set ${moved}
-        where ${$("any")}::boolean
-      ${returning}`
-    : `update ${heads} as h set ${moved}
-      where h.aggregate_type = ${type()} and h.aggregate_id = ${id()}
-        and (${$("exact")}::text::int8 < 0 or h.aggregate_version = ${$("exact")}::text::int8)
-        ${unstored()}
-      ${returning}`;
-  const insertHead = `insert into ${events} (
-        transaction_id, aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash,
-        event_id, event_type, event_version, payload, metadata, trace_id, correlation_id,
-        causation_id, created_at)
-      select head.log_transaction_id, ${type()}, ${id()}, head.from_version + e.ord,
-        ${$("hash")}::int8,
-        e.event_id, e.event_type, e.event_version, e.payload, e.metadata, e.trace_id,
-        e.correlation_id, e.causation_id, coalesce(e.created_at, now())`;
-  const rows = shape.single
-    ? `(select ${$("eventId")}::text::uuid as event_id, ${$("eventType")}::text as event_type,
-        ${$("eventVersion")}::text::int4 as event_version,
-        ${$("payload")}::text::bytea as payload,
-        ${$("metadata")}::text::jsonb as metadata, ${$("traceId")}::text as trace_id,
-        ${$("correlationId")}::text as correlation_id,
-        ${$("causationId")}::text as causation_id,
-        ${$("createdAt")}::text::timestamptz as created_at, 1::int8 as ord) as e`
-    : `unnest(
-        ${$("eventId")}::text::uuid[],
-        ${$("eventType")}::text::text[],
-        ${$("eventVersion")}::text::int4[],
-        ${$("payload")}::text::bytea[],
-        ${$("metadata")}::text::jsonb[],
-        ${$("traceId")}::text::text[],
-        ${$("correlationId")}::text::text[],
-        ${$("causationId")}::text::text[],
-        ${$("createdAt")}::text::timestamptz[]
-      ) with ordinality as e(event_id, event_type, event_version, payload, metadata, trace_id,
-                             correlation_id, causation_id, created_at, ord)`;
-  const notify = shape.notify ? `, (select pg_notify(${$("channel")}::text, ${type()}))` : "";
+  const columns = shape.optional ? [...REQUIRED, ...OPTIONAL] : REQUIRED;
+  const count = shape.single ? "1" : `${$("count")}::int8`;
+  const notify = shape.notify
+    ? `, (select pg_notify(${$("channel")}::text, head.aggregate_type) from head)`
+    : "";
+  // For several events, `e` is their arrays unnested, numbered by `ord`;
+  // one event's values are the select list itself.
+  const value = (c: EventColumn) =>
+    shape.single ? `${$(c.name)}::text::${c.type}` : `e.${c.column}`;
+  const values = columns.map((c) =>
+    c.column === "created_at" ? `coalesce(${value(c)}, now())` : value(c)
+  );
   const text = `
-    with head as (${head}),
-    inserted as (
-      ${insertHead}
-      from head, ${rows}
-      order by e.ord
-      returning global_position, transaction_id, aggregate_version, created_at
-    )
-    select global_position, transaction_id, aggregate_version, created_at ${notify} from inserted`;
+    with head as (${head(store, shape, count)})
+    insert into ${events} (transaction_id, aggregate_type, aggregate_id, aggregate_version,
+      aggregate_id_hash, ${columns.map((c) => c.column).join(", ")})
+    select head.last_transaction_id, head.aggregate_type, head.aggregate_id,
+      ${shape.single ? "head.aggregate_version" : `head.aggregate_version - ${count} + e.ord`},
+      ${$("hash")}::int8, ${values.join(", ")}
+    from head ${shape.single ? "" : `, ${unnest(columns)} order by e.ord`}
+    returning global_position, transaction_id, aggregate_version, created_at ${notify}`;
   // postgres.js rebuilds the text and its cache key on every call: keep it short.
   const pieces = text.replace(/\s+/g, " ").trim().split("\u0000");
   const parts = pieces.filter((_, i) => i % 2 === 0);
   const order = pieces.filter((_, i) => i % 2 === 1) as (keyof AppendValues)[];
   const strings = Object.assign([...parts], { raw: [...parts] });
   return { strings: Object.freeze(strings) as unknown as TemplateStringsArray, order };
+}
+
+/**
+ * The head's move: it returns the aggregate, its new version and the
+ * transaction id its events are filed under, or no row when the expected
+ * version does not hold or an id is stored already.
+ */
+function head(store: PostgresStore, shape: AppendShape, count: string): string {
+  const heads = quote(store.tables.aggregateHeads);
+  const unstored = shape.checkIds
+    ? `not exists (select from ${quote(store.tables.events)}
+        where event_id = any(${$("known")}::text::uuid[]))`
+    : "";
+  // The events are filed under the greater of this transaction's id and
+  // the one the aggregate's newest event was filed under. A transaction
+  // that got its id before another appended to the aggregate and committed
+  // would otherwise put its later version first in the log. Filing under a
+  // greater id stays gap-safe: readers pass an id only once every
+  // transaction below it has ended, this one included.
+  const moved = (by: string) =>
+    `aggregate_version = h.aggregate_version + ${by},
+      last_transaction_id = greatest(h.last_transaction_id, pg_current_xact_id()),
+      updated_at = now()`;
+  const returning =
+    "returning h.aggregate_type, h.aggregate_id, h.aggregate_version, h.last_transaction_id";
+  if (shape.head === "update") {
+    return `update ${heads} as h set ${moved(count)}
+      where h.aggregate_type = ${$("aggregateType")}::text
+        and h.aggregate_id = ${$("aggregateId")}::text
+        and h.aggregate_version = coalesce(${$("exact")}::text::int8, h.aggregate_version)
+        ${unstored && `and ${unstored}`}
+      ${returning}`;
+  }
+  // A new head's version is the count, which `excluded` hands to the update.
+  const conflict = shape.head === "create"
+    ? "do nothing"
+    : `(aggregate_type, aggregate_id) do update set ${moved("excluded.aggregate_version")}`;
+  return `insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version)
+    select ${$("aggregateType")}::text, ${$("aggregateId")}::text, ${count}
+    ${unstored && `where ${unstored}`}
+    on conflict ${conflict}
+    ${returning}`;
+}
+
+/** Several events' columns, each sent as one array. */
+function unnest(columns: EventColumn[]): string {
+  return `unnest(${columns.map((c) => `${$(c.name)}::text::${c.type}[]`).join(", ")})
+    with ordinality as e(${columns.map((c) => c.column).join(", ")}, ord)`;
 }
