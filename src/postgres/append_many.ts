@@ -63,9 +63,9 @@ export async function appendMany(
   });
   const run = (on: Db) =>
     on(strings, ...order.map((name) => values[name])).values() as Promise<unknown[][]>;
-  let rows: unknown[][];
+  let row: unknown[];
   try {
-    rows = inTransaction && "savepoint" in db ? await db.savepoint(run) : await run(db);
+    [row] = inTransaction && "savepoint" in db ? await db.savepoint(run) : await run(db);
   } catch (error) {
     for (const type of notifyTypes) {
       await notifyInTransaction(db, store, type).catch(() => {});
@@ -74,21 +74,20 @@ export async function appendMany(
   }
   if (!inTransaction) { for (const type of types) wakeUpAfterCommit(db, store, type); }
 
-  const stored = new Map(rows.map(([eventId, position, transaction, version, createdAt]) => [
-    eventId as string,
-    {
-      globalPosition: toBigInt(position),
-      transactionId: toBigInt(transaction),
-      aggregateVersion: toBigInt(version),
-      createdAt: createdAt as Date,
-    },
-  ]));
-  const results = planned.map(({ events, ids }) =>
-    toResult(events.map((event, i): PersistedEvent => ({
-      ...stored.get(ids[i])!,
+  const [positions, fromVersions, transactionIds, now] = row as [string, string, string, Date];
+  const positionOf = bigints(positions).values();
+  const headOf = new Map(locked.map((p, k) => [p, k]));
+  const from = bigints(fromVersions);
+  const transaction = bigints(transactionIds);
+  const results = planned.map((p) => {
+    const k = headOf.get(p)!;
+    return toResult(p.events.map((event, i): PersistedEvent => ({
+      globalPosition: positionOf.next().value!,
+      transactionId: transaction[k],
       aggregateType: event.aggregateType,
       aggregateId: event.aggregateId,
-      eventId: ids[i],
+      aggregateVersion: from[k] + BigInt(i + 1),
+      eventId: p.ids[i],
       eventType: event.eventType,
       eventVersion: event.eventVersion ?? 1,
       payload: event.payload,
@@ -96,13 +95,19 @@ export async function appendMany(
       traceId: event.traceId ?? null,
       correlationId: event.correlationId ?? null,
       causationId: event.causationId ?? null,
-    })))
-  );
+      createdAt: new Date(event.createdAt ?? now),
+    })));
+  });
   store.logger?.info("events appended to several aggregates", {
     aggregates: results.length,
-    count: rows.length,
+    count: results.reduce((n, r) => n + r.events.length, 0),
   });
   return results;
+}
+
+/** An `int8[]` or `xid8[]` in its text form, `{1,2,3}`, as bigints. */
+function bigints(array: string): bigint[] {
+  return array.slice(1, -1).split(",").map(BigInt);
 }
 
 /** The appends sorted by aggregate type, then id: the order heads are locked in. */

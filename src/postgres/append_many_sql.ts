@@ -10,6 +10,12 @@
  * marked text, the only way plain SQL has to raise. The text names the
  * first refused aggregate; {@linkcode refusedAggregate} reads it back.
  *
+ * It answers with one row of arrays as text: the events' positions (their
+ * order is the events' order), and each head's version before the append
+ * and the transaction id its events are filed under; plus `now()`, every
+ * event's default `created_at`. Rows of five columns per event cost the
+ * client more to decode than the rest of the append.
+ *
  * @module
  */
 
@@ -98,6 +104,10 @@ function build(store: PostgresStore, shape: AppendManyShape): AppendManyStatemen
   const unstored = shape.checkIds
     ? `where not exists (select from ${events} where event_id = any(${$("known")}::text::uuid[]))`
     : "";
+  const notify = shape.notify
+    ? `, (select count(pg_notify(${$("channel")}::text, t))
+         from unnest(${$("notifyTypes")}::text::text[]) as t)`
+    : "";
   const held =
     `h.aggregate_id is not null and (h.aggregate_version > i.n or i.expected in (-1, 0))`;
   const text = `
@@ -124,17 +134,26 @@ function build(store: PostgresStore, shape: AppendManyShape): AppendManyStatemen
         min(i.k) filter (where not coalesce(${held}, false)) as refused
       from input i left join head h using (aggregate_type, aggregate_id)
     ),
+    placed as (
+      select array_agg(i.aggregate_type order by i.k) as aggregate_type,
+        array_agg(i.aggregate_id order by i.k) as aggregate_id,
+        array_agg(i.hash order by i.k) as hash,
+        array_agg(h.aggregate_version - i.n order by i.k) as from_version,
+        array_agg(h.last_transaction_id order by i.k) as transaction_id
+      from input i join head h using (aggregate_type, aggregate_id)
+    ),
     inserted as (
       insert into ${events} (
         transaction_id, aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash,
         event_id, event_type, event_version, payload, metadata, trace_id, correlation_id,
         causation_id, created_at)
-      select h.last_transaction_id, i.aggregate_type, i.aggregate_id,
-        h.aggregate_version - i.n + e.offset_in_aggregate, i.hash,
+      select p.transaction_id[e.aggregate], p.aggregate_type[e.aggregate],
+        p.aggregate_id[e.aggregate], p.from_version[e.aggregate] + e.offset_in_aggregate,
+        p.hash[e.aggregate],
         e.event_id, e.event_type, e.event_version, e.payload, e.metadata, e.trace_id,
         e.correlation_id, e.causation_id, coalesce(e.created_at, now())
-      from unnest(
-        ${$("aggregates")}::text::int8[], ${$("offsets")}::text::int8[],
+      from placed p, unnest(
+        ${$("aggregates")}::text::int4[], ${$("offsets")}::text::int8[],
         ${$("eventIds")}::text::uuid[], ${$("eventTypes")}::text::text[],
         ${$("eventVersions")}::text::int4[], ${$("payloads")}::text::bytea[],
         ${$("metadata")}::text::jsonb[], ${$("traceIds")}::text::text[],
@@ -143,20 +162,12 @@ function build(store: PostgresStore, shape: AppendManyShape): AppendManyStatemen
       ) with ordinality as e(aggregate, offset_in_aggregate, event_id, event_type, event_version,
                              payload, metadata, trace_id, correlation_id, causation_id,
                              created_at, ord)
-      join input i on i.k = e.aggregate
-      join head h using (aggregate_type, aggregate_id)
       order by e.ord
-      returning event_id::text, global_position, transaction_id, aggregate_version, created_at
+      returning global_position
     )
-    select event_id, global_position, transaction_id, aggregate_version, created_at
-      ${
-    shape.notify
-      ? `, (select count(pg_notify(${$("channel")}::text, t)) from unnest(${
-        $("notifyTypes")
-      }::text::text[]) as t)`
-      : ""
-  }
-    from inserted
+    select (select array_agg(global_position order by global_position) from inserted)::text,
+      p.from_version::text, p.transaction_id::text, now() ${notify}
+    from placed p
     where (select case when held then true else ('${REFUSED}' || refused)::boolean end
            from verdict)`;
   return template(text);
