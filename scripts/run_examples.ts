@@ -22,6 +22,7 @@ import { fileURLToPath } from "node:url";
 const EXAMPLES: Record<string, string[]> = {
   "demo.ts": [],
   "basic.ts": [],
+  "transfers.ts": [],
   "single_worker.ts": ["--stop-after", "2"],
   "partitioned.ts": ["--spawn", "4"],
   "worker_pool.ts": ["--workers", "4"],
