@@ -118,13 +118,15 @@ function build(store: PostgresStore, shape: AppendShape): AppendStatement {
   const events = quote(store.tables.events);
   const columns = shape.optional ? [...REQUIRED, ...OPTIONAL] : REQUIRED;
   const count = shape.single ? "1" : `${$("count")}::int8`;
+  // A subquery on `head` alone: it runs once, and only when events were
+  // inserted (otherwise append() sends the NOTIFY it claimed on its own).
   const notify = shape.notify
     ? `, (select pg_notify(${$("channel")}::text, head.aggregate_type) from head)`
     : "";
   // For several events, `e` is their arrays unnested, numbered by `ord`;
   // one event's values are the select list itself.
   const value = (c: EventColumn) =>
-    shape.single ? `${$(c.name)}::text::${c.type}` : `e.${c.column}`;
+    shape.single ? `${$(c.name)}::text${c.type === "text" ? "" : `::${c.type}`}` : `e.${c.column}`;
   const values = columns.map((c) =>
     c.column === "created_at" ? `coalesce(${value(c)}, now())` : value(c)
   );
@@ -135,8 +137,8 @@ function build(store: PostgresStore, shape: AppendShape): AppendStatement {
     select head.last_transaction_id, head.aggregate_type, head.aggregate_id,
       ${shape.single ? "head.aggregate_version" : `head.aggregate_version - ${count} + e.ord`},
       ${$("hash")}::int8, ${values.join(", ")}
-    from head ${shape.single ? "" : `, ${unnest(columns)} order by e.ord`}
-    returning global_position, transaction_id, aggregate_version, created_at ${notify}`;
+    from head${shape.single ? "" : `, ${unnest(columns)} order by e.ord`}
+    returning global_position, transaction_id, aggregate_version, created_at${notify}`;
   // postgres.js rebuilds the text and its cache key on every call: keep it short.
   const pieces = text.replace(/\s+/g, " ").trim().split("\u0000");
   const parts = pieces.filter((_, i) => i % 2 === 0);
