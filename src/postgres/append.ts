@@ -12,8 +12,14 @@ import { DuplicateEventError, OptimisticConcurrencyError } from "../es/errors.ts
 import { describeExpected } from "../es/errors.ts";
 import { fnv1a32 } from "../es/segment.ts";
 import { uuidv7 } from "../es/uuid.ts";
-import { type AppendShape, appendStatement, type AppendValues } from "./append_sql.ts";
-import { arrayLiteral, byteaHex, type Db, table, toBigInt } from "./db.ts";
+import {
+  type AppendShape,
+  appendStatement,
+  type AppendValues,
+  eventValue,
+  setsOptional,
+} from "./append_sql.ts";
+import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
 import {
   autocommits,
@@ -150,36 +156,14 @@ function insert(
         return fnv1a32(aggregateId);
       case "known":
         return arrayLiteral(callerIds);
-      case "eventId":
-        return text(column((_, i) => ids[i]));
-      case "eventType":
-        return text(column((e) => e.eventType));
-      case "payload":
-        return text(column((e) => byteaHex(e.payload)));
-      case "eventVersion":
-        return text(column((e) => String(e.eventVersion ?? 1)));
-      case "metadata":
-        return text(column((e) => jsonOrNull(e.metadata)));
-      case "traceId":
-        return text(column((e) => e.traceId ?? null));
-      case "correlationId":
-        return text(column((e) => e.correlationId ?? null));
-      case "causationId":
-        return text(column((e) => e.causationId ?? null));
-      case "createdAt":
-        return text(column((e) => e.createdAt?.toISOString() ?? null));
       case "channel":
         return store.notifyChannel ?? "";
+      default:
+        return text(column((e, i) => eventValue(name, e, ids[i])));
     }
   };
   const { strings, order } = appendStatement(store, shape);
   return db(strings, ...order.map(value)).values() as Promise<unknown[][]>;
-}
-
-/** Whether `event` sets a column that has a default. */
-function setsOptional(event: Event): boolean {
-  return event.eventVersion !== undefined || event.metadata != null || event.traceId != null ||
-    event.correlationId != null || event.causationId != null || event.createdAt !== undefined;
 }
 
 /**
@@ -278,10 +262,6 @@ function asRetry(
     event.aggregateVersion === first + BigInt(i)
   );
   return matches ? ordered as PersistedEvent[] : undefined;
-}
-
-export function jsonOrNull(value: Event["metadata"]): string | null {
-  return value === undefined || value === null ? null : JSON.stringify(value);
 }
 
 export function toResult(events: PersistedEvent[]): AppendResult {

@@ -12,9 +12,10 @@ import { describeExpected, DuplicateEventError, OptimisticConcurrencyError } fro
 import { fnv1a32 } from "../es/segment.ts";
 import { uuidv7 } from "../es/uuid.ts";
 import type { ValidAppend } from "../es/validate.ts";
-import { duplicateIdOf, jsonOrNull, storedRetry, toResult } from "./append.ts";
+import { duplicateIdOf, storedRetry, toResult } from "./append.ts";
 import { appendManyStatement, type AppendManyValues, refusedAggregate } from "./append_many_sql.ts";
-import { arrayLiteral, byteaHex, type Db, table, toBigInt } from "./db.ts";
+import { type EventColumnName, eventValue, setsOptional } from "./append_sql.ts";
+import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
 import {
   autocommits,
   claimTransactionNotify,
@@ -59,10 +60,12 @@ export async function appendMany(
   const values = statementValues(store, planned, locked, notifyTypes);
   const { strings, order } = appendManyStatement(store, {
     checkIds: planned.some((p) => p.callerIds.length > 0),
+    optional: planned.some((p) => p.events.some(setsOptional)),
     notify: notifyTypes.length > 0,
   });
-  const run = (on: Db) =>
-    on(strings, ...order.map((name) => values[name])).values() as Promise<unknown[][]>;
+  // Only the values the statement names are computed.
+  const parameters = order.map((name) => values[name]());
+  const run = (on: Db) => on(strings, ...parameters).values() as Promise<unknown[][]>;
   let row: unknown[];
   try {
     [row] = inTransaction && "savepoint" in db ? await db.savepoint(run) : await run(db);
@@ -140,31 +143,33 @@ function statementValues(
   planned: Planned[],
   locked: Planned[],
   notifyTypes: string[],
-): AppendManyValues {
+): { [Name in keyof AppendManyValues]: () => AppendManyValues[Name] } {
   const heads = (pick: (p: Planned) => string) => arrayLiteral(locked.map(pick));
   const headOf = new Map(locked.map((p, k) => [p, k + 1]));
   const column = (pick: (p: Planned, i: number) => string | null) =>
     arrayLiteral(planned.flatMap((p) => p.events.map((_, i) => pick(p, i))));
+  const event = (name: EventColumnName) => () =>
+    column((p, i) => eventValue(name, p.events[i], p.ids[i]));
   return {
-    aggregateTypes: heads((p) => p.events[0].aggregateType),
-    aggregateIds: heads((p) => p.events[0].aggregateId),
-    counts: heads((p) => String(p.events.length)),
-    expected: heads((p) => expectedCode(p.expected)),
-    hashes: heads((p) => String(fnv1a32(p.events[0].aggregateId))),
-    aggregates: column((p) => String(headOf.get(p))),
-    offsets: column((_, i) => String(i + 1)),
-    eventIds: column((p, i) => p.ids[i]),
-    eventTypes: column((p, i) => p.events[i].eventType),
-    eventVersions: column((p, i) => String(p.events[i].eventVersion ?? 1)),
-    payloads: column((p, i) => byteaHex(p.events[i].payload)),
-    metadata: column((p, i) => jsonOrNull(p.events[i].metadata)),
-    traceIds: column((p, i) => p.events[i].traceId ?? null),
-    correlationIds: column((p, i) => p.events[i].correlationId ?? null),
-    causationIds: column((p, i) => p.events[i].causationId ?? null),
-    createdAts: column((p, i) => p.events[i].createdAt?.toISOString() ?? null),
-    known: arrayLiteral(planned.flatMap((p) => p.callerIds)),
-    channel: store.notifyChannel ?? "",
-    notifyTypes: arrayLiteral(notifyTypes),
+    eventId: event("eventId"),
+    eventType: event("eventType"),
+    payload: event("payload"),
+    eventVersion: event("eventVersion"),
+    metadata: event("metadata"),
+    traceId: event("traceId"),
+    correlationId: event("correlationId"),
+    causationId: event("causationId"),
+    createdAt: event("createdAt"),
+    aggregateTypes: () => heads((p) => p.events[0].aggregateType),
+    aggregateIds: () => heads((p) => p.events[0].aggregateId),
+    counts: () => heads((p) => String(p.events.length)),
+    expected: () => heads((p) => expectedCode(p.expected)),
+    hashes: () => heads((p) => String(fnv1a32(p.events[0].aggregateId))),
+    aggregates: () => column((p) => String(headOf.get(p))),
+    offsets: () => column((_, i) => String(i + 1)),
+    known: () => arrayLiteral(planned.flatMap((p) => p.callerIds)),
+    channel: () => store.notifyChannel ?? "",
+    notifyTypes: () => arrayLiteral(notifyTypes),
   };
 }
 

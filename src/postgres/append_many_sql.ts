@@ -19,12 +19,38 @@
  * @module
  */
 
+import type { AppendValues } from "./append_sql.ts";
+import {
+  eventColumns,
+  movedHead,
+  type ParameterColumn,
+  unnest,
+  withDefault,
+} from "./append_sql.ts";
 import type { PostgresStore } from "./store.ts";
 import { quote } from "./tables.ts";
-import { placeholder, type Template, template } from "./template.ts";
+import { cachedBuild, placeholder, type Template, template } from "./template.ts";
 
-/** The values the statement takes, in the order of its parameters. */
-export interface AppendManyValues {
+/**
+ * The values the statement takes. The event columns are named as in the
+ * one-aggregate append, each an array literal with one entry per event,
+ * in the caller's order.
+ */
+export interface AppendManyValues extends
+  Pick<
+    AppendValues,
+    | "eventId"
+    | "eventType"
+    | "payload"
+    | "eventVersion"
+    | "metadata"
+    | "traceId"
+    | "correlationId"
+    | "causationId"
+    | "createdAt"
+    | "known"
+    | "channel"
+  > {
   /** Array literals with one entry per aggregate, in lock order. */
   aggregateTypes: string;
   aggregateIds: string;
@@ -32,53 +58,37 @@ export interface AppendManyValues {
   /** Per aggregate: -1 "any", -2 "stream_exists", else the exact version (0 "no_stream"). */
   expected: string;
   hashes: string;
-  /** Array literals with one entry per event, in the caller's order. */
+  /** Per event: its aggregate's place in lock order (from 1), and its own place in the aggregate's events (from 1). */
   aggregates: string;
   offsets: string;
-  eventIds: string;
-  eventTypes: string;
-  eventVersions: string;
-  payloads: string;
-  metadata: string;
-  traceIds: string;
-  correlationIds: string;
-  causationIds: string;
-  createdAts: string;
-  /** Array literal of the caller-chosen event ids. */
-  known: string;
-  /** The channel and the aggregate types to NOTIFY at the caller's commit. */
-  channel: string;
+  /** The aggregate types to NOTIFY at the caller's commit. */
   notifyTypes: string;
 }
 
 /** The statement, with its values named in order. */
 export type AppendManyStatement = Template<keyof AppendManyValues>;
 
-/** The marker the refusal's error text starts with. */
-const REFUSED = "pupsourcing: append refused for aggregate ";
-
 /** What decides the statement's text. */
 export interface AppendManyShape {
   /** Some event ids were chosen by the caller and may be stored already. */
   checkIds: boolean;
+  /** Some event sets a column that has a default. */
+  optional: boolean;
   /** NOTIFY inside the statement (appends in a caller's transaction). */
   notify: boolean;
 }
 
-const cache = new WeakMap<PostgresStore, Map<string, AppendManyStatement>>();
+/** The marker the refusal's error text starts with. */
+const REFUSED = "pupsourcing: append refused for aggregate ";
 
 /** The statement for `shape` on `store`'s tables. */
-export function appendManyStatement(
+export const appendManyStatement: (
   store: PostgresStore,
   shape: AppendManyShape,
-): AppendManyStatement {
-  const key = `${+shape.checkIds}${+shape.notify}`;
-  let byShape = cache.get(store);
-  if (!byShape) cache.set(store, byShape = new Map());
-  let statement = byShape.get(key);
-  if (!statement) byShape.set(key, statement = build(store, shape));
-  return statement;
-}
+) => AppendManyStatement = cachedBuild(
+  (shape: AppendManyShape) => `${+shape.checkIds}${+shape.optional}${+shape.notify}`,
+  build,
+);
 
 /**
  * The index (from 1, in lock order) of the aggregate whose expected
@@ -91,12 +101,17 @@ export function refusedAggregate(error: unknown): number | undefined {
   return at < 0 ? undefined : parseInt(e.message.slice(at + REFUSED.length), 10);
 }
 
+/** Where each event goes: its aggregate's place in lock order and its place among that aggregate's events. */
+const PLACE: ParameterColumn<keyof AppendManyValues>[] = [
+  { column: "aggregate", name: "aggregates", type: "int4" },
+  { column: "offset_in_aggregate", name: "offsets", type: "int8" },
+];
+
 function build(store: PostgresStore, shape: AppendManyShape): AppendManyStatement {
   const $ = placeholder<keyof AppendManyValues>;
   const events = quote(store.tables.events);
   const heads = quote(store.tables.aggregateHeads);
-  // A head is refused when ON CONFLICT's condition fails (no row comes
-  // back), or when it was created but had to exist already.
+  const columns = eventColumns(shape.optional);
   // A stored caller-chosen id moves no head, so the statement is refused
   // before it takes a position; the caller then tells a retry from a
   // duplicate. Without such ids the check is left out, as in the
@@ -108,8 +123,13 @@ function build(store: PostgresStore, shape: AppendManyShape): AppendManyStatemen
     ? `, (select count(pg_notify(${$("channel")}::text, t))
          from unnest(${$("notifyTypes")}::text::text[]) as t)`
     : "";
+  // A head is refused when ON CONFLICT's condition fails (no row comes
+  // back), or when it was created but had to exist already.
   const held =
     `h.aggregate_id is not null and (h.aggregate_version > i.n or i.expected in (-1, 0))`;
+  // `placed` holds each head's values in one array per column, which the
+  // events index: joining them to their heads cost the statement more
+  // than anything else it does.
   const text = `
     with input as (
       select * from unnest(
@@ -121,9 +141,7 @@ function build(store: PostgresStore, shape: AppendManyShape): AppendManyStatemen
       insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version)
       select aggregate_type, aggregate_id, n from input ${unstored} order by k
       on conflict (aggregate_type, aggregate_id) do update set
-        aggregate_version = h.aggregate_version + excluded.aggregate_version,
-        last_transaction_id = greatest(h.last_transaction_id, pg_current_xact_id()),
-        updated_at = now()
+        ${movedHead("excluded.aggregate_version")}
       where (select i.expected from input i
              where i.aggregate_type = excluded.aggregate_type
                and i.aggregate_id = excluded.aggregate_id) in (-1, -2, h.aggregate_version)
@@ -143,25 +161,12 @@ function build(store: PostgresStore, shape: AppendManyShape): AppendManyStatemen
       from input i join head h using (aggregate_type, aggregate_id)
     ),
     inserted as (
-      insert into ${events} (
-        transaction_id, aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash,
-        event_id, event_type, event_version, payload, metadata, trace_id, correlation_id,
-        causation_id, created_at)
+      insert into ${events} (transaction_id, aggregate_type, aggregate_id, aggregate_version,
+        aggregate_id_hash, ${columns.map((c) => c.column).join(", ")})
       select p.transaction_id[e.aggregate], p.aggregate_type[e.aggregate],
         p.aggregate_id[e.aggregate], p.from_version[e.aggregate] + e.offset_in_aggregate,
-        p.hash[e.aggregate],
-        e.event_id, e.event_type, e.event_version, e.payload, e.metadata, e.trace_id,
-        e.correlation_id, e.causation_id, coalesce(e.created_at, now())
-      from placed p, unnest(
-        ${$("aggregates")}::text::int4[], ${$("offsets")}::text::int8[],
-        ${$("eventIds")}::text::uuid[], ${$("eventTypes")}::text::text[],
-        ${$("eventVersions")}::text::int4[], ${$("payloads")}::text::bytea[],
-        ${$("metadata")}::text::jsonb[], ${$("traceIds")}::text::text[],
-        ${$("correlationIds")}::text::text[], ${$("causationIds")}::text::text[],
-        ${$("createdAts")}::text::timestamptz[]
-      ) with ordinality as e(aggregate, offset_in_aggregate, event_id, event_type, event_version,
-                             payload, metadata, trace_id, correlation_id, causation_id,
-                             created_at, ord)
+        p.hash[e.aggregate], ${columns.map((c) => withDefault(c, `e.${c.column}`)).join(", ")}
+      from placed p, ${unnest<string>([...PLACE, ...columns])}
       order by e.ord
       returning global_position
     )

@@ -20,8 +20,11 @@
  * @module
  */
 
+import type { Event } from "../es/event.ts";
+import { byteaHex } from "./db.ts";
 import type { PostgresStore } from "./store.ts";
 import { quote } from "./tables.ts";
+import { cachedBuild, placeholder, type Template, template } from "./template.ts";
 
 /** The values an append statement takes, by name. */
 export interface AppendValues {
@@ -65,34 +68,38 @@ export interface AppendShape {
   notify: boolean;
 }
 
-/**
- * A statement as a tagged template's parts: `db(strings, ...values)` with
- * the values named by `order`. Going through the tagged-template call keeps
- * the client's own `prepare` setting (`db.unsafe` would not prepare).
- */
-export interface AppendStatement {
-  strings: TemplateStringsArray;
-  order: (keyof AppendValues)[];
-}
-
-const cache = new WeakMap<PostgresStore, Map<string, AppendStatement>>();
+/** The statement, with its values named in order. */
+export type AppendStatement = Template<keyof AppendValues>;
 
 /** The statement for `shape` on `store`'s tables. */
-export function appendStatement(store: PostgresStore, shape: AppendShape): AppendStatement {
-  const key = `${shape.head}${+shape.checkIds}${+shape.single}${+shape.optional}${+shape.notify}`;
-  let byShape = cache.get(store);
-  if (!byShape) cache.set(store, byShape = new Map());
-  let statement = byShape.get(key);
-  if (!statement) byShape.set(key, statement = build(store, shape));
-  return statement;
-}
+export const appendStatement: (store: PostgresStore, shape: AppendShape) => AppendStatement =
+  cachedBuild(
+    (shape: AppendShape) =>
+      `${shape.head}${+shape.checkIds}${+shape.single}${+shape.optional}${+shape.notify}`,
+    build,
+  );
 
-/** An event column a caller sets, with its parameter and type. */
-interface EventColumn {
+/** A column written from a parameter, with the parameter's name and the column's type. */
+export interface ParameterColumn<Name extends string = keyof AppendValues> {
   column: string;
-  name: keyof AppendValues;
+  name: Name;
   type: string;
 }
+
+/** The parameters that carry an event's own columns. */
+export type EventColumnName =
+  | "eventId"
+  | "eventType"
+  | "payload"
+  | "eventVersion"
+  | "metadata"
+  | "traceId"
+  | "correlationId"
+  | "causationId"
+  | "createdAt";
+
+/** An event column a caller sets. */
+type EventColumn = ParameterColumn<EventColumnName>;
 
 /** The columns every append writes. */
 const REQUIRED: EventColumn[] = [
@@ -111,12 +118,51 @@ const OPTIONAL: EventColumn[] = [
   { column: "created_at", name: "createdAt", type: "timestamptz" },
 ];
 
-/** Placeholders are marked with their name and become the template's holes. */
-const $ = (name: keyof AppendValues) => `\u0000${name}\u0000`;
+/**
+ * The event columns an append writes: the required ones, and the ones
+ * with defaults when some event sets one (see {@linkcode setsOptional}).
+ */
+export function eventColumns(optional: boolean): EventColumn[] {
+  return optional ? [...REQUIRED, ...OPTIONAL] : REQUIRED;
+}
+
+/** Whether an event sets a column that has a default, so the append must write them. */
+export function setsOptional(event: Event): boolean {
+  return event.eventVersion !== undefined || event.metadata != null || event.traceId != null ||
+    event.correlationId != null || event.causationId != null || event.createdAt !== undefined;
+}
+
+/** One event's value for the column `name`, as the text the statement casts. */
+export function eventValue(name: EventColumnName, event: Event, eventId: string): string | null {
+  switch (name) {
+    case "eventId":
+      return eventId;
+    case "eventType":
+      return event.eventType;
+    case "payload":
+      return byteaHex(event.payload);
+    case "eventVersion":
+      return String(event.eventVersion ?? 1);
+    case "metadata":
+      return event.metadata === undefined || event.metadata === null
+        ? null
+        : JSON.stringify(event.metadata);
+    case "traceId":
+      return event.traceId ?? null;
+    case "correlationId":
+      return event.correlationId ?? null;
+    case "causationId":
+      return event.causationId ?? null;
+    case "createdAt":
+      return event.createdAt?.toISOString() ?? null;
+  }
+}
+
+const $ = placeholder<keyof AppendValues>;
 
 function build(store: PostgresStore, shape: AppendShape): AppendStatement {
   const events = quote(store.tables.events);
-  const columns = shape.optional ? [...REQUIRED, ...OPTIONAL] : REQUIRED;
+  const columns = eventColumns(shape.optional);
   const count = shape.single ? "1" : `${$("count")}::int8`;
   // A subquery on `head` alone: it runs once, and only when events were
   // inserted (otherwise append() sends the NOTIFY it claimed on its own).
@@ -127,9 +173,7 @@ function build(store: PostgresStore, shape: AppendShape): AppendStatement {
   // one event's values are the select list itself.
   const value = (c: EventColumn) =>
     shape.single ? `${$(c.name)}::text${c.type === "text" ? "" : `::${c.type}`}` : `e.${c.column}`;
-  const values = columns.map((c) =>
-    c.column === "created_at" ? `coalesce(${value(c)}, now())` : value(c)
-  );
+  const values = columns.map((c) => withDefault(c, value(c)));
   const text = `
     with head as (${head(store, shape, count)})
     insert into ${events} (transaction_id, aggregate_type, aggregate_id, aggregate_version,
@@ -139,12 +183,12 @@ function build(store: PostgresStore, shape: AppendShape): AppendStatement {
       ${$("hash")}::int8, ${values.join(", ")}
     from head${shape.single ? "" : `, ${unnest(columns)} order by e.ord`}
     returning global_position, transaction_id, aggregate_version, created_at${notify}`;
-  // postgres.js rebuilds the text and its cache key on every call: keep it short.
-  const pieces = text.replace(/\s+/g, " ").trim().split("\u0000");
-  const parts = pieces.filter((_, i) => i % 2 === 0);
-  const order = pieces.filter((_, i) => i % 2 === 1) as (keyof AppendValues)[];
-  const strings = Object.assign([...parts], { raw: [...parts] });
-  return { strings: Object.freeze(strings) as unknown as TemplateStringsArray, order };
+  return template(text);
+}
+
+/** A column's value, or its default where the caller leaves it null. */
+export function withDefault(column: ParameterColumn<string>, value: string): string {
+  return column.column === "created_at" ? `coalesce(${value}, now())` : value;
 }
 
 /**
@@ -158,20 +202,10 @@ function head(store: PostgresStore, shape: AppendShape, count: string): string {
     ? `not exists (select from ${quote(store.tables.events)}
         where event_id = any(${$("known")}::text::uuid[]))`
     : "";
-  // The events are filed under the greater of this transaction's id and
-  // the one the aggregate's newest event was filed under. A transaction
-  // that got its id before another appended to the aggregate and committed
-  // would otherwise put its later version first in the log. Filing under a
-  // greater id stays gap-safe: readers pass an id only once every
-  // transaction below it has ended, this one included.
-  const moved = (by: string) =>
-    `aggregate_version = h.aggregate_version + ${by},
-      last_transaction_id = greatest(h.last_transaction_id, pg_current_xact_id()),
-      updated_at = now()`;
   const returning =
     "returning h.aggregate_type, h.aggregate_id, h.aggregate_version, h.last_transaction_id";
   if (shape.head === "update") {
-    return `update ${heads} as h set ${moved(count)}
+    return `update ${heads} as h set ${movedHead(count)}
       where h.aggregate_type = ${$("aggregateType")}::text
         and h.aggregate_id = ${$("aggregateId")}::text
         and h.aggregate_version = coalesce(${$("exact")}::text::int8, h.aggregate_version)
@@ -181,7 +215,7 @@ function head(store: PostgresStore, shape: AppendShape, count: string): string {
   // A new head's version is the count, which `excluded` hands to the update.
   const conflict = shape.head === "create"
     ? "do nothing"
-    : `(aggregate_type, aggregate_id) do update set ${moved("excluded.aggregate_version")}`;
+    : `(aggregate_type, aggregate_id) do update set ${movedHead("excluded.aggregate_version")}`;
   return `insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version)
     select ${$("aggregateType")}::text, ${$("aggregateId")}::text, ${count}
     ${unstored && `where ${unstored}`}
@@ -189,8 +223,24 @@ function head(store: PostgresStore, shape: AppendShape, count: string): string {
     ${returning}`;
 }
 
-/** Several events' columns, each sent as one array. */
-function unnest(columns: EventColumn[]): string {
-  return `unnest(${columns.map((c) => `${$(c.name)}::text::${c.type}[]`).join(", ")})
+/**
+ * The SET list that moves an existing head `by` events.
+ *
+ * The events are filed under the greater of this transaction's id and the
+ * one the aggregate's newest event was filed under. A transaction that got
+ * its id before another appended to the aggregate and committed would
+ * otherwise put its later version first in the log. Filing under a greater
+ * id stays gap-safe: readers pass an id only once every transaction below
+ * it has ended, this one included.
+ */
+export function movedHead(by: string): string {
+  return `aggregate_version = h.aggregate_version + ${by},
+    last_transaction_id = greatest(h.last_transaction_id, pg_current_xact_id()),
+    updated_at = now()`;
+}
+
+/** Several events' columns, each sent as one array literal, as the rows of `e` numbered by `ord`. */
+export function unnest<Name extends string>(columns: ParameterColumn<Name>[]): string {
+  return `unnest(${columns.map((c) => `${placeholder(c.name)}::text::${c.type}[]`).join(", ")})
     with ordinality as e(${columns.map((c) => c.column).join(", ")}, ord)`;
 }

@@ -29,3 +29,22 @@ export function template<Name extends string>(text: string): Template<Name> {
   const strings = Object.assign([...parts], { raw: [...parts] });
   return { strings: Object.freeze(strings) as unknown as TemplateStringsArray, order };
 }
+
+/**
+ * Memoizes `build` per owner (a store: its table names are in the text)
+ * and per shape, the shape named by `keyOf`.
+ */
+export function cachedBuild<Owner extends object, Shape, Name extends string>(
+  keyOf: (shape: Shape) => string,
+  build: (owner: Owner, shape: Shape) => Template<Name>,
+): (owner: Owner, shape: Shape) => Template<Name> {
+  const cache = new WeakMap<Owner, Map<string, Template<Name>>>();
+  return (owner, shape) => {
+    let byShape = cache.get(owner);
+    if (!byShape) cache.set(owner, byShape = new Map());
+    const key = keyOf(shape);
+    let statement = byShape.get(key);
+    if (!statement) byShape.set(key, statement = build(owner, shape));
+    return statement;
+  };
+}
