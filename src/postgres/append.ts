@@ -85,24 +85,11 @@ export async function append(
     aggregateVersion: toBigInt(version),
     createdAt: createdAt as Date,
   })).sort((a, b) => (a.aggregateVersion < b.aggregateVersion ? -1 : 1));
-  const persisted: PersistedEvent[] = events.map((event, i) => ({
-    ...created[i],
-    aggregateType,
-    aggregateId,
-    eventId: ids[i],
-    eventType: event.eventType,
-    eventVersion: event.eventVersion ?? 1,
-    payload: event.payload,
-    metadata: event.metadata ?? null,
-    traceId: event.traceId ?? null,
-    correlationId: event.correlationId ?? null,
-    causationId: event.causationId ?? null,
-  }));
-  const result = toResult(persisted);
+  const result = toResult(events.map((event, i) => persistedEvent(event, ids[i], created[i])));
   store.logger?.info("events appended", {
     aggregateType,
     aggregateId,
-    count: persisted.length,
+    count: events.length,
     versions: `${result.fromVersion + 1n}-${result.toVersion}`,
     positions: result.globalPositions,
   });
@@ -182,6 +169,17 @@ async function explainRefusal(
   const retry = await storedRetry(db, store, events, ids, callerIds, expected);
   if (retry) return retry;
   const { aggregateType, aggregateId } = events[0];
+  return await concurrencyConflict(db, store, aggregateType, aggregateId, expected);
+}
+
+/** Throws the conflict of an aggregate whose expected version did not hold, with its version now. */
+export async function concurrencyConflict(
+  db: Db,
+  store: PostgresStore,
+  aggregateType: string,
+  aggregateId: string,
+  expected: ExpectedVersion,
+): Promise<never> {
   const [head] = await db`
     select aggregate_version from ${table(db, store.tables.aggregateHeads)}
     where aggregate_type = ${aggregateType} and aggregate_id = ${aggregateId}
@@ -262,6 +260,29 @@ function asRetry(
     event.aggregateVersion === first + BigInt(i)
   );
   return matches ? ordered as PersistedEvent[] : undefined;
+}
+
+/** What the store assigned an appended event. */
+export type Assigned = Pick<
+  PersistedEvent,
+  "globalPosition" | "transactionId" | "aggregateVersion" | "createdAt"
+>;
+
+/** An appended event as stored: the caller's fields, their defaults, and what was assigned. */
+export function persistedEvent(event: Event, eventId: string, assigned: Assigned): PersistedEvent {
+  return {
+    ...assigned,
+    aggregateType: event.aggregateType,
+    aggregateId: event.aggregateId,
+    eventId,
+    eventType: event.eventType,
+    eventVersion: event.eventVersion ?? 1,
+    payload: event.payload,
+    metadata: event.metadata ?? null,
+    traceId: event.traceId ?? null,
+    correlationId: event.correlationId ?? null,
+    causationId: event.causationId ?? null,
+  };
 }
 
 export function toResult(events: PersistedEvent[]): AppendResult {

@@ -7,15 +7,21 @@
  * @module
  */
 
-import type { AppendResult, ExpectedVersion, PersistedEvent } from "../es/event.ts";
-import { describeExpected, DuplicateEventError, OptimisticConcurrencyError } from "../es/errors.ts";
+import type { AppendResult, ExpectedVersion } from "../es/event.ts";
+import { DuplicateEventError } from "../es/errors.ts";
 import { fnv1a32 } from "../es/segment.ts";
 import { uuidv7 } from "../es/uuid.ts";
 import type { ValidAppend } from "../es/validate.ts";
-import { duplicateIdOf, storedRetry, toResult } from "./append.ts";
+import {
+  concurrencyConflict,
+  duplicateIdOf,
+  persistedEvent,
+  storedRetry,
+  toResult,
+} from "./append.ts";
 import { appendManyStatement, type AppendManyValues, refusedAggregate } from "./append_many_sql.ts";
 import { type EventColumnName, eventValue, setsOptional } from "./append_sql.ts";
-import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
+import { arrayLiteral, type Db } from "./db.ts";
 import {
   autocommits,
   claimTransactionNotify,
@@ -84,22 +90,14 @@ export async function appendMany(
   const transaction = bigints(transactionIds);
   const results = planned.map((p) => {
     const k = headOf.get(p)!;
-    return toResult(p.events.map((event, i): PersistedEvent => ({
-      globalPosition: positionOf.next().value!,
-      transactionId: transaction[k],
-      aggregateType: event.aggregateType,
-      aggregateId: event.aggregateId,
-      aggregateVersion: from[k] + BigInt(i + 1),
-      eventId: p.ids[i],
-      eventType: event.eventType,
-      eventVersion: event.eventVersion ?? 1,
-      payload: event.payload,
-      metadata: event.metadata ?? null,
-      traceId: event.traceId ?? null,
-      correlationId: event.correlationId ?? null,
-      causationId: event.causationId ?? null,
-      createdAt: new Date(event.createdAt ?? now),
-    })));
+    return toResult(p.events.map((event, i) =>
+      persistedEvent(event, p.ids[i], {
+        globalPosition: positionOf.next().value!,
+        transactionId: transaction[k],
+        aggregateVersion: from[k] + BigInt(i + 1),
+        createdAt: new Date(event.createdAt ?? now),
+      })
+    ));
   });
   store.logger?.info("events appended to several aggregates", {
     aggregates: results.length,
@@ -214,16 +212,5 @@ async function explainRefusal(
     });
   }
   const { events: [{ aggregateType, aggregateId }], expected } = locked[refused! - 1];
-  const [head] = await db`
-    select aggregate_version from ${table(db, store.tables.aggregateHeads)}
-    where aggregate_type = ${aggregateType} and aggregate_id = ${aggregateId}
-  `.values();
-  const actual = head ? toBigInt(head[0]) : 0n;
-  store.logger?.error("optimistic concurrency conflict", {
-    aggregateType,
-    aggregateId,
-    expectedVersion: describeExpected(expected),
-    actualVersion: actual,
-  });
-  throw new OptimisticConcurrencyError(aggregateType, aggregateId, expected, actual);
+  return await concurrencyConflict(db, store, aggregateType, aggregateId, expected);
 }

@@ -19,7 +19,7 @@
  * @module
  */
 
-import type { AppendValues } from "./append_sql.ts";
+import type { AppendValues, EventColumnName } from "./append_sql.ts";
 import {
   eventColumns,
   movedHead,
@@ -36,21 +36,8 @@ import { cachedBuild, placeholder, type Template, template } from "./template.ts
  * one-aggregate append, each an array literal with one entry per event,
  * in the caller's order.
  */
-export interface AppendManyValues extends
-  Pick<
-    AppendValues,
-    | "eventId"
-    | "eventType"
-    | "payload"
-    | "eventVersion"
-    | "metadata"
-    | "traceId"
-    | "correlationId"
-    | "causationId"
-    | "createdAt"
-    | "known"
-    | "channel"
-  > {
+export interface AppendManyValues
+  extends Pick<AppendValues, EventColumnName | "known" | "channel"> {
   /** Array literals with one entry per aggregate, in lock order. */
   aggregateTypes: string;
   aggregateIds: string;
