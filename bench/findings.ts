@@ -57,12 +57,17 @@ this machine; "before" is the first run of this benchmark):
    client"). Whoever uses COPY through postgres.js should pass a \`socket\`
    that calls \`setNoDelay(true)\`: \`noDelaySocket\` in bench/db.ts is one.
 6. **Many aggregates in one transaction (W3b).** Appends are per aggregate,
-   so 100 aggregates take 100 statements; pipelining them inside
+   so 100 aggregates took 100 statements; pipelining them inside
    \`sql.begin\` (\`Promise.all\`) makes them one round trip, but each still
-   pays a statement's executor overhead. One statement for all 1000 events
-   (unnest or COPY) stays ahead; closing that gap needs a multi-aggregate
-   append (one statement for several aggregates), which the API does not
-   have yet.
+   pays a statement's executor overhead: 0.72–0.83 of one unnest statement.
+   \`appendMany\` now stores several aggregates in one statement, all or
+   nothing: heads upserted from arrays in lock order, a refusal raised from
+   inside the statement so nothing of it stays. Two things made its first
+   version (0.84) slower than the hand-written statement, both found with
+   \`EXPLAIN ANALYZE\` and \`process.cpuUsage\`: joining a thousand events
+   to their heads (now each event indexes its head's values in arrays), and
+   answering with five columns per event, which the client decoded row by
+   row (now one row of arrays). With both: 0.87–0.90.
 7. **Projections.** The processor's default \`batchSize\` is 100: each batch
    is five round trips (BEGIN, lock checkpoints, read, move checkpoints,
    COMMIT), so 4 partitions with the default caught up at 115k events/s
@@ -77,13 +82,28 @@ this machine; "before" is the first run of this benchmark):
    ran about 5% faster with 8 clients on this small table, and
    \`gen_random_uuid()\` per row slowed the hand-written bulk statements: a
    ceiling that stores other data measures other work.
-9. **Still short of 0.9** (W1, W2, W3b with wake-ups on): the rest is the
-   post-commit NOTIFY (an extra small transaction every 2 ms per client,
-   see the \`notifyChannel: false\` rows, which reach 0.89–0.96), about
-   10 µs of client CPU per append left in postgres.js handling a statement
-   of 18 parameters instead of 7, and for W3b one statement per aggregate.
-   Putting the NOTIFY back into the statement when a client has no other
-   append running would save the 1-client cost, but several processes
-   appending one at a time would then serialize their commits again: not
-   done.
+9. **Parameters cost client CPU.** postgres.js spends CPU on every
+   parameter (type inference, serialization, its part of the Bind message).
+   The one-event append sent 18 for 7 values: the aggregate's type and id
+   and the event count appeared several times in the text, and the optional
+   columns went as nulls. Now each value is sent once (the event insert
+   takes the aggregate from the head's \`RETURNING\`), the head takes one of
+   three shapes (create, upsert, update) instead of flags, and columns no
+   event sets are left to their defaults: 6 parameters for a new aggregate.
+   W1-1, W1-8 and W2 went from 0.91, 0.85 and 0.82 to 0.94–1.01,
+   0.94–0.99 and 0.88–0.94 over four runs.
+10. **Custom plans of big arrays.** PostgreSQL plans a prepared statement's
+   first five runs with the parameters' values and folds a cast of a known
+   value while planning, so the text-to-array casts of a thousand events
+   were parsed at plan time, at a cost well above parsing them when the
+   statement runs (custom-plan \`appendMany\` of 100 × 10 events: 31 ms,
+   generic plan 14 ms, with \`plan_cache_mode\` forced each way). The arrays
+   are now cast in sub-selects, which run at execution in either plan: 16 ms
+   custom, and W3b 0.90 → 0.97.
+11. **What is left.** The post-commit NOTIFY costs W1-8 and W2 a few
+   percent (the \`notifyChannel: false\` rows): an extra small transaction
+   at most every 2 ms per client. A 5 ms gap measured the same within the
+   noise, so the gap stays at 2 ms, which keeps an idle append's wake-up
+   immediate. Putting the NOTIFY back into the statement would serialize
+   commits again (2.).
 `;
