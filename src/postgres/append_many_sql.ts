@@ -2,11 +2,11 @@
  * The statement of an append to several aggregates: every head moved and
  * every event inserted by one statement, from arrays, or nothing at all.
  *
- * Each aggregate's head is upserted under its row lock, with its expected
- * version checked against the newest committed version (ON CONFLICT sees
- * it, whatever the statement's snapshot). A statement cannot undo the
- * heads it has moved when a later one is refused, so a refusal raises an
- * error instead, and the error rolls the whole statement back: a cast of a
+ * Each aggregate's head is upserted under its row lock, then its expected
+ * version is checked against the version it had: the newest committed one
+ * (ON CONFLICT sees it, whatever the statement's snapshot). A statement
+ * cannot undo the heads it has moved when one is refused, so a refusal
+ * raises an error instead, and the error rolls the whole statement back: a cast of a
  * marked text, the only way plain SQL has to raise. The text names the
  * first refused aggregate; {@linkcode refusedAggregate} reads it back.
  *
@@ -110,10 +110,15 @@ function build(store: PostgresStore, shape: AppendManyShape): AppendManyStatemen
     ? `, (select count(pg_notify(${$("channel")}::text, t))
          from unnest(${$("notifyTypes")}::text::text[]) as t)`
     : "";
-  // A head is refused when ON CONFLICT's condition fails (no row comes
-  // back), or when it was created but had to exist already.
-  const held =
-    `h.aggregate_id is not null and (h.aggregate_version > i.n or i.expected in (-1, 0))`;
+  // Every head is moved, then checked: its version before the append is
+  // the new one less the count. A refused one is rolled back with the
+  // rest, so there is no need to spare it the move (and a per-row lookup
+  // of its expectation in ON CONFLICT's condition grew with the square of
+  // the aggregates). A missing head means a stored caller-chosen id
+  // stopped them all.
+  const held = `h.aggregate_id is not null and (i.expected = -1
+    or (i.expected = -2 and h.aggregate_version > i.n)
+    or h.aggregate_version - i.n = i.expected)`;
   // `placed` holds each head's values in one array per column, which the
   // events index: joining them to their heads cost the statement more
   // than anything else it does.
@@ -129,9 +134,6 @@ function build(store: PostgresStore, shape: AppendManyShape): AppendManyStatemen
       select aggregate_type, aggregate_id, n from input ${unstored} order by k
       on conflict (aggregate_type, aggregate_id) do update set
         ${movedHead("excluded.aggregate_version")}
-      where (select i.expected from input i
-             where i.aggregate_type = excluded.aggregate_type
-               and i.aggregate_id = excluded.aggregate_id) in (-1, -2, h.aggregate_version)
       returning h.aggregate_type, h.aggregate_id, h.aggregate_version, h.last_transaction_id
     ),
     verdict as (
