@@ -79,6 +79,24 @@ describe("projection processor wake-ups", () => {
     await running;
   });
 
+  it("is woken for the last appends of a burst whose wake-ups were gathered", async () => {
+    const store = await db.freshStore({ notifyChannel: "wake_burst" });
+    const { expect, controller, running } = await startIdle(store, "wake_burst", "burst");
+    // Eight writers on one client: their wake-ups share NOTIFYs, and the
+    // gap between NOTIFYs widens while they keep coming. Nothing is
+    // appended after them: only the NOTIFY gathered last can wake the
+    // processor for the burst's tail.
+    const writer = db.client({ max: 8 });
+    const writers = 8, appends = 40;
+    const tail = Array.from({ length: writers }, (_, w) => expect(`burst-${w}-${appends - 1}`));
+    await Promise.all(Array.from({ length: writers }, async (_, w) => {
+      for (let i = 0; i < appends; i++) await store.append(writer, [event(`burst-${w}-${i}`)]);
+    }));
+    await within(Promise.all(tail), 10_000, "the burst's last events handled after a NOTIFY");
+    controller.abort();
+    await running;
+  });
+
   it("polls without LISTEN when wake-ups are off", async () => {
     const store = await db.freshStore({ notifyChannel: "wake_b" });
     const { expect, projection } = awaitingProjection("polled");

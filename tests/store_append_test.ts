@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { isUuid, type JsonValue, type PersistedEvent } from "../mod.ts";
 import { event, events, setupDatabase, type TestDb } from "./_db.ts";
+import { within } from "./_projection.ts";
 
 describe("PostgresStore.append", () => {
   let db: TestDb;
@@ -216,5 +217,31 @@ describe("PostgresStore.append", () => {
       db.sql(store.tables.events)
     }`;
     assert.equal(count, 1);
+  });
+
+  it("NOTIFYs every aggregate type after commit, a wake-up that waits for the gap included", async () => {
+    const store = await db.freshStore({ notifyChannel: "append_wake" });
+    const heard = new Set<string>();
+    const listener = db.client({ max: 1 });
+    let wake = () => {};
+    await listener.listen("append_wake", (type) => {
+      heard.add(type);
+      wake();
+    });
+    // One connection, two appends queued on it: the first commit's wake-up
+    // leaves at once, queued behind the second append; the second's comes
+    // while it is on its way, then waits for the gap and leaves on its own.
+    const writer = db.client({ max: 1 });
+    await Promise.all(
+      ["Order", "Invoice"].map((aggregateType) =>
+        store.append(writer, [event("o-1", { aggregateType })])
+      ),
+    );
+    const all = new Promise<void>((resolve) => {
+      wake = () => heard.size === 2 && resolve();
+      wake();
+    });
+    await within(all, 5_000, "a NOTIFY for both aggregate types");
+    assert.deepEqual([...heard].sort(), ["Invoice", "Order"]);
   });
 });
