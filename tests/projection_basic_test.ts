@@ -150,6 +150,40 @@ describe("projection processor", () => {
     assert.ok([...applied.values()].every((times) => times === 1));
   });
 
+  it("runs a handler that returns no promise, and fails the batch when it throws", async () => {
+    const store = await db.freshStore();
+    const appended = await appendEvents(db.sql, store, { aggregates: 2, perAggregate: 5 });
+    const boom = new Error("sync boom");
+    const seen: bigint[] = [];
+    const processor = new ProjectionProcessor(db.sql, store, { batchSize: 4 });
+    const throwing = {
+      name: "sync",
+      handle(event: PersistedEvent) {
+        if (event.eventId === appended[6].eventId) throw boom;
+        seen.push(event.globalPosition);
+      },
+    };
+    const error = await processor.run(throwing, { mode: "until_caught_up" }).then(
+      () => assert.fail("run resolved"),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof ProjectionError);
+    assert.equal(error.cause, boom);
+    assert.deepEqual(error.event, appended[6]);
+    // The first batch (4 events) committed; the second failed at its third event.
+    const rows = await checkpointRows(db.sql, store, "sync");
+    assert.ok(rows.some((row) => row.position === appended[3].globalPosition));
+
+    seen.length = 0;
+    await processor.run({
+      name: "sync",
+      handle: (e: PersistedEvent) => void seen.push(e.globalPosition),
+    }, {
+      mode: "until_caught_up",
+    });
+    assert.deepEqual(seen, positions(appended.slice(4)));
+  });
+
   it("reads only its scope, and still moves past events out of scope", async () => {
     const store = await db.freshStore();
     const a = await appendEvents(db.sql, store, {

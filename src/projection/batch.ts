@@ -144,9 +144,10 @@ export async function runBatch(
         }
 
         const events = await readBatch(tx, target, locked, batchSize);
+        const handlerTx = guard(tx, () => gone);
         for (const event of events) {
           if (signal?.aborted) throw new Aborted();
-          inFlight = handle(projection, event, guard(tx, () => gone), logger);
+          inFlight = handle(projection, event, handlerTx, logger);
           await inFlight;
           if (gone) return await forever();
         }
