@@ -244,4 +244,28 @@ describe("PostgresStore.append", () => {
     await within(all, 5_000, "a NOTIFY for both aggregate types");
     assert.deepEqual([...heard].sort(), ["Invoice", "Order"]);
   });
+
+  it("NOTIFYs for every append made on a reserved connection, which commits each on its own", async () => {
+    const store = await db.freshStore({ notifyChannel: "reserved_wake" });
+    const heard: string[] = [];
+    let wake = () => {};
+    await db.client({ max: 1 }).listen("reserved_wake", (type) => {
+      heard.push(type);
+      wake();
+    });
+    const reserved = await db.client({ max: 1 }).reserve();
+    try {
+      for (const aggregateId of ["o-1", "o-2", "o-3"]) {
+        const woken = new Promise<void>((resolve) => wake = resolve);
+        await store.append(reserved, [event(aggregateId)]);
+        await within(woken, 5_000, `a NOTIFY for the append to ${aggregateId}`);
+      }
+      const woken = new Promise<void>((resolve) => wake = resolve);
+      await store.appendMany(reserved, [{ events: [event("o-4")] }]);
+      await within(woken, 5_000, "a NOTIFY for appendMany");
+      assert.deepEqual(heard, ["Order", "Order", "Order", "Order"]);
+    } finally {
+      reserved.release();
+    }
+  });
 });

@@ -38,9 +38,7 @@ export async function append(
   expected: ExpectedVersion,
 ): Promise<AppendResult> {
   const { aggregateType, aggregateId } = events[0];
-  const ids = events.map((event) => event.eventId?.toLowerCase() ?? uuidv7());
-  // Only ids the caller chose can already be stored: fresh UUIDv7s cannot.
-  const callerIds = events.flatMap((event, i) => event.eventId === undefined ? [] : [ids[i]]);
+  const { ids, callerIds } = eventIds(events);
   store.logger?.debug("append starting", {
     aggregateType,
     aggregateId,
@@ -260,6 +258,16 @@ function asRetry(
     event.aggregateVersion === first + BigInt(i)
   );
   return matches ? ordered as PersistedEvent[] : undefined;
+}
+
+/**
+ * The ids the events will be stored under: the caller's, in lower case,
+ * or new UUIDv7s. Only the caller's (`callerIds`) can be stored already.
+ */
+export function eventIds(events: readonly Event[]): { ids: string[]; callerIds: string[] } {
+  const ids = events.map((event) => event.eventId?.toLowerCase() ?? uuidv7());
+  const callerIds = events.flatMap((event, i) => event.eventId === undefined ? [] : [ids[i]]);
+  return { ids, callerIds };
 }
 
 /** What the store assigned an appended event. */

@@ -10,11 +10,11 @@
 import type { AppendResult, ExpectedVersion } from "../es/event.ts";
 import { DuplicateEventError } from "../es/errors.ts";
 import { fnv1a32 } from "../es/segment.ts";
-import { uuidv7 } from "../es/uuid.ts";
 import type { ValidAppend } from "../es/validate.ts";
 import {
   concurrencyConflict,
   duplicateIdOf,
+  eventIds,
   persistedEvent,
   storedRetry,
   toResult,
@@ -43,13 +43,7 @@ export async function appendMany(
   store: PostgresStore,
   appends: readonly ValidAppend[],
 ): Promise<AppendResult[]> {
-  const planned: Planned[] = appends.map((append) => {
-    const ids = append.events.map((event) => event.eventId?.toLowerCase() ?? uuidv7());
-    const callerIds = append.events.flatMap((event, i) =>
-      event.eventId === undefined ? [] : [ids[i]]
-    );
-    return { ...append, ids, callerIds };
-  });
+  const planned: Planned[] = appends.map((append) => ({ ...append, ...eventIds(append.events) }));
   const locked = lockOrder(planned);
   const types = [...new Set(planned.map((p) => p.events[0].aggregateType))];
   store.logger?.debug("append to several aggregates starting", {
@@ -74,7 +68,7 @@ export async function appendMany(
   const run = (on: Db) => on(strings, ...parameters).values() as Promise<unknown[][]>;
   let row: unknown[];
   try {
-    [row] = inTransaction && "savepoint" in db ? await db.savepoint(run) : await run(db);
+    [row] = "savepoint" in db ? await db.savepoint(run) : await run(db);
   } catch (error) {
     for (const type of notifyTypes) {
       await notifyInTransaction(db, store, type).catch(() => {});

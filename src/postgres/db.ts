@@ -5,13 +5,14 @@
  */
 
 import { Buffer } from "node:buffer";
-import type { Sql, TransactionSql } from "postgres";
+import type { ReservedSql, Sql, TransactionSql } from "postgres";
 import { quote } from "./tables.ts";
 
 /**
- * A postgres.js client: the `sql` from `postgres(...)`, or the `tx` that
- * `sql.begin` hands its callback. Statements run on a `tx` join the
- * caller's transaction; on a plain `sql` each call is atomic on its own.
+ * A postgres.js client: the `sql` from `postgres(...)`, the `tx` that
+ * `sql.begin` hands its callback, or a connection from `sql.reserve()`.
+ * Statements run on a `tx` join the caller's transaction; on a plain `sql`
+ * or a reserved connection each call is atomic on its own.
  *
  * @example
  * ```ts
@@ -22,7 +23,7 @@ import { quote } from "./tables.ts";
  * ```
  */
 // deno-lint-ignore no-explicit-any -- accepts clients configured with any custom type map
-export type Db = Sql<any> | TransactionSql<any>;
+export type Db = Sql<any> | TransactionSql<any> | ReservedSql<any>;
 
 /** Turns an `int8`/`xid8` column (a string, or a bigint with custom types) into a bigint. */
 export function toBigInt(value: unknown): bigint {

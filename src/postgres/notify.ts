@@ -23,9 +23,13 @@ import type { Db } from "./db.ts";
 import { arrayLiteral } from "./db.ts";
 import type { PostgresStore } from "./store.ts";
 
-/** Whether `db` commits each statement on its own: a pool client, not a `tx` or a reserved connection. */
+/**
+ * Whether `db` commits each statement on its own: a pool client or a
+ * reserved connection, not the `tx` of `sql.begin` (the only one with
+ * savepoints).
+ */
 export function autocommits(db: Db): boolean {
-  return typeof (db as { begin?: unknown }).begin === "function";
+  return !("savepoint" in db);
 }
 
 /**
