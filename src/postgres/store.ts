@@ -119,8 +119,8 @@ export const DEFAULT_NOTIFY_CHANNEL = "pupsourcing_events";
 
 /**
  * An event store in PostgreSQL, on postgres.js. Every method takes the
- * client to run on: a plain `sql`, or the `tx` of `sql.begin` to take part
- * in the caller's transaction.
+ * client to run on: a plain `sql` (or a connection from `sql.reserve()`),
+ * or the `tx` of `sql.begin` to take part in the caller's transaction.
  *
  * @example Append, read back, page the global log
  * ```ts ignore
