@@ -27,7 +27,8 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { PupsourcingError } from "./es/errors.ts";
-import { derivedName, quote, resolveTables, type TableNames } from "./postgres/tables.ts";
+import { initialSchemaSql } from "./postgres/schema.ts";
+import { resolveTables, type TableNames } from "./postgres/tables.ts";
 
 /**
  * What {@linkcode generateMigration} generates: the table names, and
@@ -56,64 +57,9 @@ export type MigrationConfig = TableNames;
  * ```
  */
 export function generateMigration(config: MigrationConfig = {}): string {
-  const t = resolveTables(config);
-  const schema = t.schema ? `CREATE SCHEMA IF NOT EXISTS ${quote(t.schema)};\n\n` : "";
-  return `-- pupsourcing event store schema (PostgreSQL 13 or newer)
-${schema}-- The event log. The global log is read in (transaction_id, global_position)
--- order, and only below the oldest running transaction, so that an event
--- whose transaction commits late is never skipped.
-CREATE TABLE IF NOT EXISTS ${quote(t.events)} (
-    global_position bigserial PRIMARY KEY,
-    transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
-    aggregate_type text NOT NULL,
-    aggregate_id text NOT NULL,
-    aggregate_version bigint NOT NULL,
-    aggregate_id_hash bigint NOT NULL,
-    event_id uuid NOT NULL,
-    event_type text NOT NULL,
-    event_version integer NOT NULL DEFAULT 1,
-    payload bytea NOT NULL,
-    trace_id text,
-    correlation_id text,
-    causation_id text,
-    metadata jsonb,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT ${quote(derivedName(t.events, "event_id_key"))} UNIQUE (event_id),
-    CONSTRAINT ${quote(derivedName(t.events, "aggregate_version_key"))}
-        UNIQUE (aggregate_type, aggregate_id, aggregate_version)
-);
-
-CREATE INDEX IF NOT EXISTS ${quote(derivedName(t.events, "log_idx"))}
-    ON ${quote(t.events)} (transaction_id, global_position);
-
--- The current version of every aggregate: one row read per append. Its
--- last_transaction_id is the log order key of the aggregate's newest event:
--- an append never files an event below it, so a transaction that got its
--- id early cannot put a later version before an earlier one in the log.
-CREATE TABLE IF NOT EXISTS ${quote(t.aggregateHeads)} (
-    aggregate_type text NOT NULL,
-    aggregate_id text NOT NULL,
-    aggregate_version bigint NOT NULL,
-    last_transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (aggregate_type, aggregate_id)
-);
-
--- Where each projection segment has got to: a (transaction_id,
--- global_position) pair, never a position alone, plus the lease of the
--- worker that owns the segment.
-CREATE TABLE IF NOT EXISTS ${quote(t.checkpoints)} (
-    projection_name text NOT NULL,
-    segment integer NOT NULL,
-    segment_count integer NOT NULL,
-    transaction_id xid8 NOT NULL DEFAULT '0',
-    global_position bigint NOT NULL DEFAULT 0,
-    owner_id text,
-    lease_expires_at timestamptz,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (projection_name, segment)
-);
-`;
+  return `-- pupsourcing event store schema (PostgreSQL 13 or newer)\n${
+    initialSchemaSql(resolveTables(config))
+  }`;
 }
 
 /** A bad command line: the CLI prints it with the usage and exits 2. */

@@ -1,0 +1,91 @@
+/**
+ * The schema, defined once: the tables' columns and the DDL that creates
+ * them. The migrations, the reads and the appends all take their column
+ * names from here.
+ *
+ * @module
+ */
+
+import type { ResolvedTables } from "./tables.ts";
+import { derivedName, quote } from "./tables.ts";
+
+/** A column of the events table: its name, its type and the rest of its definition. */
+export interface EventColumn {
+  /** The column's name. */
+  name: string;
+  /** Its SQL type, as parameters are cast to. */
+  type: string;
+  /** Constraints and default, after the type in the DDL. */
+  rest: string;
+}
+
+/** The events table's columns, in table order. */
+export const EVENT_TABLE_COLUMNS: readonly EventColumn[] = [
+  { name: "global_position", type: "bigserial", rest: "PRIMARY KEY" },
+  { name: "transaction_id", type: "xid8", rest: "NOT NULL DEFAULT pg_current_xact_id()" },
+  { name: "aggregate_type", type: "text", rest: "NOT NULL" },
+  { name: "aggregate_id", type: "text", rest: "NOT NULL" },
+  { name: "aggregate_version", type: "bigint", rest: "NOT NULL" },
+  { name: "aggregate_id_hash", type: "bigint", rest: "NOT NULL" },
+  { name: "event_id", type: "uuid", rest: "NOT NULL" },
+  { name: "event_type", type: "text", rest: "NOT NULL" },
+  { name: "event_version", type: "integer", rest: "NOT NULL DEFAULT 1" },
+  { name: "payload", type: "bytea", rest: "NOT NULL" },
+  { name: "trace_id", type: "text", rest: "" },
+  { name: "correlation_id", type: "text", rest: "" },
+  { name: "causation_id", type: "text", rest: "" },
+  { name: "metadata", type: "jsonb", rest: "" },
+  { name: "created_at", type: "timestamptz", rest: "NOT NULL DEFAULT now()" },
+];
+
+/**
+ * The DDL of the first schema version: the events table, the aggregate
+ * heads and the projection checkpoints, every statement idempotent.
+ */
+export function initialSchemaSql(t: ResolvedTables): string {
+  const schema = t.schema ? `CREATE SCHEMA IF NOT EXISTS ${quote(t.schema)};\n\n` : "";
+  const columns = EVENT_TABLE_COLUMNS.map((c) =>
+    `    ${c.name} ${c.type}${c.rest ? ` ${c.rest}` : ""},`
+  ).join("\n");
+  return `${schema}-- The event log. The global log is read in (transaction_id, global_position)
+-- order, and only below the oldest running transaction, so that an event
+-- whose transaction commits late is never skipped.
+CREATE TABLE IF NOT EXISTS ${quote(t.events)} (
+${columns}
+    CONSTRAINT ${quote(derivedName(t.events, "event_id_key"))} UNIQUE (event_id),
+    CONSTRAINT ${quote(derivedName(t.events, "aggregate_version_key"))}
+        UNIQUE (aggregate_type, aggregate_id, aggregate_version)
+);
+
+CREATE INDEX IF NOT EXISTS ${quote(derivedName(t.events, "log_idx"))}
+    ON ${quote(t.events)} (transaction_id, global_position);
+
+-- The current version of every aggregate: one row read per append. Its
+-- last_transaction_id is the log order key of the aggregate's newest event:
+-- an append never files an event below it, so a transaction that got its
+-- id early cannot put a later version before an earlier one in the log.
+CREATE TABLE IF NOT EXISTS ${quote(t.aggregateHeads)} (
+    aggregate_type text NOT NULL,
+    aggregate_id text NOT NULL,
+    aggregate_version bigint NOT NULL,
+    last_transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (aggregate_type, aggregate_id)
+);
+
+-- Where each projection segment has got to: a (transaction_id,
+-- global_position) pair, never a position alone, plus the lease of the
+-- worker that owns the segment.
+CREATE TABLE IF NOT EXISTS ${quote(t.checkpoints)} (
+    projection_name text NOT NULL,
+    segment integer NOT NULL,
+    segment_count integer NOT NULL,
+    transaction_id xid8 NOT NULL DEFAULT '0',
+    global_position bigint NOT NULL DEFAULT 0,
+    owner_id text,
+    lease_expires_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (projection_name, segment)
+);
+`;
+}
