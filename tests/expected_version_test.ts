@@ -100,7 +100,7 @@ describe("expected versions", () => {
     assert.equal(exact.aggregateId, "o-1");
     assert.equal(
       exact.message,
-      'Optimistic concurrency conflict on Order "o-1": expected version 1n, got version 3',
+      'Optimistic concurrency conflict on Order "o-1": expected version 1n, got version 3n',
     );
     const named = await assertConflict(
       store,
@@ -110,7 +110,7 @@ describe("expected versions", () => {
     );
     assert.equal(
       named.message,
-      'Optimistic concurrency conflict on Order "o-1": expected version "no_stream", got version 3',
+      'Optimistic concurrency conflict on Order "o-1": expected version "no_stream", got version 3n',
     );
   });
 

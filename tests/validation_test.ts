@@ -3,7 +3,11 @@ import assert from "node:assert/strict";
 import {
   type AggregateAppend,
   type Event,
+  MAX_APPEND_PAYLOAD_BYTES,
+  MAX_EVENT_PAYLOAD_BYTES,
+  OptimisticConcurrencyError,
   PostgresStore,
+  ProjectionProcessor,
   type TableNames,
   ValidationError,
 } from "../mod.ts";
@@ -80,6 +84,87 @@ const badAppends: [string, unknown, unknown, string][] = [
   ["a NUL in correlationId", [{ ...e, correlationId: "\0" }], "any", "events[0].correlationId"],
   ["a NUL in causationId", [{ ...e, causationId: "c\0" }], "any", "events[0].causationId"],
   ["a numeric traceId", [{ ...e, traceId: 7 }], "any", "events[0].traceId"],
+  // PostgreSQL's bigint ends at 2^63 - 1: 2^63 would fail there with 22003.
+  ["expectedVersion 2^63", [e], 2n ** 63n, "expectedVersion"],
+  ["expectedVersion 2^64", [e], 2n ** 64n, "expectedVersion"],
+  // An unpaired surrogate would be stored as U+FFFD, merging different ids.
+  [
+    "a lone surrogate in aggregateType",
+    [{ ...e, aggregateType: "Order\uD800" }],
+    "any",
+    "events[0].aggregateType",
+  ],
+  [
+    "a lone surrogate in aggregateId",
+    [{ ...e, aggregateId: "a\uD800" }],
+    "any",
+    "events[0].aggregateId",
+  ],
+  [
+    "a lone low surrogate in aggregateId",
+    [{ ...e, aggregateId: "\uDC00a" }],
+    "any",
+    "events[0].aggregateId",
+  ],
+  ["a lone surrogate in eventType", [{ ...e, eventType: "\uDBFF" }], "any", "events[0].eventType"],
+  ["a lone surrogate in traceId", [{ ...e, traceId: "t\uD800" }], "any", "events[0].traceId"],
+  [
+    "a lone surrogate in correlationId",
+    [{ ...e, correlationId: "\uDFFF" }],
+    "any",
+    "events[0].correlationId",
+  ],
+  [
+    "a lone surrogate in causationId",
+    [{ ...e, causationId: "c\uD83D" }],
+    "any",
+    "events[0].causationId",
+  ],
+  [
+    "a lone surrogate in metadata",
+    [{ ...e, metadata: { note: "a\uD800" } }],
+    "any",
+    "events[0].metadata",
+  ],
+  [
+    "a lone surrogate in a metadata key",
+    [{ ...e, metadata: { ["\uDC00"]: 1 } }],
+    "any",
+    "events[0].metadata",
+  ],
+  // PostgreSQL reads the four-digit years of ISO text, up to 9999; postgres.js
+  // reads years 1 to 99 back as 1901 to 1999.
+  [
+    "a createdAt in year 99",
+    [{ ...e, createdAt: new Date("0099-12-31T23:59:59.999Z") }],
+    "any",
+    "events[0].createdAt",
+  ],
+  [
+    "a createdAt in year 10000",
+    [{ ...e, createdAt: new Date("+010000-01-01T00:00:00Z") }],
+    "any",
+    "events[0].createdAt",
+  ],
+  [
+    "a createdAt just after 9999",
+    [{ ...e, createdAt: new Date(Date.parse("9999-12-31T23:59:59.999Z") + 1) }],
+    "any",
+    "events[0].createdAt",
+  ],
+  [
+    "a createdAt in year 0 (1 BC)",
+    [{ ...e, createdAt: new Date("0000-12-31T23:59:59.999Z") }],
+    "any",
+    "events[0].createdAt",
+  ],
+  [
+    "a createdAt before 4713 BC",
+    [{ ...e, createdAt: new Date("-005000-01-01T00:00:00Z") }],
+    "any",
+    "events[0].createdAt",
+  ],
+  ["the largest Date", [{ ...e, createdAt: new Date(8.64e15) }], "any", "events[0].createdAt"],
 ];
 
 const ID2 = "0190a6e0-0000-7000-8000-000000000002";
@@ -125,6 +210,22 @@ const badManyAppends: [string, unknown, string][] = [
     "an expectedVersion null",
     [{ events: [e], expectedVersion: null }],
     "appends[0].expectedVersion",
+  ],
+  [
+    "an expectedVersion 2^63",
+    [{ events: [e], expectedVersion: 2n ** 63n }],
+    "appends[0].expectedVersion",
+  ],
+  [
+    "an expectedVersion given as undefined",
+    [{ events: [e], expectedVersion: undefined }],
+    "appends[0].expectedVersion",
+  ],
+  ["an entry with a misspelt key", [{ events: [e], expected: 1n }], "appends[0].expected"],
+  [
+    "a lone surrogate in the second entry's aggregateId",
+    [{ events: [e] }, { events: [event("o-2\uD800")] }],
+    "appends[1].events[0].aggregateId",
   ],
 ];
 
@@ -294,6 +395,27 @@ describe("validation", () => {
       ["no segment ids", { segments: { count: 4, ids: [] } }, "segments.ids"],
       ["a segment id out of range", { segments: { count: 4, ids: [4] } }, "segments.ids"],
       ["a fractional segment id", { segments: { count: 4, ids: [1.5] } }, "segments.ids"],
+      [
+        "a cursor position of 2^63",
+        { after: { transactionId: 1n, globalPosition: 2n ** 63n } },
+        "after.globalPosition",
+      ],
+      [
+        "a cursor transaction id of 2^64 (xid8 ends at 2^64 - 1)",
+        { after: { transactionId: 2n ** 64n, globalPosition: 0n } },
+        "after.transactionId",
+      ],
+      ["a null cursor", { after: null }, "after"],
+      ["null aggregate types", { aggregateTypes: null }, "aggregateTypes"],
+      ["null segments", { segments: null }, "segments"],
+      ["segments with a misspelt key", { segments: { count: 4, id: [1] } }, "segments.id"],
+      ["a misspelt eventTypes", { eventType: ["Placed"] }, "options.eventType"],
+      ["a lone surrogate in an event type", { eventTypes: ["Placed\uD800"] }, "eventTypes[0]"],
+      [
+        "a lone surrogate in an aggregate type",
+        { aggregateTypes: ["\uDC00"] },
+        "aggregateTypes[0]",
+      ],
     ];
     for (const [what, options, field] of readEvents) {
       it(`readEvents: ${what} → ${field}`, async () => {
@@ -308,11 +430,284 @@ describe("validation", () => {
       ["fromVersion -1n", "Order", "o-1", { fromVersion: -1n }, "fromVersion"],
       ['toVersion "2"', "Order", "o-1", { toVersion: "2" }, "toVersion"],
       ["toVersion NaN", "Order", "o-1", { toVersion: NaN }, "toVersion"],
+      ["fromVersion 2^63", "Order", "o-1", { fromVersion: 2n ** 63n }, "fromVersion"],
+      ["toVersion 2^63", "Order", "o-1", { toVersion: 2n ** 63n }, "toVersion"],
+      ["a misspelt fromVersion", "Order", "o-1", { from: 2n }, "options.from"],
+      ["a lone surrogate in the type", "Order\uD800", "o-1", {}, "aggregateType"],
+      ["a lone surrogate in the id", "Order", "o-1\uDFFF", {}, "aggregateId"],
     ];
     for (const [what, type, id, options, field] of readStream) {
       it(`readAggregateStream: ${what} → ${field}`, async () => {
         await assertInvalid(() => store.readAggregateStream(noDatabase, type, id, options), field);
       });
     }
+  });
+  describe("ranges are PostgreSQL's, checked before any SQL", () => {
+    it("a bigint out of range inside sql.begin leaves the transaction usable", async () => {
+      const store = await db.freshStore();
+      const refused = await db.sql.begin(async (tx) => {
+        const errors: unknown[] = [];
+        for (
+          const attempt of [
+            () => store.append(tx, [event("o-1")], { expectedVersion: 2n ** 63n }),
+            () => store.appendMany(tx, [{ events: [event("o-1")], expectedVersion: 2n ** 63n }]),
+            () => store.readAggregateStream(tx, "Order", "o-1", { toVersion: 2n ** 63n }),
+            () => store.readEvents(tx, { after: { transactionId: 1n, globalPosition: 2n ** 63n } }),
+          ]
+        ) {
+          errors.push(
+            await Promise.resolve().then(attempt as () => unknown).catch((error) => error),
+          );
+          // Without the check, PostgreSQL's 22003 aborts the transaction: 25P02 here.
+          const [{ one }] = await tx`select 1 as one`;
+          assert.equal(one, 1);
+        }
+        await store.append(tx, [event("o-1")], { expectedVersion: "no_stream" });
+        return errors;
+      });
+      for (const error of refused) assert.ok(error instanceof ValidationError, String(error));
+      assert.equal((await store.readAggregateStream(db.sql, "Order", "o-1")).version, 1n);
+    });
+
+    it("accepts the largest bigint and the largest xid8", async () => {
+      const store = await db.freshStore();
+      await store.append(db.sql, [event("o-1")]);
+      const max = 2n ** 63n - 1n;
+      const conflict = await store.append(db.sql, [event("o-1")], { expectedVersion: max })
+        .catch((error) => error);
+      assert.ok(conflict instanceof OptimisticConcurrencyError, String(conflict));
+      assert.equal(conflict.actualVersion, 1n);
+      const stream = await store.readAggregateStream(db.sql, "Order", "o-1", {
+        fromVersion: 1n,
+        toVersion: max,
+      });
+      assert.equal(stream.events.length, 1);
+      const start = { transactionId: 1n, globalPosition: max };
+      assert.equal((await store.readEvents(db.sql, { after: start })).length, 1);
+      // A transaction id no cluster has reached is a restore, not bad input.
+      const ahead = { transactionId: 2n ** 64n - 1n, globalPosition: max };
+      const error = await store.readEvents(db.sql, { after: ahead }).catch((error) => error);
+      assert.equal(error.name, "TransactionIdRegressionError");
+    });
+
+    it("stores and reads back createdAt at both ends of its range", async () => {
+      const store = await db.freshStore();
+      const first = new Date("0100-01-01T00:00:00.000Z");
+      const last = new Date("9999-12-31T23:59:59.999Z");
+      await store.append(db.sql, [event("o-1", { createdAt: first })]);
+      await store.appendMany(db.sql, [{ events: [event("o-2", { createdAt: last })] }]);
+      const read = await store.readEvents(db.sql);
+      assert.deepEqual(read.map((e) => e.createdAt.toISOString()), [
+        first.toISOString(),
+        last.toISOString(),
+      ]);
+    });
+
+    it("PostgreSQL itself refuses what is refused here", async () => {
+      // The claims the refusals rest on, checked against the server.
+      for (
+        const [value, type] of [
+          [String(2n ** 63n), "bigint"],
+          [String(2n ** 64n), "xid8"],
+          ["+010000-01-01T00:00:00.000Z", "timestamptz"],
+          ["0000-12-31T23:59:59.999Z", "timestamptz"],
+          ['{"a":"\\ud800"}', "jsonb"],
+        ]
+      ) {
+        const error = await db.sql.unsafe(`select $1::text::${type}`, [value])
+          .catch((error) => error);
+        assert.ok(error instanceof Error, `${type} ${value} was accepted`);
+      }
+    });
+  });
+
+  describe("options objects are checked", () => {
+    const store = new PostgresStore();
+    const cases: [string, () => unknown, string, RegExp][] = [
+      [
+        "append with null",
+        () => store.append(noDatabase, [e], null as never),
+        "options",
+        /got null/,
+      ],
+      ["append with 1n", () => store.append(noDatabase, [e], 1n as never), "options", /got 1n/],
+      [
+        "append with a misspelt key",
+        () => store.append(noDatabase, [e], { expected: 1n } as never),
+        "options.expected",
+        /did you mean "expectedVersion"\?/,
+      ],
+      [
+        "append with expectedVersion undefined, which would turn the check off",
+        () => store.append(noDatabase, [e], { expectedVersion: undefined }),
+        "expectedVersion",
+        /omit the option for "any"/,
+      ],
+      [
+        "readEvents with null",
+        () => store.readEvents(noDatabase, null as never),
+        "options",
+        /got null/,
+      ],
+      [
+        "readEvents with a misspelt eventTypes",
+        () => store.readEvents(noDatabase, { eventType: ["Placed"] } as never),
+        "options.eventType",
+        /did you mean "eventTypes"\?/,
+      ],
+      [
+        "readAggregateStream with null",
+        () => store.readAggregateStream(noDatabase, "Order", "o-1", null as never),
+        "options",
+        /got null/,
+      ],
+      [
+        "readAggregateStream with a misspelt fromVersion",
+        () => store.readAggregateStream(noDatabase, "Order", "o-1", { from: 2n } as never),
+        "options.from",
+        /did you mean "fromVersion"\?/,
+      ],
+      ["new PostgresStore(null)", () => new PostgresStore(null as never), "config", /got null/],
+      [
+        "new PostgresStore with an unknown key",
+        () => new PostgresStore({ tableName: "orders" } as never),
+        "config.tableName",
+        /known options \(schema, eventsTable/,
+      ],
+      [
+        "new PostgresStore with a misspelt key",
+        () => new PostgresStore({ eventTable: "orders" } as never),
+        "config.eventTable",
+        /did you mean "eventsTable"\?/,
+      ],
+    ];
+    for (const [what, attempt, field, message] of cases) {
+      it(`${what} → ${field}`, async () => {
+        const error = await assertInvalid(attempt, field);
+        assert.match(error.message, message);
+      });
+    }
+
+    it("an omitted expectedVersion still means any", async () => {
+      const store = await db.freshStore();
+      await store.append(db.sql, [event("o-1")], {});
+      await store.append(db.sql, [event("o-1")]);
+      await store.appendMany(db.sql, [{ events: [event("o-1")] }]);
+      assert.equal((await store.readAggregateStream(db.sql, "Order", "o-1")).version, 3n);
+    });
+  });
+
+  describe("strings must be well-formed", () => {
+    it("two ids differing in a lone surrogate are refused, not merged", async () => {
+      const store = await db.freshStore();
+      for (const id of ["a\uD800", "a\uDBFF"]) {
+        await assertInvalid(() => store.append(db.sql, [event(id)]), "events[0].aggregateId");
+      }
+      assert.deepEqual(await db.counts(store), { events: 0, heads: 0, nextPosition: 1n });
+    });
+
+    it("surrogate pairs are fine everywhere, and read back unchanged", async () => {
+      const store = await db.freshStore();
+      const id = "order-\u{1F600}";
+      const metadata = { "\u{1F4E6}": "\u{1F69A} shipped" };
+      await store.append(db.sql, [
+        event(id, { eventType: "\u{1F600}", traceId: "\u{1F600}", metadata }),
+      ]);
+      const [stored] = (await store.readAggregateStream(db.sql, "Order", id)).events;
+      assert.equal(stored.aggregateId, id);
+      assert.equal(stored.eventType, "\u{1F600}");
+      assert.deepEqual(stored.metadata, metadata);
+    });
+
+    it("a projection's name and scope", async () => {
+      const store = new PostgresStore();
+      const processor = new ProjectionProcessor(noDatabase as never, store);
+      const handle = () => {};
+      await assertInvalid(
+        () => processor.run({ name: "totals\uD800", handle }, { mode: "until_caught_up" }),
+        "projection.name",
+      );
+      await assertInvalid(
+        () => processor.run({ name: "t", eventTypes: ["\uDC00"], handle }),
+        "projection.eventTypes[0]",
+      );
+      await assertInvalid(
+        () => processor.run({ name: "t", aggregateTypes: ["Order\uD800"], handle }),
+        "projection.aggregateTypes[0]",
+      );
+    });
+  });
+
+  describe("payloads have a documented maximum", () => {
+    const big = (bytes: number) => new Uint8Array(bytes);
+    const store = new PostgresStore();
+
+    it(`one payload above MAX_EVENT_PAYLOAD_BYTES (${MAX_EVENT_PAYLOAD_BYTES})`, async () => {
+      const payload = big(MAX_EVENT_PAYLOAD_BYTES + 1);
+      const error = await assertInvalid(
+        () => store.append(noDatabase, [e, { ...e, payload }]),
+        "events[1].payload",
+      );
+      assert.match(error.message, /at most 134217728 bytes \(MAX_EVENT_PAYLOAD_BYTES\)/);
+      assert.equal(error.got, "134217729 bytes");
+    });
+
+    it(`payloads of one append above MAX_APPEND_PAYLOAD_BYTES (${MAX_APPEND_PAYLOAD_BYTES})`, async () => {
+      const payload = big(MAX_APPEND_PAYLOAD_BYTES / 2 + 1);
+      const error = await assertInvalid(
+        () => store.append(noDatabase, [{ ...e, payload }, { ...e, payload }]),
+        "events[1].payload",
+      );
+      assert.match(error.message, /totalling at most 201326592 bytes \(MAX_APPEND_PAYLOAD_BYTES\)/);
+      await assertInvalid(
+        () =>
+          store.appendMany(noDatabase, [
+            { events: [{ ...e, payload }] },
+            { events: [{ ...event("o-2"), payload }] },
+          ]),
+        "appends[1].events[0].payload",
+      );
+    });
+
+    it("a payload at the limit is let through", async () => {
+      const payload = big(MAX_EVENT_PAYLOAD_BYTES);
+      const error = await Promise.resolve()
+        .then(() => store.append(noDatabase, [{ ...e, payload }]))
+        .catch((error) => error);
+      // It passed validation: the client was used.
+      assert.ok(!(error instanceof ValidationError), String(error));
+    });
+  });
+
+  describe("messages render values the way they are written", () => {
+    const store = new PostgresStore();
+    const got: [string, unknown, string][] = [
+      ["a plain object", {}, "an object"],
+      ["an object without a prototype", Object.create(null), "an object"],
+      ["a class instance", new Map(), "an instance of Map"],
+      ["a typed array", new Uint16Array(2), "an instance of Uint16Array"],
+      ["an array", [1, 2], "an array of 2"],
+      ["a function", function toBytes() {}, "function toBytes"],
+      ["a bigint", 3n, "3n"],
+      ["a string with a lone surrogate", "a\uD800", '"a\\ud800"'],
+    ];
+    for (const [what, payload, expected] of got) {
+      it(`${what}: got ${expected}`, async () => {
+        const error = await assertInvalid(
+          () => store.append(noDatabase, [{ ...e, payload: payload as Uint8Array }]),
+          "events[0].payload",
+        );
+        assert.equal(error.got, expected);
+      });
+    }
+
+    it("a Date outside the range shows as ISO text", async () => {
+      const createdAt = new Date("+010000-01-01T00:00:00Z");
+      const error = await assertInvalid(
+        () => store.append(noDatabase, [{ ...e, createdAt }]),
+        "events[0].createdAt",
+      );
+      assert.equal(error.got, "Date +010000-01-01T00:00:00.000Z");
+    });
   });
 });

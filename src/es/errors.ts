@@ -7,6 +7,7 @@
  */
 
 import type { ExpectedVersion, PersistedEvent } from "./event.ts";
+import { show } from "./show.ts";
 
 /**
  * The base class of every error the library throws on purpose.
@@ -89,7 +90,7 @@ export class OptimisticConcurrencyError extends PupsourcingError {
     super(
       `Optimistic concurrency conflict on ${aggregateType} "${aggregateId}": ` +
         `expected version ${describeExpected(expectedVersion)}, ` +
-        `got version ${actualVersion}`,
+        `got version ${show(actualVersion)}`,
     );
     this.aggregateType = aggregateType;
     this.aggregateId = aggregateId;
@@ -160,9 +161,12 @@ export class TransactionIdRegressionError extends PupsourcingError {
   }
 }
 
-/** Renders an expected version the way users write it. */
+/**
+ * Renders an expected version the way users write it (`3n`, `"no_stream"`),
+ * as every message renders values.
+ */
 export function describeExpected(expected: ExpectedVersion): string {
-  return typeof expected === "bigint" ? `${expected}n` : `"${expected}"`;
+  return show(expected);
 }
 
 /**

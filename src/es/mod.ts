@@ -36,6 +36,7 @@ export {
   TransactionIdRegressionError,
   ValidationError,
 } from "./errors.ts";
+export { MAX_APPEND_PAYLOAD_BYTES, MAX_EVENT_PAYLOAD_BYTES } from "./limits.ts";
 export type { LogFields, Logger } from "./logger.ts";
 export { isUuid, uuidv7 } from "./uuid.ts";
 export { fnv1a32, segmentOf } from "./segment.ts";

@@ -7,7 +7,7 @@
  */
 
 import { ValidationError } from "./errors.ts";
-import { show } from "./validate.ts";
+import { show } from "./show.ts";
 
 /**
  * Returns `value` as an options object: `undefined` becomes `{}`; anything

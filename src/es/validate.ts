@@ -1,80 +1,266 @@
 /**
  * Input checks shared by every adapter: bad input is refused before any SQL
- * runs, with an error that names the field and the fix.
+ * runs, with an error that names the field and the fix. The ranges are
+ * PostgreSQL's: a value it would refuse is refused here first, so a
+ * caller's transaction never aborts on bad input.
  *
  * @module
  */
 
-import type { AggregateAppend, Event, ExpectedVersion } from "./event.ts";
+import type { AggregateAppend, Cursor, Event, ExpectedVersion } from "./event.ts";
 import { ValidationError } from "./errors.ts";
+import { MAX_APPEND_PAYLOAD_BYTES, MAX_EVENT_PAYLOAD_BYTES } from "./limits.ts";
+import { checkOptions } from "./options.ts";
+import { show } from "./show.ts";
 import { isUuid } from "./uuid.ts";
 
-/** Postgres `integer` range, the column type of `event_version`. */
-const INT32_MAX = 2_147_483_647;
+export { show };
 
-/** Renders any value briefly for an error message. */
-export function show(value: unknown): string {
-  if (typeof value === "string") {
-    return value.length > 60 ? `"${value.slice(0, 57)}..."` : JSON.stringify(value);
-  }
-  if (typeof value === "bigint") return `${value}n`;
-  if (value === null || value === undefined) return String(value);
-  if (value instanceof Date) return `Date(${value.getTime()})`;
-  if (Array.isArray(value)) return `an array of ${value.length}`;
-  if (typeof value === "object") return `a ${value.constructor?.name ?? "object"}`;
-  return `${typeof value} ${String(value)}`;
+/** PostgreSQL `integer` range, the column type of `event_version`. */
+const INT32_MAX = 2_147_483_647;
+/** PostgreSQL `bigint` range: versions and global positions. */
+const BIGINT_MAX = 2n ** 63n - 1n;
+/** PostgreSQL `xid8` range (unsigned): transaction ids. */
+const XID8_MAX = 2n ** 64n - 1n;
+
+/**
+ * The `createdAt` range the store round-trips: it sends ISO 8601 text,
+ * whose four-digit years PostgreSQL reads (the six-digit years JavaScript
+ * writes past 9999 it refuses), and postgres.js reads a `timestamptz`
+ * with `new Date(text)`, which takes years 1 to 99 for 1901 to 1999.
+ */
+const MIN_CREATED_AT = Date.parse("0100-01-01T00:00:00.000Z");
+const MAX_CREATED_AT = Date.parse("9999-12-31T23:59:59.999Z");
+
+/**
+ * An unpaired surrogate: postgres.js encodes it as U+FFFD, so two different
+ * ids (`"a\uD800"`, `"a\uDBFF"`) would be stored as one.
+ */
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/** What every stored string must be, for messages. */
+const WELL_FORMED = 'without NUL characters or unpaired surrogates such as "\\ud800"';
+
+function wellFormed(text: string): boolean {
+  return !text.includes("\0") && !LONE_SURROGATE.test(text);
 }
 
-/** Throws unless `value` is a non-empty string without NUL characters. */
+/**
+ * Throws unless `value` is a bigint from 0n to `max`. The one range check
+ * of versions, positions and transaction ids; `others` names the values
+ * accepted besides, for the message.
+ */
+function requireBigint(field: string, value: unknown, max: bigint, others = ""): bigint {
+  if (typeof value === "bigint" && value >= 0n && value <= max) return value;
+  throw new ValidationError(
+    field,
+    `${others}a bigint from 0n to ${max}n (write 3n, not 3)`,
+    show(value),
+  );
+}
+
+/**
+ * Throws unless `value` is a non-empty string without NUL characters or
+ * unpaired surrogates: every name and identifier the store keeps.
+ */
 export function requireName(field: string, value: unknown): string {
-  if (typeof value !== "string" || value.length === 0 || value.includes("\0")) {
-    throw new ValidationError(field, "a non-empty string without NUL characters", show(value));
+  if (typeof value !== "string" || value.length === 0 || !wellFormed(value)) {
+    throw new ValidationError(field, `a non-empty string ${WELL_FORMED}`, show(value));
   }
   return value;
 }
 
 function optionalText(field: string, value: unknown): void {
   if (value === undefined || value === null) return;
-  if (typeof value !== "string" || value.includes("\0")) {
-    throw new ValidationError(
-      field,
-      "a string without NUL characters, null or undefined",
-      show(value),
-    );
+  if (typeof value !== "string" || !wellFormed(value)) {
+    throw new ValidationError(field, `a string ${WELL_FORMED}, null or undefined`, show(value));
   }
 }
 
 /**
- * Checks an expected version.
+ * Checks the `expectedVersion` of an options object (`append`'s, or an
+ * `appendMany` entry's). Only a missing key means `"any"`: a present
+ * `undefined` or `null` is a mistake that would silently turn the
+ * concurrency check off, so it is refused.
  *
- * @throws {ValidationError} unless it is `"any"`, `"no_stream"`,
- * `"stream_exists"` or a `bigint` >= 0n.
+ * @throws {ValidationError} unless it is missing, `"any"`, `"no_stream"`,
+ * `"stream_exists"` or a `bigint` in PostgreSQL's `bigint` range.
  */
-export function validateExpectedVersion(
-  value: unknown,
-  field = "expectedVersion",
+function expectedVersionOf(
+  options: { expectedVersion?: unknown },
+  field: string,
 ): ExpectedVersion {
+  if (!("expectedVersion" in options)) return "any";
+  const value = options.expectedVersion;
   if (value === "any" || value === "no_stream" || value === "stream_exists") return value;
-  if (typeof value === "bigint" && value >= 0n) return value;
-  throw new ValidationError(
-    field,
-    `"any", "no_stream", "stream_exists" or a bigint >= 0n (write 3n, not 3)`,
-    show(value),
+  const others = `"any", "no_stream", "stream_exists" or `;
+  if (value === undefined) {
+    throw new ValidationError(field, `${others}a bigint; omit the option for "any"`, "undefined");
+  }
+  return requireBigint(field, value, BIGINT_MAX, others);
+}
+
+/**
+ * Checks the options of an append to one aggregate.
+ *
+ * @throws {ValidationError} on options that are not an object, an unknown
+ * key, or an expected version that is not one (see
+ * {@linkcode ExpectedVersion}).
+ */
+export function validateAppendOptions(options: unknown): ExpectedVersion {
+  const checked = checkOptions<{ expectedVersion?: unknown }>(
+    "options",
+    options as object | undefined,
+    ["expectedVersion"],
   );
+  return expectedVersionOf(checked, "expectedVersion");
+}
+
+/** The validated options of a read of one aggregate's stream. */
+export interface ValidStreamOptions {
+  /** The first version to read, if bounded. */
+  fromVersion: bigint | undefined;
+  /** The last version to read, if bounded. */
+  toVersion: bigint | undefined;
+}
+
+/**
+ * Checks the options of a read of one aggregate's stream.
+ *
+ * @throws {ValidationError} on options that are not an object, an unknown
+ * key, or a bound outside PostgreSQL's `bigint` range.
+ */
+export function validateStreamOptions(options: unknown): ValidStreamOptions {
+  const { fromVersion, toVersion } = checkOptions<{ fromVersion?: unknown; toVersion?: unknown }>(
+    "options",
+    options as object | undefined,
+    ["fromVersion", "toVersion"],
+  );
+  return {
+    fromVersion: optionalVersion("fromVersion", fromVersion),
+    toVersion: optionalVersion("toVersion", toVersion),
+  };
+}
+
+function optionalVersion(field: string, value: unknown): bigint | undefined {
+  return value === undefined ? undefined : requireBigint(field, value, BIGINT_MAX, "undefined or ");
+}
+
+/** The validated options of a read of the global log. */
+export interface ValidReadOptions {
+  /** Read after this cursor. */
+  after: Cursor;
+  /** At most this many events. */
+  limit: number;
+  /** Only these aggregate types, if given. */
+  aggregateTypes: string[] | undefined;
+  /** Only these event types, if given. */
+  eventTypes: string[] | undefined;
+  /** Only these segments, if given. */
+  segments: { count: number; ids: number[] } | undefined;
+}
+
+const READ_OPTIONS = ["after", "limit", "aggregateTypes", "eventTypes", "segments"] as const;
+
+/**
+ * Checks the options of a read of the global log and fills in the
+ * defaults: from the start, 1000 events.
+ *
+ * @throws {ValidationError} on options that are not an object, an unknown
+ * key, or a bad value (a cursor outside PostgreSQL's ranges, an empty
+ * filter, a segment out of range).
+ */
+export function validateReadOptions(options: unknown): ValidReadOptions {
+  const checked = checkOptions<Partial<Record<(typeof READ_OPTIONS)[number], unknown>>>(
+    "options",
+    options as object | undefined,
+    READ_OPTIONS,
+  );
+  const limit = checked.limit ?? 1000;
+  if (!Number.isSafeInteger(limit) || (limit as number) < 1) {
+    throw new ValidationError("limit", "a positive integer", show(limit));
+  }
+  return {
+    after: validateCursor(
+      checked.after === undefined ? { transactionId: 0n, globalPosition: 0n } : checked.after,
+    ),
+    limit: limit as number,
+    aggregateTypes: nameList("aggregateTypes", checked.aggregateTypes),
+    eventTypes: nameList("eventTypes", checked.eventTypes),
+    segments: validateSegments(checked.segments),
+  };
+}
+
+/**
+ * Checks a cursor: a transaction id in PostgreSQL's `xid8` range and a
+ * global position in its `bigint` range. Any object with the two fields
+ * will do, a stored event among them.
+ *
+ * @throws {ValidationError} naming `field.transactionId` or
+ * `field.globalPosition`.
+ */
+export function validateCursor(cursor: unknown, field = "after"): Cursor {
+  if (typeof cursor !== "object" || cursor === null) {
+    throw new ValidationError(
+      field,
+      "a cursor { transactionId, globalPosition } or undefined (for the start)",
+      show(cursor),
+    );
+  }
+  const { transactionId, globalPosition } = cursor as Partial<Cursor>;
+  return {
+    transactionId: requireBigint(`${field}.transactionId`, transactionId, XID8_MAX),
+    globalPosition: requireBigint(`${field}.globalPosition`, globalPosition, BIGINT_MAX),
+  };
+}
+
+function nameList(field: string, names: unknown): string[] | undefined {
+  if (names === undefined) return undefined;
+  if (!Array.isArray(names) || names.length === 0) {
+    throw new ValidationError(
+      field,
+      "a non-empty array of names (omit it to read all)",
+      show(names),
+    );
+  }
+  return names.map((name, i) => requireName(`${field}[${i}]`, name));
+}
+
+function validateSegments(segments: unknown): { count: number; ids: number[] } | undefined {
+  if (segments === undefined) return undefined;
+  const { count, ids } = checkOptions<{ count?: unknown; ids?: unknown }>(
+    "segments",
+    segments as object,
+    ["count", "ids"],
+  );
+  if (!Number.isSafeInteger(count) || (count as number) < 1) {
+    throw new ValidationError("segments.count", "a positive integer", show(count));
+  }
+  if (
+    !Array.isArray(ids) || ids.length === 0 ||
+    ids.some((id) => !Number.isInteger(id) || id < 0 || id >= (count as number))
+  ) {
+    throw new ValidationError(
+      "segments.ids",
+      `a non-empty array of integers in 0..${(count as number) - 1}`,
+      show(ids),
+    );
+  }
+  return { count: count as number, ids: [...ids] };
 }
 
 /**
  * Checks the events of one append: at least one, all of one aggregate, and
- * every field of the right type. `path` names them in errors; `seenIds`
- * carries the ids of events checked before, when several appends go
- * together.
+ * every field of the right type. `path` names them in errors; `tally`
+ * carries the ids and payload bytes of events checked before, when several
+ * appends go together.
  *
  * @throws {ValidationError} naming the first offending field.
  */
 export function validateEvents(
   events: unknown,
   path = "events",
-  seenIds: Set<string> = new Set(),
+  tally: AppendTally = { ids: new Set(), payloadBytes: 0 },
 ): asserts events is Event[] {
   if (!Array.isArray(events) || events.length === 0) {
     throw new ValidationError(path, "a non-empty array of events", show(events));
@@ -104,6 +290,7 @@ export function validateEvents(
         show(event.payload),
       );
     }
+    countPayload(`${at}.payload`, event.payload.byteLength, tally);
     if (event.eventId !== undefined) {
       if (!isUuid(event.eventId)) {
         throw new ValidationError(
@@ -113,14 +300,14 @@ export function validateEvents(
         );
       }
       const key = event.eventId.toLowerCase();
-      if (seenIds.has(key)) {
+      if (tally.ids.has(key)) {
         throw new ValidationError(
           `${at}.eventId`,
           "an id not used by another event of this append",
           show(event.eventId),
         );
       }
-      seenIds.add(key);
+      tally.ids.add(key);
     }
     if (
       event.eventVersion !== undefined &&
@@ -133,17 +320,52 @@ export function validateEvents(
         show(event.eventVersion),
       );
     }
-    if (
-      event.createdAt !== undefined &&
-      !(event.createdAt instanceof Date && !isNaN(event.createdAt.getTime()))
-    ) {
-      throw new ValidationError(`${at}.createdAt`, "a valid Date", show(event.createdAt));
-    }
+    if (event.createdAt !== undefined) validateCreatedAt(`${at}.createdAt`, event.createdAt);
     optionalText(`${at}.traceId`, event.traceId);
     optionalText(`${at}.correlationId`, event.correlationId);
     optionalText(`${at}.causationId`, event.causationId);
     if (event.metadata !== undefined) validateJson(`${at}.metadata`, event.metadata);
   });
+}
+
+/**
+ * What the events checked so far in one append have used, when several
+ * appends go together: their event ids and payload bytes.
+ */
+interface AppendTally {
+  ids: Set<string>;
+  payloadBytes: number;
+}
+
+/** Refuses a payload above its own limit, or one that takes its append above the total's. */
+function countPayload(field: string, bytes: number, tally: AppendTally): void {
+  if (bytes > MAX_EVENT_PAYLOAD_BYTES) {
+    throw new ValidationError(
+      field,
+      `at most ${MAX_EVENT_PAYLOAD_BYTES} bytes (MAX_EVENT_PAYLOAD_BYTES); ` +
+        "keep large files outside the event and store a reference",
+      `${bytes} bytes`,
+    );
+  }
+  tally.payloadBytes += bytes;
+  if (tally.payloadBytes > MAX_APPEND_PAYLOAD_BYTES) {
+    throw new ValidationError(
+      field,
+      `payloads of one append totalling at most ${MAX_APPEND_PAYLOAD_BYTES} bytes ` +
+        "(MAX_APPEND_PAYLOAD_BYTES); split the events over several appends",
+      `${tally.payloadBytes} bytes up to this event`,
+    );
+  }
+}
+
+function validateCreatedAt(field: string, value: unknown): void {
+  const time = value instanceof Date ? value.getTime() : NaN;
+  if (time >= MIN_CREATED_AT && time <= MAX_CREATED_AT) return;
+  throw new ValidationError(
+    field,
+    "a valid Date from year 100 to year 9999 (UTC), the range the store writes and reads back",
+    show(value),
+  );
 }
 
 /** One entry of a validated {@linkcode AggregateAppend} list. */
@@ -168,15 +390,19 @@ export function validateAppends(appends: unknown): ValidAppend[] {
       show(appends),
     );
   }
-  const seenIds = new Set<string>();
+  const tally: AppendTally = { ids: new Set(), payloadBytes: 0 };
   const seenAggregates = new Map<string, number>();
   return appends.map((candidate: unknown, k: number) => {
     const at = `appends[${k}]`;
     if (typeof candidate !== "object" || candidate === null) {
       throw new ValidationError(at, "an object { events, expectedVersion? }", show(candidate));
     }
-    const { events, expectedVersion } = candidate as Partial<AggregateAppend>;
-    validateEvents(events, `${at}.events`, seenIds);
+    const entry = checkOptions<Partial<AggregateAppend>>(at, candidate, [
+      "events",
+      "expectedVersion",
+    ]);
+    const { events } = entry;
+    validateEvents(events, `${at}.events`, tally);
     const { aggregateType, aggregateId } = events[0];
     // Type and id cannot contain NUL, so the pair joined by one is unique.
     const key = `${aggregateType}\0${aggregateId}`;
@@ -189,21 +415,18 @@ export function validateAppends(appends: unknown): ValidAppend[] {
       );
     }
     seenAggregates.set(key, k);
-    // Only a missing option means "any": a null is a mistake, not a choice.
-    const expected = validateExpectedVersion(
-      expectedVersion === undefined ? "any" : expectedVersion,
-      `${at}.expectedVersion`,
-    );
-    return { events, expected };
+    return { events, expected: expectedVersionOf(entry, `${at}.expectedVersion`) };
   });
 }
 
 /**
- * A NUL as JSON.stringify writes it: `\u0000` whose backslash is not itself
- * escaped (an odd run of backslashes). The text `\\u0000`, an escaped
- * backslash then "u0000", is no NUL and PostgreSQL stores it fine.
+ * A NUL or an unpaired surrogate as JSON.stringify writes them: `\u0000`
+ * or `\ud800` whose backslash is not itself escaped (an odd run of
+ * backslashes). PostgreSQL's `jsonb` refuses both. The text `\\u0000`, an
+ * escaped backslash then "u0000", is neither, and PostgreSQL stores it
+ * fine; a surrogate pair JSON.stringify writes as it is, unescaped.
  */
-const JSON_NUL = /(?<!\\)(?:\\\\)*\\u0000/;
+const JSON_REFUSED = /(?<!\\)(?:\\\\)*\\u(0000|d[89a-f][0-9a-f]{2})/;
 
 function validateJson(field: string, value: unknown): void {
   let text: string | undefined;
@@ -217,7 +440,12 @@ function validateJson(field: string, value: unknown): void {
     );
   }
   if (text === undefined) throw new ValidationError(field, "a JSON value", show(value));
-  if (JSON_NUL.test(text)) {
-    throw new ValidationError(field, "JSON without NUL characters", "a \\u0000");
+  const refused = JSON_REFUSED.exec(text)?.[1];
+  if (refused !== undefined) {
+    throw new ValidationError(
+      field,
+      "JSON without NUL characters or unpaired surrogates (PostgreSQL's jsonb refuses both)",
+      `a \\u${refused}`,
+    );
   }
 }

@@ -13,15 +13,17 @@ import type {
   PersistedEvent,
   Stream,
 } from "../es/event.ts";
-import { START } from "../es/event.ts";
-import { TransactionIdRegressionError, ValidationError } from "../es/errors.ts";
+import { TransactionIdRegressionError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
+import { checkOptions } from "../es/options.ts";
 import {
   requireName,
-  show,
+  validateAppendOptions,
   validateAppends,
   validateEvents,
-  validateExpectedVersion,
+  validateReadOptions,
+  validateStreamOptions,
+  type ValidReadOptions,
 } from "../es/validate.ts";
 import { append } from "./append.ts";
 import { appendMany } from "./append_many.ts";
@@ -114,6 +116,16 @@ export interface ReadStreamOptions {
   toVersion?: bigint;
 }
 
+/** Every key of {@linkcode PostgresStoreConfig}, to refuse any other. */
+const CONFIG_KEYS: readonly (keyof PostgresStoreConfig)[] = [
+  "schema",
+  "eventsTable",
+  "aggregateHeadsTable",
+  "checkpointsTable",
+  "logger",
+  "notifyChannel",
+];
+
 /** The channel appends NOTIFY unless configured otherwise. */
 export const DEFAULT_NOTIFY_CHANNEL = "pupsourcing_events";
 
@@ -149,9 +161,10 @@ export class PostgresStore {
    * Validates the configuration.
    *
    * @throws {ValidationError} when a table name or the channel is not a
-   * plain identifier.
+   * plain identifier, or on an unknown option.
    */
   constructor(config: PostgresStoreConfig = {}) {
+    config = checkOptions("config", config, CONFIG_KEYS);
     this.tables = resolveTables(config);
     const channel = config.notifyChannel ?? DEFAULT_NOTIFY_CHANNEL;
     this.notifyChannel = channel === false
@@ -183,10 +196,7 @@ export class PostgresStore {
     options: AppendOptions = {},
   ): Promise<AppendResult> {
     validateEvents(events);
-    // Only a missing option means "any": a null is a mistake, not a choice.
-    const expected = validateExpectedVersion(
-      options.expectedVersion === undefined ? "any" : options.expectedVersion,
-    );
+    const expected = validateAppendOptions(options);
     return await append(db, this, events, expected);
   }
 
@@ -250,8 +260,7 @@ export class PostgresStore {
   ): Promise<Stream> {
     requireName("aggregateType", aggregateType);
     requireName("aggregateId", aggregateId);
-    const from = optionalVersion("fromVersion", options.fromVersion);
-    const to = optionalVersion("toVersion", options.toVersion);
+    const { fromVersion: from, toVersion: to } = validateStreamOptions(options);
     this.logger?.debug("reading aggregate stream", {
       aggregateType,
       aggregateId,
@@ -296,12 +305,8 @@ export class PostgresStore {
    * ```
    */
   async readEvents(db: Db, options: ReadEventsOptions = {}): Promise<PersistedEvent[]> {
-    const after = validateCursor(options.after ?? START);
-    const limit = options.limit ?? 1000;
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new ValidationError("limit", "a positive integer", show(limit));
-    }
-    const filter = this.#filters(db, options);
+    const { after, limit, ...filters } = validateReadOptions(options);
+    const filter = this.#filters(db, filters);
     this.logger?.debug("reading events", { after, limit });
     const rows = await db`
       select ${eventColumns(db)} from ${table(db, this.tables.events)}
@@ -352,73 +357,20 @@ export class PostgresStore {
     return inspectHorizon(db, this.tables.events);
   }
 
-  #filters(db: Db, options: ReadEventsOptions) {
+  #filters(db: Db, options: Omit<ValidReadOptions, "after" | "limit">) {
     const parts = [];
     if (options.aggregateTypes) {
-      parts.push(
-        db`and aggregate_type = any(${
-          arrayLiteral(nameList("aggregateTypes", options.aggregateTypes))
-        }::text[])`,
-      );
+      parts.push(db`and aggregate_type = any(${arrayLiteral(options.aggregateTypes)}::text[])`);
     }
     if (options.eventTypes) {
-      parts.push(
-        db`and event_type = any(${
-          arrayLiteral(nameList("eventTypes", options.eventTypes))
-        }::text[])`,
-      );
+      parts.push(db`and event_type = any(${arrayLiteral(options.eventTypes)}::text[])`);
     }
     if (options.segments) {
-      const { count, ids } = validateSegments(options.segments);
+      const { count, ids } = options.segments;
       parts.push(
         db`and aggregate_id_hash % ${count} = any(${arrayLiteral(ids.map(String))}::int4[])`,
       );
     }
     return parts.reduce((all, part) => db`${all} ${part}`, db``);
   }
-}
-
-function optionalVersion(field: string, value: unknown): bigint | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value === "bigint" && value >= 0n) return value;
-  throw new ValidationError(field, "a bigint >= 0n or undefined (write 3n, not 3)", show(value));
-}
-
-function validateCursor(cursor: Cursor): Cursor {
-  for (const field of ["transactionId", "globalPosition"] as const) {
-    const value = cursor?.[field];
-    if (typeof value !== "bigint" || value < 0n) {
-      throw new ValidationError(`after.${field}`, "a bigint >= 0n", show(value));
-    }
-  }
-  return cursor;
-}
-
-function nameList(field: string, names: readonly string[]): string[] {
-  if (!Array.isArray(names) || names.length === 0) {
-    throw new ValidationError(
-      field,
-      "a non-empty array of names (omit it to read all)",
-      show(names),
-    );
-  }
-  return names.map((name, i) => requireName(`${field}[${i}]`, name));
-}
-
-function validateSegments(segments: { count: number; ids: readonly number[] }) {
-  const { count, ids } = segments;
-  if (!Number.isSafeInteger(count) || count < 1) {
-    throw new ValidationError("segments.count", "a positive integer", show(count));
-  }
-  if (
-    !Array.isArray(ids) || ids.length === 0 ||
-    ids.some((id) => !Number.isInteger(id) || id < 0 || id >= count)
-  ) {
-    throw new ValidationError(
-      "segments.ids",
-      `a non-empty array of integers in 0..${count - 1}`,
-      show(ids),
-    );
-  }
-  return { count, ids: [...ids] };
 }
