@@ -688,8 +688,6 @@ describe("validation", () => {
       ["a typed array", new Uint16Array(2), "an instance of Uint16Array"],
       ["an array", [1, 2], "an array of 2"],
       ["a function", function toBytes() {}, "function toBytes"],
-      ["a bigint", 3n, "3n"],
-      ["a string with a lone surrogate", "a\uD800", '"a\\ud800"'],
     ];
     for (const [what, payload, expected] of got) {
       it(`${what}: got ${expected}`, async () => {
