@@ -7,7 +7,13 @@
  * @module
  */
 
-import type { AggregateAppend, Cursor, Event, ExpectedVersion } from "./event.ts";
+import {
+  type AggregateAppend,
+  type Cursor,
+  type Event,
+  type ExpectedVersion,
+  START,
+} from "./event.ts";
 import { ValidationError } from "./errors.ts";
 import { MAX_APPEND_PAYLOAD_BYTES, MAX_EVENT_PAYLOAD_BYTES } from "./limits.ts";
 import { checkOptions } from "./options.ts";
@@ -181,9 +187,7 @@ export function validateReadOptions(options: unknown): ValidReadOptions {
     throw new ValidationError("limit", "a positive integer", show(limit));
   }
   return {
-    after: validateCursor(
-      checked.after === undefined ? { transactionId: 0n, globalPosition: 0n } : checked.after,
-    ),
+    after: validateCursor(checked.after === undefined ? START : checked.after),
     limit: limit as number,
     aggregateTypes: nameList("aggregateTypes", checked.aggregateTypes),
     eventTypes: nameList("eventTypes", checked.eventTypes),
