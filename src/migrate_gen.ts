@@ -1,8 +1,13 @@
 /**
- * Generates the SQL schema of pupsourcing: the events table, the aggregate
- * heads and the projection checkpoints. Every table name is configurable,
- * validated and quoted, and every statement is idempotent, so the script can
- * be applied twice.
+ * Writes the SQL schema of pupsourcing (the events table, the aggregate
+ * heads and the projection checkpoints) as numbered files, one per schema
+ * version: `0001_event_store.sql`, then one more for each later schema
+ * change. Every table name is configurable, validated and quoted, and every
+ * file is idempotent, so applying one twice changes nothing.
+ *
+ * For your own migration tool (or `psql -f`). To apply the schema directly,
+ * use `migrate` (`@getpup/pupsourcing/migrate`, or `migrate()` from code),
+ * which also records the versions it applied.
  *
  * Run it as a command:
  *
@@ -10,29 +15,29 @@
  * deno run -A jsr:@getpup/pupsourcing/migrate-gen --output migrations
  * ```
  *
- * @example Apply the schema from code
- * ```ts ignore
- * import postgres from "postgres";
- * import { generateMigration } from "@getpup/pupsourcing/migrate-gen";
+ * @example The files, from code
+ * ```ts
+ * import { generateMigrationFiles } from "@getpup/pupsourcing/migrate-gen";
  *
- * const sql = postgres(process.env.DATABASE_URL!);
- * await sql.unsafe(generateMigration({ schema: "es" }));
+ * for (const file of generateMigrationFiles({ schema: "es" })) console.log(file.name);
+ * // 0001_event_store.sql
  * ```
  *
  * @module
  */
 
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
+import { parseFlags, TABLE_FLAGS, TABLE_FLAGS_USAGE, tableNames, UsageError } from "./cli_flags.ts";
 import { PupsourcingError } from "./es/errors.ts";
-import { initialSchemaSql } from "./postgres/schema.ts";
+import { migrationId, MIGRATIONS } from "./postgres/migrations.ts";
 import { resolveTables, type TableNames } from "./postgres/tables.ts";
 
 /**
- * What {@linkcode generateMigration} generates: the table names, and
- * optionally a schema.
+ * What {@linkcode generateMigrationFiles} generates: the table names, and
+ * optionally a schema. (`migrationsTable` matters to `migrate` only: the
+ * files do not record what was applied; your migration tool does.)
  *
  * @example
  * ```ts
@@ -44,7 +49,49 @@ import { resolveTables, type TableNames } from "./postgres/tables.ts";
 export type MigrationConfig = TableNames;
 
 /**
- * Returns the SQL that creates (if missing) every table the library uses.
+ * One file of {@linkcode generateMigrationFiles}: a schema version.
+ *
+ * @example
+ * ```ts
+ * import type { MigrationFile } from "@getpup/pupsourcing/migrate-gen";
+ *
+ * const file: MigrationFile = { name: "0001_event_store.sql", sql: "CREATE TABLE ..." };
+ * ```
+ */
+export interface MigrationFile {
+  /** `0001_event_store.sql`: the version, zero-padded so files sort, and a name. */
+  name: string;
+  /** The version's idempotent SQL. */
+  sql: string;
+}
+
+/**
+ * Returns one file per schema version, oldest first: the SQL that creates
+ * (if missing) or upgrades every table the library uses.
+ *
+ * @throws {ValidationError} when a name is not a plain identifier.
+ *
+ * @example
+ * ```ts
+ * import { generateMigrationFiles } from "@getpup/pupsourcing/migrate-gen";
+ *
+ * const [first] = generateMigrationFiles({ eventsTable: "events" });
+ * console.log(first.name); // 0001_event_store.sql
+ * console.log(first.sql.includes('CREATE TABLE IF NOT EXISTS "events"')); // true
+ * ```
+ */
+export function generateMigrationFiles(config: MigrationConfig = {}): MigrationFile[] {
+  const tables = resolveTables(config);
+  return MIGRATIONS.map((migration) => ({
+    name: `${migrationId(migration)}.sql`,
+    sql: `-- pupsourcing schema version ${migration.version}: ${migration.name} ` +
+      `(PostgreSQL 13 or newer; idempotent)\n${migration.sql(tables)}`,
+  }));
+}
+
+/**
+ * Returns the SQL of every schema version, the files of
+ * {@linkcode generateMigrationFiles} in order, as one text.
  *
  * @throws {ValidationError} when a name is not a plain identifier.
  *
@@ -57,58 +104,28 @@ export type MigrationConfig = TableNames;
  * ```
  */
 export function generateMigration(config: MigrationConfig = {}): string {
-  return `-- pupsourcing event store schema (PostgreSQL 13 or newer)\n${
-    initialSchemaSql(resolveTables(config))
-  }`;
+  return generateMigrationFiles(config).map((file) => file.sql).join("\n");
 }
-
-/** A bad command line: the CLI prints it with the usage and exits 2. */
-class UsageError extends PupsourcingError {}
 
 const USAGE = `Usage: migrate-gen [options]
 
-Writes the pupsourcing PostgreSQL schema to a SQL file.
+Writes the pupsourcing PostgreSQL schema as numbered SQL files, one per
+schema version (0001_event_store.sql, ...), each idempotent. Files already
+in the folder are kept: only missing versions are written, and a file that
+differs from what these options generate stops it (exit 1, nothing written).
 
 Options:
   --output <dir>                 folder to write to (default: migrations)
-  --filename <name>              file name (default: <YYYYMMDDHHMMSS>_init_event_sourcing.sql)
-  --schema <name>                schema for every table (default: none, the search_path)
-  --events-table <name>          default: events
-  --aggregate-heads-table <name> default: aggregate_heads
-  --checkpoints-table <name>     default: projection_checkpoints
-  -h, --help                     show this help
+${TABLE_FLAGS_USAGE}  -h, --help                     show this help
 `;
 
-/** `20261128034455`: the UTC time, as migration tools sort file names. */
-function timestamp(now: Date): string {
-  return now.toISOString().replace(/[-:T]/g, "").slice(0, 14);
-}
-
-function parseFlags(args: string[]) {
-  try {
-    return parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        output: { type: "string", default: "migrations" },
-        filename: { type: "string" },
-        schema: { type: "string" },
-        "events-table": { type: "string" },
-        "aggregate-heads-table": { type: "string" },
-        "checkpoints-table": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-}
+/** A file already in the folder that is not what would be written. */
+class FileConflict extends Error {}
 
 /**
  * Runs the CLI with `args` (without the program name) and returns the exit
- * code: 0 on success, 2 on bad flags or names, 1 when the file cannot be
- * written. Messages go to stdout and stderr.
+ * code: 0 on success, 2 on bad flags or names, 1 when a file cannot be
+ * written or an existing one differs. Messages go to stdout and stderr.
  *
  * @example
  * ```ts ignore
@@ -118,39 +135,60 @@ function parseFlags(args: string[]) {
  * ```
  */
 export async function migrateGenMain(args: string[]): Promise<number> {
-  let sqlText: string;
-  let path: string;
+  let files: MigrationFile[];
+  let output: string;
   try {
-    const flags = parseFlags(args);
+    const flags = parseFlags(args, {
+      output: { type: "string", default: "migrations" },
+      ...TABLE_FLAGS,
+      help: { type: "boolean", short: "h" },
+    });
     if (flags.help) {
       process.stdout.write(USAGE);
       return 0;
     }
     if (flags.output === "") throw new UsageError("--output must not be empty");
-    const filename = flags.filename ?? `${timestamp(new Date())}_init_event_sourcing.sql`;
-    if (filename === "" || /[\\/]/.test(filename)) {
-      throw new UsageError(`--filename must be a plain file name, got ${JSON.stringify(filename)}`);
-    }
-    sqlText = generateMigration({
-      schema: flags.schema,
-      eventsTable: flags["events-table"],
-      aggregateHeadsTable: flags["aggregate-heads-table"],
-      checkpointsTable: flags["checkpoints-table"],
-    });
-    path = join(flags.output, filename);
+    output = flags.output;
+    files = generateMigrationFiles(tableNames(flags));
   } catch (error) {
     if (!(error instanceof PupsourcingError)) throw error;
     process.stderr.write(`migrate-gen: ${error.message}\n\n${USAGE}`);
     return 2;
   }
+  let path = output;
   try {
-    await mkdir(join(path, ".."), { recursive: true });
-    await writeFile(path, sqlText, { flag: "wx" });
+    const missing: MigrationFile[] = [];
+    for (const file of files) {
+      path = join(output, file.name);
+      const existing = await readFile(path, "utf8").catch((error) => {
+        if (error.code === "ENOENT") return undefined;
+        throw error;
+      });
+      if (existing === undefined) missing.push(file);
+      else if (existing !== file.sql) {
+        throw new FileConflict(
+          `${path} differs from what these options generate (edited, or made with other ` +
+            "table names); nothing written. Pass the options the folder was made with, " +
+            "or write to another --output",
+        );
+      }
+    }
+    await mkdir(output, { recursive: true });
+    for (const file of missing) {
+      path = join(output, file.name);
+      await writeFile(path, file.sql, { flag: "wx" });
+      process.stdout.write(`Generated PostgreSQL migration: ${path}\n`);
+    }
+    if (missing.length === 0) {
+      process.stdout.write(`Nothing to write: every version is already in ${output}\n`);
+    }
   } catch (error) {
-    process.stderr.write(`migrate-gen: cannot write ${path}: ${(error as Error).message}\n`);
+    const reason = error instanceof FileConflict
+      ? error.message
+      : `cannot write ${path}: ${(error as Error).message}`;
+    process.stderr.write(`migrate-gen: ${reason}\n`);
     return 1;
   }
-  process.stdout.write(`Generated PostgreSQL migration: ${path}\n`);
   return 0;
 }
 

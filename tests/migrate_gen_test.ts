@@ -1,42 +1,20 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { generateMigration, migrateGenMain } from "../src/migrate_gen.ts";
+import { generateMigration, generateMigrationFiles, migrateGenMain } from "../src/migrate_gen.ts";
+import { MIGRATIONS } from "../src/postgres/migrations.ts";
 import { PostgresStore } from "../src/postgres/mod.ts";
+import { resolveTables } from "../src/postgres/tables.ts";
+import { captureCli, runDenoScript } from "./_cli.ts";
 import { event, setupDatabase, type TestDb } from "./_db.ts";
 
-const DEFAULT_FILE = /^\d{14}_init_event_sourcing\.sql$/;
+const FIRST_FILE = "0001_event_store.sql";
 
 /** Runs the CLI in this process, capturing what it prints. */
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const { write: out } = process.stdout;
-  const { write: err } = process.stderr;
-  // Only the CLI's text is captured: under `node --test` the runner reports
-  // through stdout in binary chunks, which must still get through.
-  process.stdout.write =
-    ((chunk: unknown, ...rest: unknown[]) =>
-      typeof chunk === "string"
-        ? (stdout += chunk, true)
-        : Reflect.apply(out, process.stdout, [chunk, ...rest])) as typeof out;
-  process.stderr.write =
-    ((chunk: unknown, ...rest: unknown[]) =>
-      typeof chunk === "string"
-        ? (stderr += chunk, true)
-        : Reflect.apply(err, process.stderr, [chunk, ...rest])) as typeof err;
-  try {
-    return { code: await migrateGenMain(args), stdout, stderr };
-  } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
-  }
-}
+const cli = (args: string[]) => captureCli(() => migrateGenMain(args));
 
 describe("migrate-gen", () => {
   let db: TestDb;
@@ -118,12 +96,29 @@ describe("migrate-gen", () => {
     });
   });
 
+  describe("the files", () => {
+    it("one numbered file per schema version, oldest first, that generateMigration joins", () => {
+      const files = generateMigrationFiles();
+      assert.deepEqual(
+        files.map((f) => f.name),
+        MIGRATIONS.map((m) => `${String(m.version).padStart(4, "0")}_${m.name}.sql`),
+      );
+      assert.equal(files[0].name, FIRST_FILE);
+      const tables = resolveTables();
+      files.forEach((file, i) => {
+        assert.match(file.sql, new RegExp(`^-- pupsourcing schema version ${i + 1}: `));
+        assert.ok(file.sql.endsWith(MIGRATIONS[i].sql(tables)), file.name);
+      });
+      assert.equal(generateMigration(), files.map((f) => f.sql).join("\n"));
+    });
+  });
+
   describe("the command", () => {
     it("--help prints the usage and exits 0", async () => {
       const { code, stdout, stderr } = await cli(["--help"]);
       assert.equal(code, 0);
       assert.match(stdout, /^Usage: migrate-gen \[options\]/);
-      for (const flag of ["--output", "--filename", "--schema", "--events-table"]) {
+      for (const flag of ["--output", "--schema", "--events-table"]) {
         assert.ok(stdout.includes(flag), flag);
       }
       assert.ok(
@@ -133,16 +128,21 @@ describe("migrate-gen", () => {
       assert.equal((await cli(["-h"])).code, 0);
     });
 
-    it("writes <timestamp>_init_event_sourcing.sql with the default schema", async () => {
+    it("writes 0001_event_store.sql with the default schema", async () => {
       const output = join(dir, "default");
       const { code, stdout } = await cli(["--output", output]);
       const files = await readdir(output);
 
       assert.equal(code, 0);
-      assert.equal(files.length, 1);
-      assert.match(files[0], DEFAULT_FILE);
-      assert.equal(stdout, `Generated PostgreSQL migration: ${join(output, files[0])}\n`);
-      assert.equal(await readFile(join(output, files[0]), "utf8"), generateMigration());
+      assert.deepEqual(files, generateMigrationFiles().map((f) => f.name));
+      assert.equal(files[0], FIRST_FILE);
+      assert.equal(
+        stdout,
+        files.map((f) => `Generated PostgreSQL migration: ${join(output, f)}\n`).join(""),
+      );
+      for (const file of generateMigrationFiles()) {
+        assert.equal(await readFile(join(output, file.name), "utf8"), file.sql);
+      }
     });
 
     it("honours every flag, creating the output folder", async () => {
@@ -150,8 +150,6 @@ describe("migrate-gen", () => {
       const { code } = await cli([
         "--output",
         output,
-        "--filename",
-        "001_events.sql",
         "--schema",
         "es",
         "--events-table",
@@ -162,16 +160,16 @@ describe("migrate-gen", () => {
         "billing_checkpoints",
       ]);
       assert.equal(code, 0);
-      assert.deepEqual(await readdir(output), ["001_events.sql"]);
-      assert.equal(
-        await readFile(join(output, "001_events.sql"), "utf8"),
-        generateMigration({
-          schema: "es",
-          eventsTable: "billing_events",
-          aggregateHeadsTable: "billing_heads",
-          checkpointsTable: "billing_checkpoints",
-        }),
-      );
+      const expected = generateMigrationFiles({
+        schema: "es",
+        eventsTable: "billing_events",
+        aggregateHeadsTable: "billing_heads",
+        checkpointsTable: "billing_checkpoints",
+      });
+      assert.deepEqual(await readdir(output), expected.map((f) => f.name));
+      for (const file of expected) {
+        assert.equal(await readFile(join(output, file.name), "utf8"), file.sql);
+      }
     });
 
     for (
@@ -181,9 +179,7 @@ describe("migrate-gen", () => {
         ["a flag without its value", ["--events-table"], /--events-table/],
         ["a hostile table name", ["--events-table", 'x"; drop table y'], /Invalid eventsTable/],
         ["a schema with a dot", ["--schema", "a.b"], /Invalid schema/],
-        ["a filename with a slash", ["--filename", "../escape.sql"], /--filename must be a plain/],
-        ["a filename with a backslash", ["--filename", "a\\b.sql"], /--filename must be a plain/],
-        ["an empty filename", ["--filename", ""], /--filename must be a plain/],
+        ["--filename: files are named by version", ["--filename", "x.sql"], /'--filename'/],
         ["an empty output", ["--output", ""], /--output must not be empty/],
       ] as const
     ) {
@@ -199,45 +195,75 @@ describe("migrate-gen", () => {
       });
     }
 
-    it("never writes over an existing file: exit code 1", async () => {
+    it("re-run on its folder: writes only the missing files, keeps the others", async () => {
+      const output = join(dir, "rerun");
+      assert.equal((await cli(["--output", output])).code, 0);
+      await writeFile(join(output, "0000_app_tables.sql"), "-- the application's own\n");
+
+      const again = await cli(["--output", output]);
+      assert.equal(again.code, 0);
+      assert.equal(again.stdout, `Nothing to write: every version is already in ${output}\n`);
+      assert.equal(again.stderr, "");
+
+      await rm(join(output, FIRST_FILE));
+      const refill = await cli(["--output", output]);
+      assert.equal(refill.code, 0);
+      assert.equal(refill.stdout, `Generated PostgreSQL migration: ${join(output, FIRST_FILE)}\n`);
+      assert.deepEqual(
+        (await readdir(output)).sort(),
+        ["0000_app_tables.sql", ...generateMigrationFiles().map((f) => f.name)].sort(),
+      );
+      assert.equal(
+        await readFile(join(output, "0000_app_tables.sql"), "utf8"),
+        "-- the application's own\n",
+      );
+    });
+
+    it("never writes over an existing file that differs: exit code 1, nothing written", async () => {
       const output = join(dir, "existing");
-      assert.equal((await cli(["--output", output, "--filename", "init.sql"])).code, 0);
-      await writeFile(join(output, "init.sql"), "-- edited by hand\n");
-      const { code, stdout, stderr } = await cli(["--output", output, "--filename", "init.sql"]);
+      assert.equal((await cli(["--output", output])).code, 0);
+      await writeFile(join(output, FIRST_FILE), "-- edited by hand\n");
+      const { code, stdout, stderr } = await cli(["--output", output]);
 
       assert.equal(code, 1);
       assert.equal(stdout, "");
-      assert.match(stderr, /^migrate-gen: cannot write .*init\.sql: /);
-      assert.equal(await readFile(join(output, "init.sql"), "utf8"), "-- edited by hand\n");
+      assert.match(stderr, /^migrate-gen: .*0001_event_store\.sql differs from what these options/);
+      assert.equal(await readFile(join(output, FIRST_FILE), "utf8"), "-- edited by hand\n");
+    });
+
+    it("refuses a folder made with other table names: exit code 1", async () => {
+      const output = join(dir, "renamed");
+      assert.equal((await cli(["--output", output])).code, 0);
+      const { code, stderr } = await cli(["--output", output, "--events-table", "billing"]);
+
+      assert.equal(code, 1);
+      assert.match(stderr, /differs .*other table names/);
+      assert.equal(await readFile(join(output, FIRST_FILE), "utf8"), generateMigration());
     });
 
     const isDeno = "Deno" in globalThis;
     it("runs as a program: deno run src/migrate_gen.ts", { skip: !isDeno }, async () => {
       const script = fileURLToPath(new URL("../src/migrate_gen.ts", import.meta.url));
-      const run = (cwd: string, ...args: string[]) =>
-        new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-          const child = spawn(process.execPath, ["run", "-A", script, ...args], { cwd });
-          let stdout = "";
-          let stderr = "";
-          child.stdout.on("data", (chunk) => stdout += chunk);
-          child.stderr.on("data", (chunk) => stderr += chunk);
-          child.on("error", reject);
-          child.on("close", (code) => resolve({ code, stdout, stderr }));
-        });
       const cwd = await mkdtemp(join(dir, "cwd-"));
+      const run = (...args: string[]) => runDenoScript(script, args, { cwd });
 
-      const made = await run(cwd);
+      const made = await run();
       assert.equal(made.code, 0, made.stderr);
-      const [file] = await readdir(join(cwd, "migrations"));
-      assert.match(file, DEFAULT_FILE);
-      assert.equal(made.stdout, `Generated PostgreSQL migration: ${join("migrations", file)}\n`);
+      assert.deepEqual(
+        await readdir(join(cwd, "migrations")),
+        generateMigrationFiles().map((f) => f.name),
+      );
+      assert.equal(
+        made.stdout,
+        `Generated PostgreSQL migration: ${join("migrations", FIRST_FILE)}\n`,
+      );
 
-      const refused = await run(cwd, "--nope");
+      const refused = await run("--nope");
       assert.equal(refused.code, 2);
       assert.match(refused.stderr, /Unknown option '--nope'/);
-      const clash = await run(cwd, "--filename", file);
+      const clash = await run("--schema", "other");
       assert.equal(clash.code, 1);
-      assert.match(clash.stderr, /cannot write/);
+      assert.match(clash.stderr, /differs/);
     });
   });
 });

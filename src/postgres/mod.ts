@@ -1,5 +1,6 @@
 /**
- * The PostgreSQL adapter: {@linkcode PostgresStore} on postgres.js.
+ * The PostgreSQL adapter: {@linkcode PostgresStore} on postgres.js, and
+ * {@linkcode migrate}, which creates and upgrades its tables.
  *
  * @example
  * ```ts ignore
@@ -23,5 +24,6 @@ export {
   type ReadStreamOptions,
 } from "./store.ts";
 export type { Db } from "./db.ts";
+export { type AppliedMigration, migrate, type MigrateOptions } from "./migrate.ts";
 export type { HorizonBlocker, HorizonReport } from "./horizon.ts";
 export type { ResolvedTables, TableNames } from "./tables.ts";

@@ -38,12 +38,32 @@ export const EVENT_TABLE_COLUMNS: readonly EventColumn[] = [
   { name: "created_at", type: "timestamptz", rest: "NOT NULL DEFAULT now()" },
 ];
 
+/** `CREATE SCHEMA IF NOT EXISTS` for the tables' schema, or nothing without one. */
+function createSchemaSql(t: ResolvedTables): string {
+  return t.schema ? `CREATE SCHEMA IF NOT EXISTS ${quote(t.schema)};\n\n` : "";
+}
+
+/**
+ * The table where `migrate` records each schema version it applied: made
+ * before the first version runs, so that version can be recorded in its
+ * own transaction. It is not a migration itself: files applied by hand do
+ * without it.
+ */
+export function migrationsTableSql(t: ResolvedTables): string {
+  return `${createSchemaSql(t)}CREATE TABLE IF NOT EXISTS ${quote(t.migrations)} (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+`;
+}
+
 /**
  * The DDL of the first schema version: the events table, the aggregate
  * heads and the projection checkpoints, every statement idempotent.
  */
 export function initialSchemaSql(t: ResolvedTables): string {
-  const schema = t.schema ? `CREATE SCHEMA IF NOT EXISTS ${quote(t.schema)};\n\n` : "";
+  const schema = createSchemaSql(t);
   const columns = EVENT_TABLE_COLUMNS.map((c) =>
     `    ${c.name} ${c.type}${c.rest ? ` ${c.rest}` : ""},`
   ).join("\n");

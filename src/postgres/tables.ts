@@ -27,6 +27,8 @@ export interface TableNames {
   aggregateHeadsTable?: string;
   /** Default `projection_checkpoints`. */
   checkpointsTable?: string;
+  /** The schema versions `migrate` has applied; default `pupsourcing_migrations`. */
+  migrationsTable?: string;
 }
 
 /**
@@ -43,6 +45,8 @@ export interface ResolvedTables {
   aggregateHeads: string;
   /** The projection checkpoints table. */
   checkpoints: string;
+  /** The table of applied schema versions. */
+  migrations: string;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -98,5 +102,6 @@ export function resolveTables(names: TableNames = {}): ResolvedTables {
     events: table("eventsTable", names.eventsTable, "events"),
     aggregateHeads: table("aggregateHeadsTable", names.aggregateHeadsTable, "aggregate_heads"),
     checkpoints: table("checkpointsTable", names.checkpointsTable, "projection_checkpoints"),
+    migrations: table("migrationsTable", names.migrationsTable, "pupsourcing_migrations"),
   };
 }

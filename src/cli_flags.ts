@@ -1,0 +1,54 @@
+/**
+ * What the schema commands (`migrate-gen`, `migrate`) share: flag parsing
+ * that turns every mistake into a {@linkcode UsageError}, and the
+ * table-name flags.
+ *
+ * @module
+ */
+
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { PupsourcingError } from "./es/errors.ts";
+import type { TableNames } from "./postgres/tables.ts";
+
+/** A bad command line: the command prints it with its usage and exits 2. */
+export class UsageError extends PupsourcingError {}
+
+/** The flags that name the tables, as `parseArgs` options. */
+export const TABLE_FLAGS = {
+  schema: { type: "string" },
+  "events-table": { type: "string" },
+  "aggregate-heads-table": { type: "string" },
+  "checkpoints-table": { type: "string" },
+} as const satisfies ParseArgsOptionsConfig;
+
+/** The usage lines of {@linkcode TABLE_FLAGS}. */
+export const TABLE_FLAGS_USAGE =
+  `  --schema <name>                schema for every table (default: none, the search_path)
+  --events-table <name>          default: events
+  --aggregate-heads-table <name> default: aggregate_heads
+  --checkpoints-table <name>     default: projection_checkpoints
+`;
+
+/** Parses `args` strictly (no positionals, no unknown flags). */
+export function parseFlags<T extends ParseArgsOptionsConfig>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** The table names given by {@linkcode TABLE_FLAGS}; unset ones stay default. */
+export function tableNames(flags: {
+  schema?: string;
+  "events-table"?: string;
+  "aggregate-heads-table"?: string;
+  "checkpoints-table"?: string;
+}): TableNames {
+  return {
+    schema: flags.schema,
+    eventsTable: flags["events-table"],
+    aggregateHeadsTable: flags["aggregate-heads-table"],
+    checkpointsTable: flags["checkpoints-table"],
+  };
+}

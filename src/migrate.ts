@@ -1,0 +1,137 @@
+/**
+ * The `migrate` command: applies the pupsourcing schema's pending versions
+ * to a database, each in its own transaction, and records them (see
+ * `migrate()` in `@getpup/pupsourcing/postgres`). Concurrent runs are safe:
+ * one applies, the others wait and find nothing left to do.
+ *
+ * ```sh
+ * deno run -A jsr:@getpup/pupsourcing/migrate --database-url postgres://localhost/app
+ * DATABASE_URL=postgres://localhost/app deno task migrate --dry-run
+ * ```
+ *
+ * @example Run it from a deploy script
+ * ```ts ignore
+ * import { migrateMain } from "@getpup/pupsourcing/migrate";
+ *
+ * const code = await migrateMain(["--schema", "es"]); // DATABASE_URL from the environment
+ * if (code !== 0) throw new Error(`migrate exited with ${code}`);
+ * ```
+ *
+ * @module
+ */
+
+import process from "node:process";
+import postgres from "postgres";
+import { parseFlags, TABLE_FLAGS, TABLE_FLAGS_USAGE, tableNames, UsageError } from "./cli_flags.ts";
+import { PupsourcingError } from "./es/errors.ts";
+import { migrate } from "./postgres/migrate.ts";
+import { migrationId } from "./postgres/migrations.ts";
+import { PostgresStore } from "./postgres/store.ts";
+
+const USAGE = `Usage: migrate [options]
+
+Applies the pupsourcing schema's pending versions to a PostgreSQL database,
+each in its own transaction, and records them in the migrations table.
+Concurrent runs are safe: one applies, the others wait and find nothing to do.
+
+Options:
+  --database-url <url>           the database (default: the DATABASE_URL variable)
+  --dry-run                      print the pending SQL and change nothing
+${TABLE_FLAGS_USAGE}  --migrations-table <name>      default: pupsourcing_migrations
+  -h, --help                     show this help
+`;
+
+/**
+ * Runs the command with `args` (without the program name) and returns the
+ * exit code: 0 on success, 2 on bad flags, names or a missing database URL,
+ * 1 when the database cannot be reached or migrated (with a one-line
+ * reason). `env` supplies `DATABASE_URL` when `--database-url` is not given.
+ *
+ * @example
+ * ```ts ignore
+ * import { migrateMain } from "@getpup/pupsourcing/migrate";
+ *
+ * const code = await migrateMain(["--database-url", "postgres://localhost/app", "--dry-run"]);
+ * ```
+ */
+export async function migrateMain(
+  args: string[],
+  env: Record<string, string | undefined> = process.env,
+): Promise<number> {
+  let url: string;
+  let source: string;
+  let store: PostgresStore;
+  let dryRun: boolean;
+  try {
+    const flags = parseFlags(args, {
+      "database-url": { type: "string" },
+      "dry-run": { type: "boolean", default: false },
+      ...TABLE_FLAGS,
+      "migrations-table": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    });
+    if (flags.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    source = flags["database-url"] === undefined ? "DATABASE_URL" : "--database-url";
+    url = flags["database-url"] ?? env.DATABASE_URL ?? "";
+    if (url === "") {
+      throw new UsageError("no database: pass --database-url <url> or set DATABASE_URL");
+    }
+    if (!/^postgres(ql)?:\/\//.test(url) || !URL.canParse(url)) {
+      throw new UsageError(`${source} must be a postgres:// URL, got ${JSON.stringify(url)}`);
+    }
+    store = new PostgresStore({
+      ...tableNames(flags),
+      migrationsTable: flags["migrations-table"],
+      notifyChannel: false,
+    });
+    dryRun = flags["dry-run"];
+  } catch (error) {
+    if (!(error instanceof PupsourcingError)) throw error;
+    process.stderr.write(`migrate: ${error.message}\n\n${USAGE}`);
+    return 2;
+  }
+
+  const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    const migrations = await migrate(sql, { store, dryRun });
+    if (dryRun) {
+      for (const m of migrations) process.stdout.write(`-- ${migrationId(m)}\n${m.sql}\n`);
+      if (migrations.length === 0) process.stdout.write("-- Nothing to apply.\n");
+    } else {
+      for (const m of migrations) process.stdout.write(`Applied ${migrationId(m)}\n`);
+      process.stdout.write(
+        migrations.length === 0
+          ? "Nothing to apply: the schema is up to date.\n"
+          : "The schema is up to date.\n",
+      );
+    }
+    return 0;
+  } catch (error) {
+    process.stderr.write(`migrate: ${failure(error, url, source)}\n`);
+    return 1;
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/**
+ * One line: which database (never its password), where its URL came
+ * from, and why it failed.
+ */
+function failure(error: unknown, url: string, source: string): string {
+  const { hostname, port, pathname } = new URL(url);
+  const where = `${hostname || "localhost"}:${port || "5432"}${pathname}`;
+  const { message, code } = error as { message?: string; code?: string };
+  const reason = `${message ?? String(error)}${
+    code && !message?.includes(code) ? ` (${code})` : ""
+  }`;
+  const hint = source === "DATABASE_URL" ? " (check DATABASE_URL, or pass --database-url)" : "";
+  return `cannot migrate ${where}, from ${source}${hint}: ${reason.replace(/\s*\n\s*/g, " ")}`;
+}
+
+if ((import.meta as { main?: boolean }).main) {
+  process.exitCode = await migrateMain(process.argv.slice(2));
+}
