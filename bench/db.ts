@@ -7,8 +7,7 @@
 
 import { connect, type Socket } from "node:net";
 import postgres from "postgres";
-import { generateMigration } from "../src/migrate_gen.ts";
-import { PostgresStore, type PostgresStoreConfig } from "../src/postgres/mod.ts";
+import { migrate, PostgresStore, type PostgresStoreConfig } from "../src/postgres/mod.ts";
 import { startTestDatabase, type TestDatabase } from "../src/testing/mod.ts";
 
 /** Settings that undo the test server's speed-over-durability defaults. */
@@ -84,9 +83,9 @@ export async function openBenchDb(): Promise<BenchDb> {
     settings,
     client,
     async freshStore(config = {}) {
-      const schema = `bench_${schemas++}`;
-      await admin.unsafe(generateMigration({ schema }));
-      return new PostgresStore({ schema, ...config });
+      const store = new PostgresStore({ schema: `bench_${schemas++}`, ...config });
+      await migrate(admin, { store });
+      return store;
     },
     async close() {
       await Promise.all(clients.map((c) => c.end({ timeout: 5 })));

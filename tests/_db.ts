@@ -10,8 +10,7 @@ import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
 import postgres from "postgres";
 import type { Event } from "../src/es/mod.ts";
-import { generateMigration } from "../src/migrate_gen.ts";
-import { PostgresStore, type PostgresStoreConfig } from "../src/postgres/mod.ts";
+import { migrate, PostgresStore, type PostgresStoreConfig } from "../src/postgres/mod.ts";
 import { startTestDatabase, type TestDatabase } from "../src/testing/mod.ts";
 
 /** Row counts of a store's tables and the next global position it would hand out. */
@@ -68,7 +67,7 @@ export async function setupDatabase(): Promise<TestDb> {
     async freshStore(config: PostgresStoreConfig = {}) {
       const schema = `t${process.pid}_${schemaCounter++}`;
       const store = new PostgresStore({ schema, ...config });
-      await sql.unsafe(generateMigration({ schema, ...config }));
+      await migrate(sql, { store });
       return store;
     },
     async counts(store: PostgresStore) {

@@ -5,6 +5,7 @@ import {
   type Event,
   MAX_APPEND_PAYLOAD_BYTES,
   MAX_EVENT_PAYLOAD_BYTES,
+  migrate,
   OptimisticConcurrencyError,
   PostgresStore,
   ProjectionProcessor,
@@ -355,8 +356,8 @@ describe("validation", () => {
         checkpointsTable: long("checkpoints"),
       };
       const store = new PostgresStore(names);
-      await db.sql.unsafe(generateMigration(names));
-      await db.sql.unsafe(generateMigration(names));
+      await migrate(db.sql, { store });
+      await migrate(db.sql, { store });
       const e1 = event("o-1", { eventId: ID });
       await store.append(db.sql, [e1]);
       const duplicate = await store.append(db.sql, [{ ...e1, aggregateId: "o-2" }])
