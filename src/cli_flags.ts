@@ -1,12 +1,10 @@
 /**
- * What the schema commands (`migrate-gen`, `migrate`) share: flag parsing
- * that turns every mistake into a {@linkcode UsageError}, and the
- * table-name flags.
+ * What the schema commands (`migrate-gen`, `migrate`) share: flag mistakes
+ * as {@linkcode UsageError}s, and the table-name flags.
  *
  * @module
  */
 
-import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { PupsourcingError } from "./es/errors.ts";
 import type { TableNames } from "./postgres/tables.ts";
 
@@ -14,12 +12,17 @@ import type { TableNames } from "./postgres/tables.ts";
 export class UsageError extends PupsourcingError {}
 
 /** The flags that name the tables, as `parseArgs` options. */
-export const TABLE_FLAGS = {
+export const TABLE_FLAGS: {
+  schema: { type: "string" };
+  "events-table": { type: "string" };
+  "aggregate-heads-table": { type: "string" };
+  "checkpoints-table": { type: "string" };
+} = {
   schema: { type: "string" },
   "events-table": { type: "string" },
   "aggregate-heads-table": { type: "string" },
   "checkpoints-table": { type: "string" },
-} as const satisfies ParseArgsOptionsConfig;
+};
 
 /** The usage lines of {@linkcode TABLE_FLAGS}. */
 export const TABLE_FLAGS_USAGE =
@@ -29,10 +32,13 @@ export const TABLE_FLAGS_USAGE =
   --checkpoints-table <name>     default: projection_checkpoints
 `;
 
-/** Parses `args` strictly (no positionals, no unknown flags). */
-export function parseFlags<T extends ParseArgsOptionsConfig>(args: string[], options: T) {
+/**
+ * Returns what `parse` (a `parseArgs` call) returns, its errors (an unknown
+ * flag, a missing value) turned into {@linkcode UsageError}s.
+ */
+export function usageErrors<T>(parse: () => T): T {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+    return parse();
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

@@ -22,7 +22,14 @@
 
 import process from "node:process";
 import postgres from "postgres";
-import { parseFlags, TABLE_FLAGS, TABLE_FLAGS_USAGE, tableNames, UsageError } from "./cli_flags.ts";
+import { parseArgs } from "node:util";
+import {
+  TABLE_FLAGS,
+  TABLE_FLAGS_USAGE,
+  tableNames,
+  UsageError,
+  usageErrors,
+} from "./cli_flags.ts";
 import { PupsourcingError } from "./es/errors.ts";
 import { migrate } from "./postgres/migrate.ts";
 import { migrationId } from "./postgres/migrations.ts";
@@ -63,13 +70,20 @@ export async function migrateMain(
   let store: PostgresStore;
   let dryRun: boolean;
   try {
-    const flags = parseFlags(args, {
-      "database-url": { type: "string" },
-      "dry-run": { type: "boolean", default: false },
-      ...TABLE_FLAGS,
-      "migrations-table": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    });
+    const flags = usageErrors(() =>
+      parseArgs({
+        args,
+        strict: true,
+        allowPositionals: false,
+        options: {
+          "database-url": { type: "string" },
+          "dry-run": { type: "boolean", default: false },
+          ...TABLE_FLAGS,
+          "migrations-table": { type: "string" },
+          help: { type: "boolean", short: "h" },
+        },
+      }).values
+    );
     if (flags.help) {
       process.stdout.write(USAGE);
       return 0;

@@ -29,7 +29,14 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
-import { parseFlags, TABLE_FLAGS, TABLE_FLAGS_USAGE, tableNames, UsageError } from "./cli_flags.ts";
+import { parseArgs } from "node:util";
+import {
+  TABLE_FLAGS,
+  TABLE_FLAGS_USAGE,
+  tableNames,
+  UsageError,
+  usageErrors,
+} from "./cli_flags.ts";
 import { PupsourcingError } from "./es/errors.ts";
 import { migrationId, MIGRATIONS } from "./postgres/migrations.ts";
 import { resolveTables, type TableNames } from "./postgres/tables.ts";
@@ -138,11 +145,18 @@ export async function migrateGenMain(args: string[]): Promise<number> {
   let files: MigrationFile[];
   let output: string;
   try {
-    const flags = parseFlags(args, {
-      output: { type: "string", default: "migrations" },
-      ...TABLE_FLAGS,
-      help: { type: "boolean", short: "h" },
-    });
+    const flags = usageErrors(() =>
+      parseArgs({
+        args,
+        strict: true,
+        allowPositionals: false,
+        options: {
+          output: { type: "string", default: "migrations" },
+          ...TABLE_FLAGS,
+          help: { type: "boolean", short: "h" },
+        },
+      }).values
+    );
     if (flags.help) {
       process.stdout.write(USAGE);
       return 0;
