@@ -22,6 +22,9 @@ import { appendEvents } from "./_projection.ts";
 
 const V0_SCHEMA = new URL("./fixtures/schema_v0_single_file.sql", import.meta.url);
 const VERSIONS = MIGRATIONS.map((m) => m.version);
+/** `0001_event_store`, as the command and the log name a version. */
+const label = (m: { version: number; name: string }) =>
+  `${String(m.version).padStart(4, "0")}_${m.name}`;
 /** A bound for the tests that wait on locks, so a lost wake-up fails instead of hanging. */
 const BOUND = { timeout: 60_000 };
 
@@ -168,9 +171,25 @@ describe("migrate", () => {
       checkpointsTable: "cp",
       migrationsTable: "SchemaVersions",
     };
-    const store = new PostgresStore(names);
+    const logged: unknown[] = [];
+    const logger = {
+      debug() {},
+      info: (message: string, fields?: unknown) => logged.push({ message, fields }),
+      error() {},
+    };
+    const store = new PostgresStore({ ...names, logger });
 
     assert.deepEqual((await migrate(sql, { store })).map((m) => m.version), VERSIONS);
+    assert.deepEqual(
+      logged,
+      MIGRATIONS.map((m) => ({
+        message: "applied schema version",
+        fields: {
+          version: m.version,
+          migration: `${label(m)}`,
+        },
+      })),
+    );
     assert.deepEqual(await tablesIn(sql, "Billing"), ["Events", "SchemaVersions", "cp", "heads"]);
     assert.deepEqual(await tablesIn(sql, "public"), []);
     assert.deepEqual(
@@ -422,9 +441,7 @@ describe("migrate", () => {
       const tables = new PostgresStore({ schema: "es" }).tables;
       assert.equal(
         stdout,
-        MIGRATIONS.map((m) =>
-          `-- ${String(m.version).padStart(4, "0")}_${m.name}\n${m.sql(tables)}\n`
-        ).join(""),
+        MIGRATIONS.map((m) => `-- ${label(m)}\n${m.sql(tables)}\n`).join(""),
       );
       assert.ok(stdout.includes('CREATE TABLE IF NOT EXISTS "es"."events"'));
       const [{ count }] = await sql`
@@ -452,7 +469,7 @@ describe("migrate", () => {
       assert.equal(first.code, 0, first.stderr);
       assert.equal(
         first.stdout,
-        MIGRATIONS.map((m) => `Applied ${String(m.version).padStart(4, "0")}_${m.name}\n`)
+        MIGRATIONS.map((m) => `Applied ${label(m)}\n`)
           .join("") + "The schema is up to date.\n",
       );
       assert.deepEqual(await tablesIn(sql, "es"), [
