@@ -248,6 +248,7 @@ const nameFields: (keyof TableNames)[] = [
   "eventsTable",
   "aggregateHeadsTable",
   "checkpointsTable",
+  "migrationsTable",
 ];
 
 /** Asserts that `attempt` throws a ValidationError naming `field`, synchronously or not. */

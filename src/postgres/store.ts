@@ -122,6 +122,7 @@ const CONFIG_KEYS: readonly (keyof PostgresStoreConfig)[] = [
   "eventsTable",
   "aggregateHeadsTable",
   "checkpointsTable",
+  "migrationsTable",
   "logger",
   "notifyChannel",
 ];
