@@ -13,6 +13,7 @@ import { dirname, join } from "node:path";
 import process from "node:process";
 import postgres from "postgres";
 import { findBinaries } from "./binaries.ts";
+import { ServerGuard } from "./cleanup.ts";
 
 /**
  * A running PostgreSQL to test against.
@@ -108,23 +109,29 @@ async function startServer(settings: Record<string, string>): Promise<TestDataba
   const root = await mkdtemp(join(tmpdir(), "pupsourcing-pg-"));
   if (owner) await chown(root, owner.uid, owner.gid);
   const dataDir = join(root, "data");
+  // Removes the server and its folder however this process ends: see cleanup.ts.
+  const guard = new ServerGuard(root);
   // The server's user must be able to enter its working directory too: a
   // project (or a clone in a mktemp folder) may be 0700 to it.
   const spawnAs = owner ? { uid: owner.uid, gid: owner.gid, cwd: root } : {};
-  const child = { process: undefined as ChildProcess | undefined };
-  const cleanup = () => child.process?.kill("SIGKILL");
+  let child: ChildProcess | undefined;
   try {
-    await run(join(bin, "initdb"), [
-      "-D",
-      dataDir,
-      "-U",
-      "postgres",
-      "--auth=trust",
-      "-E",
-      "UTF8",
-      "--locale=C",
-      "--no-sync",
-    ], spawnAs);
+    await run(
+      join(bin, "initdb"),
+      [
+        "-D",
+        dataDir,
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "--no-sync",
+      ],
+      spawnAs,
+      guard,
+    );
     const port = await freePort();
     const flags = Object.entries({
       ...settings,
@@ -132,12 +139,16 @@ async function startServer(settings: Record<string, string>): Promise<TestDataba
       unix_socket_directories: root,
     })
       .flatMap(([name, value]) => ["-c", `${name}=${value}`]);
-    child.process = spawn(join(bin, "postgres"), ["-D", dataDir, "-p", String(port), ...flags], {
+    child = spawn(join(bin, "postgres"), ["-D", dataDir, "-p", String(port), ...flags], {
       ...spawnAs,
+      // Its own session: Ctrl-C on a terminal reaches this process only, and
+      // the application's own signal handler can still use the database.
+      detached: true,
       stdio: ["ignore", "ignore", "pipe"],
     });
-    process.on("exit", cleanup);
-    await waitUntilReady(child.process);
+    guard.server(child);
+    await waitUntilReady(child);
+    const server = child;
     const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
     return {
       url,
@@ -145,15 +156,17 @@ async function startServer(settings: Record<string, string>): Promise<TestDataba
       createDatabase: () => createDatabase(url),
       dropDatabase: (target) => dropDatabase(url, target),
       stop: async () => {
-        process.off("exit", cleanup);
-        await stopProcess(child.process!);
+        await stopProcess(server);
+        guard.serverStopped();
         await rm(root, { recursive: true, force: true });
+        guard.release();
       },
     };
   } catch (error) {
-    process.off("exit", cleanup);
-    if (child.process) await stopProcess(child.process);
+    if (child) await stopProcess(child);
+    guard.serverStopped();
     await rm(root, { recursive: true, force: true });
+    guard.release();
     throw error;
   }
 }
@@ -233,14 +246,17 @@ function run(
   command: string,
   args: string[],
   options: { uid?: number; gid?: number; cwd?: string },
+  guard: ServerGuard,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
+    guard.helper(child);
     let output = "";
     child.stdout!.on("data", (chunk) => output += chunk);
     child.stderr!.on("data", (chunk) => output += chunk);
     child.on("error", reject);
     child.on("exit", (code) => {
+      guard.helperDone();
       if (code === 0) resolve();
       else reject(new Error(`${command} exited with code ${code}:\n${output}`));
     });
@@ -276,6 +292,10 @@ function waitUntilReady(child: ChildProcess): Promise<void> {
         // Keep draining the pipe so the server never blocks on a full buffer.
         child.stderr!.removeAllListeners("data");
         child.stderr!.resume();
+        // A forgotten stop() must not keep the process alive: when it ends,
+        // the exit hooks and the watchdog remove the server (cleanup.ts).
+        child.unref();
+        (child.stderr as { unref?: () => void }).unref?.();
         resolve();
       }
     });
@@ -291,6 +311,9 @@ function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once("exit", () => resolve());
+    // Unreferenced once started (a forgotten stop() must not keep the
+    // process alive); now the exit event is awaited.
+    child.ref();
     // SIGINT is PostgreSQL's fast shutdown: roll back sessions, then stop.
     child.kill("SIGINT");
   });

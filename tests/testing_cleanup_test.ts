@@ -1,0 +1,186 @@
+/**
+ * The throwaway server of `./testing` never outlives its process: whether
+ * the process gets SIGINT (Ctrl-C), SIGTERM or SIGKILL, calls `Deno.exit()`
+ * or `process.exit()`, dies of an uncaught error or simply ends without
+ * `stop()`, the postgres process is gone and its folder deleted soon after.
+ * Each path runs a real child process (tests/fixtures/testing_server_child.ts)
+ * under the runtime running this test.
+ */
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import process from "node:process";
+import { setTimeout as delay } from "node:timers/promises";
+
+const versions = process.versions as Record<string, string | undefined>;
+
+/** The command that runs the fixture under this test's runtime. */
+function fixtureCommand(mode: string): [string, string[]] {
+  if (versions.deno) {
+    const file = fileURLToPath(new URL("./fixtures/testing_server_child.ts", import.meta.url));
+    return [process.execPath, ["run", "-A", file, mode]];
+  }
+  // Node runs the compiled fixture next to this compiled test; Bun runs .ts.
+  const ext = versions.bun ? ".ts" : ".js";
+  const file = fileURLToPath(new URL(`./fixtures/testing_server_child${ext}`, import.meta.url));
+  return [process.execPath, [file, mode]];
+}
+
+interface Started {
+  child: ChildProcess;
+  root: string;
+  pid: number;
+  output: () => string;
+}
+
+/** Starts the fixture and resolves once it has printed its server's folder and pid. */
+function start(mode: string, options: { detached?: boolean } = {}): Promise<Started> {
+  const [command, args] = fixtureCommand(mode);
+  const env = { ...process.env };
+  delete env.DATABASE_URL;
+  const child = spawn(command, args, {
+    env,
+    detached: options.detached ?? false,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  const output = () => `stdout:\n${stdout}\nstderr:\n${stderr}`;
+  child.stderr!.on("data", (chunk) => stderr += chunk);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`the fixture (${mode}) did not report its server within 60 s\n${output()}`));
+    }, 60_000);
+    child.stdout!.on("data", (chunk) => {
+      stdout += chunk;
+      const line = stdout.split("\n").find((l) => l.startsWith("{"));
+      if (line && stdout.includes("}\n")) {
+        clearTimeout(timer);
+        const { root, pid } = JSON.parse(line);
+        resolve({ child, root, pid, output });
+      }
+    });
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`the fixture (${mode}) ended (${code ?? signal}) early\n${output()}`));
+    });
+  });
+}
+
+/** Resolves to the exit code and signal of `child`, failing after `ms`. */
+function exited(
+  started: Started,
+  ms = 30_000,
+): Promise<{ code: number | null; signal: string | null }> {
+  const { child } = started;
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`the fixture did not exit within ${ms} ms\n${started.output()}`));
+    }, ms);
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  // A zombie that nobody has reaped yet no longer runs.
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return true;
+  }
+}
+
+/** Fails unless the postgres process is gone and its folder deleted within `ms`. */
+async function assertCleanedUp(started: Started, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (!running(started.pid) && !existsSync(started.root)) return;
+    await delay(50);
+  }
+  const left = [
+    running(started.pid) ? `postgres (pid ${started.pid}) still runs` : "",
+    existsSync(started.root) ? `${started.root} still exists` : "",
+  ].filter(Boolean).join(" and ");
+  if (running(started.pid)) process.kill(started.pid, "SIGKILL");
+  assert.fail(`${left} ${ms} ms after the process ended\n${started.output()}`);
+}
+
+describe("the throwaway server is removed when its process ends", () => {
+  it("on SIGINT, and the process still ends by SIGINT", async () => {
+    const started = await start("wait");
+    started.child.kill("SIGINT");
+    const { code, signal } = await exited(started);
+    assert.ok(signal === "SIGINT" || code === 130, `expected SIGINT (130), got ${code ?? signal}`);
+    await assertCleanedUp(started);
+  });
+
+  it("on SIGTERM, and the process still ends by SIGTERM", async () => {
+    const started = await start("wait");
+    started.child.kill("SIGTERM");
+    const { code, signal } = await exited(started);
+    assert.ok(
+      signal === "SIGTERM" || code === 143,
+      `expected SIGTERM (143), got ${code ?? signal}`,
+    );
+    await assertCleanedUp(started);
+  });
+
+  it("on SIGKILL, which no handler can catch", async () => {
+    const started = await start("wait");
+    started.child.kill("SIGKILL");
+    const { signal } = await exited(started);
+    assert.equal(signal, "SIGKILL");
+    await assertCleanedUp(started);
+  });
+
+  it("on Ctrl-C to the whole process group, after the application's own handler used it", async () => {
+    const started = await start("handler", { detached: true });
+    // A terminal's Ctrl-C signals every process of the foreground group.
+    process.kill(-started.child.pid!, "SIGINT");
+    const { code } = await exited(started);
+    assert.equal(code, 0, started.output());
+    assert.match(started.output(), /handled: 1/);
+    await assertCleanedUp(started);
+  });
+
+  it("on Deno.exit() (process.exit() on Node and Bun)", async () => {
+    const started = await start("deno-exit");
+    assert.equal((await exited(started)).code, 3);
+    await assertCleanedUp(started);
+  });
+
+  it("on process.exit()", async () => {
+    const started = await start("process-exit");
+    assert.equal((await exited(started)).code, 4);
+    await assertCleanedUp(started);
+  });
+
+  it("on an uncaught error", async () => {
+    const started = await start("throw");
+    assert.equal((await exited(started)).code, 1);
+    assert.match(started.output(), /fixture: an uncaught error/);
+    await assertCleanedUp(started);
+  });
+
+  it("when the program ends without stop(), which does not keep it alive", async () => {
+    const started = await start("natural");
+    assert.equal((await exited(started)).code, 0, started.output());
+    await assertCleanedUp(started);
+  });
+});
