@@ -7,7 +7,7 @@
  * under the runtime running this test.
  */
 
-import { describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -121,19 +121,57 @@ async function assertCleanedUp(started: Started, ms = 15_000): Promise<void> {
   assert.fail(`${left} ${ms} ms after the process ended\n${started.output()}`);
 }
 
+interface Ended {
+  started: Started;
+  code: number | null;
+  signal: string | null;
+}
+
+/**
+ * Starts the fixture in `mode`, ends it with `act` once it runs a server,
+ * and resolves once it has exited. The scenarios run side by side (a
+ * server takes seconds to start on a busy machine); each test awaits its own.
+ */
+function scenario(
+  mode: string,
+  act: (started: Started) => void = () => {},
+  options: { detached?: boolean } = {},
+): Promise<Ended> {
+  const ended = (async () => {
+    const started = await start(mode, options);
+    act(started);
+    return { started, ...await exited(started) };
+  })();
+  ended.catch(() => {}); // reported by the test that awaits it
+  return ended;
+}
+
 describe("the throwaway server is removed when its process ends", () => {
+  const scenarios: Record<string, Promise<Ended>> = {};
+  before(() => {
+    Object.assign(scenarios, {
+      sigint: scenario("wait", ({ child }) => child.kill("SIGINT")),
+      sigterm: scenario("wait", ({ child }) => child.kill("SIGTERM")),
+      sigkill: scenario("wait", ({ child }) => child.kill("SIGKILL")),
+      // A terminal's Ctrl-C signals every process of the foreground group.
+      group: scenario("handler", ({ child }) => process.kill(-child.pid!, "SIGINT"), {
+        detached: true,
+      }),
+      denoExit: scenario("deno-exit"),
+      processExit: scenario("process-exit"),
+      uncaught: scenario("throw"),
+      natural: scenario("natural"),
+    });
+  });
+
   it("on SIGINT, and the process still ends by SIGINT", async () => {
-    const started = await start("wait");
-    started.child.kill("SIGINT");
-    const { code, signal } = await exited(started);
+    const { started, code, signal } = await scenarios.sigint;
     assert.ok(signal === "SIGINT" || code === 130, `expected SIGINT (130), got ${code ?? signal}`);
     await assertCleanedUp(started);
   });
 
   it("on SIGTERM, and the process still ends by SIGTERM", async () => {
-    const started = await start("wait");
-    started.child.kill("SIGTERM");
-    const { code, signal } = await exited(started);
+    const { started, code, signal } = await scenarios.sigterm;
     assert.ok(
       signal === "SIGTERM" || code === 143,
       `expected SIGTERM (143), got ${code ?? signal}`,
@@ -142,45 +180,40 @@ describe("the throwaway server is removed when its process ends", () => {
   });
 
   it("on SIGKILL, which no handler can catch", async () => {
-    const started = await start("wait");
-    started.child.kill("SIGKILL");
-    const { signal } = await exited(started);
+    const { started, signal } = await scenarios.sigkill;
     assert.equal(signal, "SIGKILL");
     await assertCleanedUp(started);
   });
 
   it("on Ctrl-C to the whole process group, after the application's own handler used it", async () => {
-    const started = await start("handler", { detached: true });
-    // A terminal's Ctrl-C signals every process of the foreground group.
-    process.kill(-started.child.pid!, "SIGINT");
-    const { code } = await exited(started);
+    const { started, code } = await scenarios.group;
     assert.equal(code, 0, started.output());
     assert.match(started.output(), /handled: 1/);
     await assertCleanedUp(started);
   });
 
   it("on Deno.exit() (process.exit() on Node and Bun)", async () => {
-    const started = await start("deno-exit");
-    assert.equal((await exited(started)).code, 3);
+    const { started, code } = await scenarios.denoExit;
+    assert.equal(code, 3, started.output());
     await assertCleanedUp(started);
   });
 
   it("on process.exit()", async () => {
-    const started = await start("process-exit");
-    assert.equal((await exited(started)).code, 4);
+    const { started, code } = await scenarios.processExit;
+    assert.equal(code, 4, started.output());
     await assertCleanedUp(started);
   });
 
   it("on an uncaught error", async () => {
-    const started = await start("throw");
-    assert.equal((await exited(started)).code, 1);
+    const { started, code } = await scenarios.uncaught;
+    assert.equal(code, 1, started.output());
     assert.match(started.output(), /fixture: an uncaught error/);
     await assertCleanedUp(started);
   });
 
   it("when the program ends without stop(), which does not keep it alive", async () => {
-    const started = await start("natural");
-    assert.equal((await exited(started)).code, 0, started.output());
+    const { started, code } = await scenarios.natural;
+    assert.equal(code, 0, started.output());
     await assertCleanedUp(started);
   });
 });
