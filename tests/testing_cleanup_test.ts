@@ -11,23 +11,9 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
-
-const versions = process.versions as Record<string, string | undefined>;
-
-/** The command that runs the fixture under this test's runtime. */
-function fixtureCommand(mode: string): [string, string[]] {
-  if (versions.deno) {
-    const file = fileURLToPath(new URL("./fixtures/testing_server_child.ts", import.meta.url));
-    return [process.execPath, ["run", "-A", file, mode]];
-  }
-  // Node runs the compiled fixture next to this compiled test; Bun runs .ts.
-  const ext = versions.bun ? ".ts" : ".js";
-  const file = fileURLToPath(new URL(`./fixtures/testing_server_child${ext}`, import.meta.url));
-  return [process.execPath, [file, mode]];
-}
+import { fixtureCommand } from "./_child.ts";
 
 interface Started {
   child: ChildProcess;
@@ -38,7 +24,7 @@ interface Started {
 
 /** Starts the fixture and resolves once it has printed its server's folder and pid. */
 function start(mode: string, options: { detached?: boolean } = {}): Promise<Started> {
-  const [command, args] = fixtureCommand(mode);
+  const [command, args] = fixtureCommand("testing_server_child", [mode]);
   const env = { ...process.env };
   delete env.DATABASE_URL;
   const child = spawn(command, args, {

@@ -14,6 +14,7 @@ import process from "node:process";
 import postgres from "postgres";
 import { findBinaries } from "./binaries.ts";
 import { ServerGuard } from "./cleanup.ts";
+import { checkDatabaseUrl, databaseUrlMessage } from "./database_url.ts";
 
 /**
  * A running PostgreSQL to test against.
@@ -77,6 +78,12 @@ const DEFAULT_SETTINGS: Record<string, string> = {
  * Returns `DATABASE_URL` when it is set; otherwise starts a PostgreSQL
  * server in a temporary folder and returns once it accepts connections.
  *
+ * A `DATABASE_URL` that cannot be reached is an error that names it (host
+ * and port, never the password) and says how to unset it. A server
+ * started here is removed however the process ends: on `stop()`, at exit,
+ * on `Deno.exit()`, an uncaught error, SIGINT, SIGTERM, and (within a
+ * second or so, by a watchdog process) SIGKILL.
+ *
  * @example
  * ```ts ignore
  * import postgres from "postgres";
@@ -92,10 +99,17 @@ const DEFAULT_SETTINGS: Record<string, string> = {
 export async function startTestDatabase(options: TestDatabaseOptions = {}): Promise<TestDatabase> {
   const external = process.env.DATABASE_URL;
   if (external && !options.ignoreDatabaseUrl) {
+    await checkDatabaseUrl(external);
     return {
       url: external,
       embedded: false,
-      createDatabase: () => createDatabase(external),
+      createDatabase: async () => {
+        try {
+          return await createDatabase(external);
+        } catch (error) {
+          throw new Error(databaseUrlMessage(external, error), { cause: error });
+        }
+      },
       dropDatabase: (target) => dropDatabase(external, target),
       stop: async () => {},
     };
