@@ -39,8 +39,10 @@ function start(mode: string, options: { detached?: boolean } = {}): Promise<Star
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`the fixture (${mode}) did not report its server within 60 s\n${output()}`));
-    }, 60_000);
+      reject(
+        new Error(`the fixture (${mode}) did not report its server within 120 s\n${output()}`),
+      );
+    }, 120_000);
     child.stdout!.on("data", (chunk) => {
       stdout += chunk;
       const line = stdout.split("\n").find((l) => l.startsWith("{"));
@@ -113,6 +115,22 @@ interface Ended {
   signal: string | null;
 }
 
+/** At most three fixtures at a time: each starts a server, and machines are busy. */
+let slots = 3;
+const waiting: (() => void)[] = [];
+
+async function limited<T>(run: () => Promise<T>): Promise<T> {
+  if (slots === 0) await new Promise<void>((resolve) => waiting.push(resolve));
+  else slots--;
+  try {
+    return await run();
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else slots++;
+  }
+}
+
 /**
  * Starts the fixture in `mode`, ends it with `act` once it runs a server,
  * and resolves once it has exited. The scenarios run side by side (a
@@ -123,11 +141,11 @@ function scenario(
   act: (started: Started) => void = () => {},
   options: { detached?: boolean } = {},
 ): Promise<Ended> {
-  const ended = (async () => {
+  const ended = limited(async () => {
     const started = await start(mode, options);
     act(started);
     return { started, ...await exited(started) };
-  })();
+  });
   ended.catch(() => {}); // reported by the test that awaits it
   return ended;
 }
