@@ -36,6 +36,21 @@ describe("startTestDatabase", () => {
   });
 });
 
+describe("startTestDatabase options", () => {
+  it("refuses an unknown option, naming the one meant", async () => {
+    await assert.rejects(
+      // @ts-expect-error: a misspelt option, as plain JavaScript allows
+      startTestDatabase({ ignoreDatabaseURL: true }),
+      (error: Error) => {
+        assert.equal(error.name, "ValidationError");
+        assert.match(error.message, /ignoreDatabaseURL/);
+        assert.match(error.message, /did you mean "ignoreDatabaseUrl"/);
+        return true;
+      },
+    );
+  });
+});
+
 describe("deno.json", () => {
   it("skips the binaries' postinstall for exactly the version it imports, so no warning shows", async () => {
     // The postinstall only recreates symlinks, which src/testing/binaries.ts

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import postgres from "postgres";
+import { checkOptions } from "../es/options.ts";
 import { findBinaries } from "./binaries.ts";
 import { ServerGuard } from "./cleanup.ts";
 import { checkDatabaseUrl, databaseUrlMessage } from "./database_url.ts";
@@ -96,9 +97,13 @@ const DEFAULT_SETTINGS: Record<string, string> = {
  * await server.stop();
  * ```
  */
-export async function startTestDatabase(options: TestDatabaseOptions = {}): Promise<TestDatabase> {
+export async function startTestDatabase(options?: TestDatabaseOptions): Promise<TestDatabase> {
+  const { settings, ignoreDatabaseUrl } = checkOptions("startTestDatabase options", options, [
+    "settings",
+    "ignoreDatabaseUrl",
+  ]);
   const external = process.env.DATABASE_URL;
-  if (external && !options.ignoreDatabaseUrl) {
+  if (external && !ignoreDatabaseUrl) {
     await checkDatabaseUrl(external);
     return {
       url: external,
@@ -114,7 +119,7 @@ export async function startTestDatabase(options: TestDatabaseOptions = {}): Prom
       stop: async () => {},
     };
   }
-  return await startServer({ ...DEFAULT_SETTINGS, ...options.settings });
+  return await startServer({ ...DEFAULT_SETTINGS, ...settings });
 }
 
 async function startServer(settings: Record<string, string>): Promise<TestDatabase> {
