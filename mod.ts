@@ -25,3 +25,4 @@
 export * from "./src/es/mod.ts";
 export * from "./src/postgres/mod.ts";
 export * from "./src/projection/mod.ts";
+export * from "./src/runner/mod.ts";

@@ -11,6 +11,7 @@
  * @module
  */
 
+import process from "node:process";
 import postgres from "postgres";
 import {
   type Cursor,
@@ -21,7 +22,7 @@ import {
   PostgresStore,
   START,
 } from "../mod.ts";
-import { startTestDatabase } from "../src/testing/mod.ts";
+import { startTestDatabase, type TestDatabase } from "../src/testing/mod.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -54,8 +55,16 @@ function step(title: string): void {
 }
 
 step("1. Start PostgreSQL");
-const server = await startTestDatabase();
-const url = await server.createDatabase();
+let server: TestDatabase;
+let url: string;
+try {
+  server = await startTestDatabase();
+  url = await server.createDatabase();
+} catch (error) {
+  // A DATABASE_URL that cannot be reached: the message says which and what to do.
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+}
 console.log(
   server.embedded
     ? "Started a throwaway PostgreSQL server (embedded binaries)."

