@@ -198,7 +198,13 @@ describe("runner", () => {
         (await committedIds(db, table, "watcher")).length === events.length
       );
       controller.abort();
-      assert.equal(await run, undefined);
+      const outcomes = await run;
+      assert.deepEqual(outcomes.map((o) => [o.partitionKey, o.status]), [
+        [0, "aborted"],
+        [1, "aborted"],
+        [2, "aborted"],
+      ]);
+      assert.equal(outcomes.reduce((sum, o) => sum + o.processed, 0), events.length);
       assert.deepEqual(
         await committedIds(db, table, "watcher"),
         sorted(events.map((e) => e.eventId)),
@@ -457,7 +463,10 @@ describe("runner", () => {
         (await committedIds(db, table, "two")).length === events.length
       );
       controller.abort();
-      assert.equal(await run, undefined);
+      assert.deepEqual((await run).map((o) => [o.projection, o.status, o.processed]), [
+        ["one", "aborted", events.length],
+        ["two", "aborted", events.length],
+      ]);
       const all = sorted(events.map((e) => e.eventId));
       assert.deepEqual(await committedIds(db, table, "one"), all);
       assert.deepEqual(await committedIds(db, table, "two"), all);

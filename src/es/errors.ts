@@ -162,6 +162,44 @@ export class TransactionIdRegressionError extends PupsourcingError {
 }
 
 /**
+ * A projection run in `"until_caught_up"` mode could not reach the
+ * database for longer than its `catchUpTimeout`: every attempt in that
+ * time failed with a transient error (a refused connection, an unknown
+ * host name, a server starting up...). Nothing was applied twice; the
+ * run stopped where its checkpoints are. `cause` is the last attempt's
+ * error.
+ *
+ * @example
+ * ```ts
+ * import { DatabaseUnavailableError } from "@getpup/pupsourcing";
+ *
+ * const refused = new Error("connect ECONNREFUSED 127.0.0.1:5432");
+ * const error = new DatabaseUnavailableError("user_emails", 30_412, 9, refused);
+ * console.log(error.elapsedMs, error.attempts, error.cause === refused); // 30412 9 true
+ * ```
+ */
+export class DatabaseUnavailableError extends PupsourcingError {
+  /** The projection whose run gave up. */
+  readonly projection: string;
+  /** Milliseconds from the first failed attempt to giving up. */
+  readonly elapsedMs: number;
+  /** Failed attempts in that time. */
+  readonly attempts: number;
+
+  /** Creates the error; `cause` is the last attempt's error. */
+  constructor(projection: string, elapsedMs: number, attempts: number, cause: unknown) {
+    super(
+      `Projection "${projection}" could not reach the database for ${elapsedMs} ms ` +
+        `(${attempts} attempts): expected it within catchUpTimeout, got ${describeCause(cause)}`,
+      { cause },
+    );
+    this.projection = projection;
+    this.elapsedMs = elapsedMs;
+    this.attempts = attempts;
+  }
+}
+
+/**
  * Renders an expected version the way users write it (`3n`, `"no_stream"`),
  * as every message renders values.
  */

@@ -29,6 +29,7 @@ export type {
 } from "./event.ts";
 export { START } from "./event.ts";
 export {
+  DatabaseUnavailableError,
   DuplicateEventError,
   OptimisticConcurrencyError,
   ProjectionError,

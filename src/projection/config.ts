@@ -6,6 +6,7 @@
 
 import { ValidationError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
+import { checkOptions } from "../es/options.ts";
 import { show } from "../es/validate.ts";
 import { DEFAULT_SEGMENTS, validatePartitioning } from "./segments.ts";
 
@@ -13,7 +14,8 @@ import { DEFAULT_SEGMENTS, validatePartitioning } from "./segments.ts";
  * Options of {@linkcode ProjectionProcessor}. Everything has a default: a
  * single worker over 16 segments, batches of 100, woken by NOTIFY and
  * polling every 100 ms, backing off to 5 s while idle, and riding out
- * database outages.
+ * database outages (a catch-up run gives up after 30 s without reaching
+ * the database).
  *
  * @example Worker 2 of 4, in batches of 500
  * ```ts
@@ -65,9 +67,39 @@ export interface ProcessorConfig {
    * callers that leave restarts to a supervisor.
    */
   retryTransientErrors?: boolean;
+  /**
+   * In `"until_caught_up"` mode, how long (milliseconds) the processor
+   * keeps retrying a database it cannot reach before `run` rejects with a
+   * `DatabaseUnavailableError`; default 30000. The clock starts at the
+   * first failed attempt and any statement that succeeds stops it, so
+   * this is the time without reaching the database, not the run's total
+   * time: a long catch-up never times out while it makes progress. An
+   * attempt already under way is not cut short (postgres.js's
+   * `connect_timeout` bounds a connect to a host that does not answer).
+   * `Infinity` retries forever. `"continuous"` runs ignore it and retry
+   * forever, logging each retry.
+   */
+  catchUpTimeout?: number;
   /** Where the processor logs; default: no logging at all. */
   logger?: Logger;
 }
+
+/** The keys of {@linkcode ProcessorConfig}, to refuse unknown ones. */
+const CONFIG_KEYS: readonly (keyof ProcessorConfig)[] = [
+  "batchSize",
+  "partitionKey",
+  "totalPartitions",
+  "segments",
+  "pollInterval",
+  "maxPollInterval",
+  "wakeUp",
+  "retryTransientErrors",
+  "catchUpTimeout",
+  "logger",
+];
+
+/** The default of {@linkcode ProcessorConfig.catchUpTimeout}. */
+const DEFAULT_CATCH_UP_TIMEOUT = 30_000;
 
 /**
  * A validated {@linkcode ProcessorConfig} with every default filled in, as
@@ -103,6 +135,8 @@ export interface ResolvedConfig {
   wakeUp: boolean;
   /** Whether transient database errors are retried. */
   retryTransientErrors: boolean;
+  /** Milliseconds without reaching the database before an `"until_caught_up"` run gives up. */
+  catchUpTimeout: number;
   /** The logger, if any. */
   logger: Logger | undefined;
 }
@@ -118,12 +152,10 @@ const MAX_DELAY = 2_147_483_647;
  * @throws {ValidationError} naming the first bad option.
  */
 export function resolveConfig(
-  config: ProcessorConfig,
+  options: ProcessorConfig | undefined,
   notifyChannel: string | undefined,
 ): ResolvedConfig {
-  if (typeof config !== "object" || config === null) {
-    throw new ValidationError("config", "an object", show(config));
-  }
+  const config = checkOptions("config", options, CONFIG_KEYS);
   const batchSize = config.batchSize ?? 100;
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
     throw new ValidationError(
@@ -167,6 +199,16 @@ export function resolveConfig(
   if (typeof retryTransientErrors !== "boolean") {
     throw new ValidationError("retryTransientErrors", "a boolean", show(retryTransientErrors));
   }
+  const catchUpTimeout = config.catchUpTimeout ?? DEFAULT_CATCH_UP_TIMEOUT;
+  if (
+    typeof catchUpTimeout !== "number" || Number.isNaN(catchUpTimeout) || catchUpTimeout <= 0
+  ) {
+    throw new ValidationError(
+      "catchUpTimeout",
+      "a positive number of milliseconds, or Infinity",
+      show(catchUpTimeout),
+    );
+  }
   return {
     batchSize,
     partitionKey,
@@ -176,6 +218,7 @@ export function resolveConfig(
     maxPollInterval,
     wakeUp,
     retryTransientErrors,
+    catchUpTimeout,
     logger: config.logger,
   };
 }

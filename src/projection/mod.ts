@@ -33,11 +33,7 @@
  */
 
 export type { Projection } from "./projection.ts";
-export {
-  type ProcessorConfig,
-  ProjectionProcessor,
-  type RunMode,
-  type RunOptions,
-} from "./processor.ts";
+export { type ProcessorConfig, ProjectionProcessor } from "./processor.ts";
+export type { RunMode, RunOptions, RunOutcome } from "./run.ts";
 export type { ResolvedConfig } from "./config.ts";
 export { DEFAULT_SEGMENTS, MAX_SEGMENTS, ownedSegments, validatePartitioning } from "./segments.ts";

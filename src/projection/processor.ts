@@ -6,8 +6,6 @@
 
 import type { Sql } from "postgres";
 import { type Cursor, START } from "../es/event.ts";
-import { ValidationError } from "../es/errors.ts";
-import { show } from "../es/validate.ts";
 import type { PostgresStore } from "../postgres/store.ts";
 import { runBatch } from "./batch.ts";
 import {
@@ -19,6 +17,7 @@ import {
 import { type ProcessorConfig, resolveConfig, type ResolvedConfig } from "./config.ts";
 import { compareCursors } from "./cursor.ts";
 import { type Projection, validateProjection } from "./projection.ts";
+import { checkRunOptions, type RunMode, type RunOptions, type RunOutcome } from "./run.ts";
 import { ownedSegments } from "./segments.ts";
 import type { Target } from "./target.ts";
 import { Backoff } from "./transient.ts";
@@ -26,42 +25,14 @@ import { Alarm, listenForWakeUps, type WakeUpListener } from "./wakeup.ts";
 
 export type { ProcessorConfig } from "./config.ts";
 
-/**
- * How long {@linkcode ProjectionProcessor.run} runs:
- *
- * - `"continuous"` (default): until the signal aborts it or a handler fails.
- * - `"until_caught_up"`: returns once it has processed every event that was
- *   below the safe horizon when it started (for tests and batch jobs).
- *
- * @example
- * ```ts
- * import type { RunMode } from "@getpup/pupsourcing/projection";
- *
- * const mode: RunMode = "until_caught_up";
- * ```
- */
-export type RunMode = "continuous" | "until_caught_up";
-
-/**
- * Options of {@linkcode ProjectionProcessor.run}.
- *
- * @example Stop on Ctrl-C
- * ```ts
- * import type { RunOptions } from "@getpup/pupsourcing/projection";
- *
- * const controller = new AbortController();
- * const options: RunOptions = { signal: controller.signal };
- * ```
- */
-export interface RunOptions {
-  /** Aborting it stops the processor; `run` then resolves. */
-  signal?: AbortSignal;
-  /** Default `"continuous"`. */
-  mode?: RunMode;
-}
-
 /** Why a run ended, for the log. */
 type StopReason = "aborted" | "caught up" | "failed";
+
+/** What a run has committed so far. */
+interface Tally {
+  processed: number;
+  batches: number;
+}
 
 /**
  * Runs projections: one worker, owning the segments `s` with
@@ -147,35 +118,46 @@ export class ProjectionProcessor {
   }
 
   /**
-   * Runs `projection` until `options.signal` aborts (then resolves, with
-   * the open batch rolled back), or, in `"until_caught_up"` mode, until it
-   * has processed everything below the safe horizon when it started.
+   * Runs `projection` until `options.signal` aborts, or, in
+   * `"until_caught_up"` mode, until it has processed everything below the
+   * safe horizon when it started. Resolves to a {@linkcode RunOutcome}:
+   * `status` says which of the two ended it (`"aborted"` also when the
+   * signal stopped it while it waited for the database), with the events,
+   * batches and retries of this run. An aborted batch is rolled back.
    *
-   * @throws {ValidationError} on a bad projection, or a segment count
-   * other than the projection's first run used.
+   * Transient database errors are logged (`"projection processor database
+   * error, retrying"`, with the error's `code` and `message`, the
+   * `attempt`, the `delayMs` before the next one and the `elapsedMs` since
+   * the database was last reached) and retried with backoff; continuous
+   * runs retry for as long as it takes, `"until_caught_up"` runs give up
+   * after `catchUpTimeout`.
+   *
+   * @throws {ValidationError} on a bad projection or options (not an
+   * object, an unknown key, a `signal` that is not an `AbortSignal`, an
+   * unknown mode), or a segment count other than the projection's first
+   * run used.
    * @throws {TransactionIdRegressionError} when a checkpoint is ahead of
    * the database's transaction ids (restored into a new cluster).
    * @throws {ProjectionError} when the handler throws: its batch is rolled
    * back, and the event is delivered again on the next run.
+   * @throws {DatabaseUnavailableError} in `"until_caught_up"` mode, when
+   * the database stayed unreachable for `catchUpTimeout`.
    * @throws the database's error when it is not transient (see
    * `retryTransientErrors`), or any database error when that option is
-   * `false`. Transient ones (a lost connection, a restart, `40001`,
-   * `40P01`, also when a handler's transaction dies under it) are logged
-   * and retried with backoff: the batch is rolled back or found committed,
-   * so nothing is applied twice.
+   * `false`. Transient ones (a lost connection, a refused connection, a
+   * host name that does not resolve, a restart, `40001`, `40P01`, also
+   * when a handler's transaction dies under it) are retried: the batch is
+   * rolled back or found committed, so nothing is applied twice.
    *
    * @example Catch up in a test
    * ```ts ignore
-   * await processor.run(projection, { mode: "until_caught_up" });
+   * const outcome = await processor.run(projection, { mode: "until_caught_up" });
+   * console.log(outcome); // { status: "caught_up", processed: 42, batches: 1, retries: 0 }
    * ```
    */
-  async run(projection: Projection, options: RunOptions = {}): Promise<void> {
+  async run(projection: Projection, options?: RunOptions): Promise<RunOutcome> {
     validateProjection(projection);
-    const { signal } = options;
-    const mode = options.mode ?? "continuous";
-    if (mode !== "continuous" && mode !== "until_caught_up") {
-      throw new ValidationError("mode", `"continuous" or "until_caught_up"`, show(mode));
-    }
+    const { signal, mode = "continuous" } = checkRunOptions("options", options, ["signal", "mode"]);
     const { logger, partitionKey, totalPartitions, batchSize, segments } = this.config;
     const target: Target = {
       tables: this.#store.tables,
@@ -199,31 +181,39 @@ export class ProjectionProcessor {
       enabled: this.config.retryTransientErrors,
       pollInterval: this.config.pollInterval,
       maxPollInterval: this.config.maxPollInterval,
+      giveUpAfter: mode === "until_caught_up" ? this.config.catchUpTimeout : undefined,
       logger,
       projection: projection.name,
     });
+    const tally: Tally = { processed: 0, batches: 0 };
     try {
       if (await this.#start(target, backoff, signal) === "aborted") {
         reason = "aborted";
-        return;
+      } else {
+        // A run that stops once caught up never sleeps long: no LISTEN needed.
+        const channel = this.#store.notifyChannel;
+        if (mode === "continuous" && this.config.wakeUp && channel !== undefined) {
+          listener = listenForWakeUps(
+            this.#sql,
+            channel,
+            projection.name,
+            projection.aggregateTypes,
+            alarm,
+            logger,
+          );
+        }
+        reason = await this.#loop(projection, target, mode, alarm, backoff, tally, signal);
       }
-      // A run that stops once caught up never sleeps long: no LISTEN needed.
-      const channel = this.#store.notifyChannel;
-      if (mode === "continuous" && this.config.wakeUp && channel !== undefined) {
-        listener = listenForWakeUps(
-          this.#sql,
-          channel,
-          projection.name,
-          projection.aggregateTypes,
-          alarm,
-          logger,
-        );
-      }
-      reason = await this.#loop(projection, target, mode, alarm, backoff, signal);
     } finally {
       await listener?.stop();
       logger?.info("projection processor stopped", { projection: projection.name, reason });
     }
+    return {
+      status: reason === "caught up" ? "caught_up" : "aborted",
+      processed: tally.processed,
+      batches: tally.batches,
+      retries: backoff.retries,
+    };
   }
 
   /**
@@ -255,8 +245,9 @@ export class ProjectionProcessor {
     mode: RunMode,
     alarm: Alarm,
     backoff: Backoff,
+    tally: Tally,
     signal: AbortSignal | undefined,
-  ): Promise<StopReason> {
+  ): Promise<Exclude<StopReason, "failed">> {
     const { batchSize, pollInterval, maxPollInterval, logger } = this.config;
     let goal: Cursor | undefined;
     let idlePolls = 0;
@@ -293,6 +284,8 @@ export class ProjectionProcessor {
             if (outcome.aborted) return "aborted";
             backoff.reset();
             processed += outcome.processed;
+            tally.processed += outcome.processed;
+            if (outcome.processed > 0) tally.batches++;
             advanced ||= outcome.advanced;
             if (!outcome.full || signal?.aborted) break;
           }

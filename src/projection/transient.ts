@@ -10,16 +10,21 @@
  */
 
 import type { Logger } from "../es/logger.ts";
-import { ProjectionError } from "../es/errors.ts";
+import { DatabaseUnavailableError, ProjectionError } from "../es/errors.ts";
 import { Alarm } from "./wakeup.ts";
 
 /**
- * Error codes that mean the connection is lost: postgres.js's own
- * (`CONNECTION_CLOSED` when the socket closed under a query,
- * `CONNECTION_DESTROYED` when it was torn down with queries pending,
- * `CONNECT_TIMEOUT`) and Node's socket errors. `CONNECTION_ENDED` is not
- * here: postgres.js raises it only after the caller's own `sql.end()`, and
- * no retry can bring that client back.
+ * Error codes that mean the connection is lost or cannot be made:
+ * postgres.js's own (`CONNECTION_CLOSED` when the socket closed under a
+ * query, `CONNECTION_DESTROYED` when it was torn down with queries
+ * pending, `CONNECT_TIMEOUT`) and the socket and name-lookup errors it
+ * passes through as they are. Deno, Node and Bun all give a refused port
+ * as `ECONNREFUSED` (syscall `connect`) and a host name that does not
+ * resolve as `ENOTFOUND` (syscall `getaddrinfo`; `EAI_AGAIN` when the
+ * resolver itself is unreachable): a server whose DNS record or network
+ * comes back is waited for like one that restarts. `CONNECTION_ENDED` is
+ * not here: postgres.js raises it only after the caller's own `sql.end()`,
+ * and no retry can bring that client back.
  */
 const LOST_CONNECTION_CODES: ReadonlySet<string> = new Set([
   "CONNECTION_CLOSED",
@@ -29,6 +34,10 @@ const LOST_CONNECTION_CODES: ReadonlySet<string> = new Set([
   "ECONNREFUSED",
   "EPIPE",
   "ETIMEDOUT",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
 ]);
 
 /**
@@ -61,6 +70,7 @@ function codeOf(error: unknown): string | undefined {
  * import { isConnectionLoss } from "./transient.ts";
  *
  * console.log(isConnectionLoss({ code: "CONNECTION_CLOSED" })); // true
+ * console.log(isConnectionLoss({ code: "ENOTFOUND" })); // true: a host name that did not resolve
  * console.log(isConnectionLoss({ code: "40001" })); // false: the connection is fine
  * ```
  */
@@ -103,13 +113,25 @@ export type Recovery = "retry" | "aborted";
  * errors: `pollInterval`, doubling up to `maxPollInterval`, back to the
  * start after any success. Not woken by NOTIFY: appends are no reason to
  * hurry back to a database that is away; an abort ends the wait at once.
+ *
+ * With `giveUpAfter`, a streak of failures that has lasted that long
+ * (from its first failure; any success ends the streak) ends in a
+ * {@linkcode DatabaseUnavailableError} instead of another retry. The last
+ * wait is cut short to try once more right at the deadline.
  */
 export class Backoff {
   #attempt = 0;
+  #retries = 0;
+  #streakStart = 0;
   readonly #options: BackoffOptions;
 
   constructor(options: BackoffOptions) {
     this.#options = options;
+  }
+
+  /** Transient errors retried so far, over every streak. */
+  get retries(): number {
+    return this.#retries;
   }
 
   /** A step succeeded: the next failure starts from `pollInterval` again. */
@@ -120,19 +142,33 @@ export class Backoff {
   /**
    * Rethrows `error` unless it is transient and retries are enabled (a
    * handler's {@linkcode ProjectionError} counts when its cause is
-   * transient); otherwise logs it, waits, and says whether to go on.
+   * transient); throws a {@linkcode DatabaseUnavailableError} once the
+   * streak has lasted `giveUpAfter`; otherwise logs the retry once, waits,
+   * and says whether to go on.
    */
   async recover(error: unknown, signal: AbortSignal | undefined): Promise<Recovery> {
-    const { enabled, pollInterval, maxPollInterval, logger, projection } = this.#options;
+    const { enabled, pollInterval, maxPollInterval, giveUpAfter, logger, projection } =
+      this.#options;
     const underlying = error instanceof ProjectionError ? error.cause : error;
     if (!enabled || !isTransientDatabaseError(underlying)) throw error;
+    const now = performance.now();
+    if (this.#attempt === 0) this.#streakStart = now;
     this.#attempt++;
-    const delayMs = Math.min(pollInterval * 2 ** Math.min(this.#attempt - 1, 30), maxPollInterval);
+    const elapsedMs = Math.round(now - this.#streakStart);
+    if (giveUpAfter !== undefined && elapsedMs >= giveUpAfter) {
+      throw new DatabaseUnavailableError(projection, elapsedMs, this.#attempt, underlying);
+    }
+    let delayMs = Math.min(pollInterval * 2 ** Math.min(this.#attempt - 1, 30), maxPollInterval);
+    if (giveUpAfter !== undefined) delayMs = Math.min(delayMs, giveUpAfter - elapsedMs);
+    this.#retries++;
     logger?.error("projection processor database error, retrying", {
       projection,
-      error,
+      code: codeOf(underlying),
+      message: underlying instanceof Error ? underlying.message : String(underlying),
       attempt: this.#attempt,
       delayMs,
+      elapsedMs,
+      error,
     });
     // A fresh alarm: nothing but the timeout or the signal ends this sleep.
     return await new Alarm().sleep(delayMs, signal) === "aborted" ? "aborted" : "retry";
@@ -147,8 +183,13 @@ export interface BackoffOptions {
   pollInterval: number;
   /** The longest delay, in milliseconds. */
   maxPollInterval: number;
+  /**
+   * Milliseconds of failing without a success after which to give up;
+   * `undefined` retries forever.
+   */
+  giveUpAfter: number | undefined;
   /** Where retries are logged. */
   logger: Logger | undefined;
-  /** The projection's name, for the log. */
+  /** The projection's name, for the log and the error. */
   projection: string;
 }

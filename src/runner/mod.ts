@@ -13,7 +13,7 @@
  * Both runners settle only after every worker has stopped, so closing the
  * connection pool right after them is safe. They resolve when the caller's
  * signal aborts (or, in `"until_caught_up"` mode, when every worker has
- * caught up), and reject with the first worker failure after stopping the
+ * caught up), to one {@linkcode WorkerOutcome} per worker, and reject with the first worker failure after stopping the
  * other workers. A transient database error (a lost connection, a
  * restart, a deadlock) is no failure: each processor retries it on its own
  * unless its config sets `retryTransientErrors: false`. Bad input is refused with a `ValidationError` before any
@@ -51,4 +51,5 @@
 
 export { type PartitionsOptions, runProjectionPartitions } from "./partitions.ts";
 export { type MultipleOptions, type ProjectionEntry, runMultipleProjections } from "./multiple.ts";
+export type { WorkerOutcome } from "./supervise.ts";
 export { type PartitionConfig, partitionConfigFromArgs } from "./cli.ts";

@@ -15,8 +15,9 @@ import {
   ProjectionProcessor,
   type RunMode,
 } from "../projection/mod.ts";
-import { runOptions, superviseWorkers, type Worker } from "./supervise.ts";
-import { optionalMode, optionalSignal, validateProjection } from "./validate.ts";
+import { checkRunOptions } from "../projection/run.ts";
+import { runOptions, superviseWorkers, type Worker, type WorkerOutcome } from "./supervise.ts";
+import { validateProjection } from "./validate.ts";
 
 /**
  * One worker of {@linkcode runMultipleProjections}: a projection and the
@@ -69,7 +70,9 @@ export interface MultipleOptions {
  * The promise settles only after every worker has stopped:
  *
  * - it resolves when `options.signal` aborts (or, in `"until_caught_up"`
- *   mode, when every worker has caught up);
+ *   mode, when every worker has caught up), to one {@linkcode WorkerOutcome}
+ *   per entry, in the entries' order: each says `"caught_up"` or
+ *   `"aborted"`, with its counts;
  * - it rejects when a worker fails, with that worker's error (usually a
  *   `ProjectionError`); the other workers are stopped first. Transient
  *   database errors are retried inside each worker and stop nothing
@@ -81,10 +84,13 @@ export interface MultipleOptions {
  *
  * @throws {ValidationError} before anything starts: when the list is
  * empty, an entry's projection is invalid (no name, no `handle`, an empty
- * scope list), the mode is unknown, two entries are
+ * scope list), the options are not an object or hold an unknown key, the
+ * signal is not an `AbortSignal`, the mode is unknown, two entries are
  * the same partition of the same projection (same name and partition
  * key), entries of one projection disagree on `totalPartitions` or
  * `segments`, or a processor configuration is invalid.
+ * @throws {DatabaseUnavailableError} in `"until_caught_up"` mode, when a
+ * worker could not reach the database for its `catchUpTimeout`.
  *
  * @example Three read models, each with its own batch size
  * ```ts ignore
@@ -108,8 +114,8 @@ export async function runMultipleProjections(
   sql: Sql<any>,
   store: PostgresStore,
   entries: readonly ProjectionEntry[],
-  options: MultipleOptions = {},
-): Promise<void> {
+  options?: MultipleOptions,
+): Promise<WorkerOutcome[]> {
   if (!Array.isArray(entries) || entries.length === 0) {
     throw new ValidationError(
       "projections",
@@ -117,8 +123,7 @@ export async function runMultipleProjections(
       show(entries),
     );
   }
-  const signal = optionalSignal("options.signal", options.signal);
-  const mode = optionalMode("options.mode", options.mode);
+  const { signal, mode } = checkRunOptions("options", options, ["signal", "mode"]);
   const seen = new Map<string, { index: number; totalPartitions: number; segments: number }>();
   const keys = new Set<string>();
   const workers: Worker[] = [];
@@ -168,9 +173,10 @@ export async function runMultipleProjections(
       label: totalPartitions === 1
         ? projection.name
         : `${projection.name}[${partitionKey}/${totalPartitions}]`,
+      place: { projection: projection.name, partitionKey, totalPartitions },
       logger: config.logger,
       run: (workerSignal) => processor.run(projection, runOptions(workerSignal, mode)),
     });
   });
-  await superviseWorkers(workers, signal);
+  return await superviseWorkers(workers, signal);
 }

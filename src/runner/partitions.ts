@@ -14,8 +14,9 @@ import {
   ProjectionProcessor,
   type RunMode,
 } from "../projection/mod.ts";
-import { runOptions, superviseWorkers, type Worker } from "./supervise.ts";
-import { optionalMode, optionalSignal, positiveInteger, validateProjection } from "./validate.ts";
+import { checkRunOptions } from "../projection/run.ts";
+import { runOptions, superviseWorkers, type Worker, type WorkerOutcome } from "./supervise.ts";
+import { positiveInteger, validateProjection } from "./validate.ts";
 
 /**
  * Options of {@linkcode runProjectionPartitions}.
@@ -50,7 +51,9 @@ export interface PartitionsOptions {
  * The promise settles only after every worker has stopped:
  *
  * - it resolves when `options.signal` aborts (or, in `"until_caught_up"`
- *   mode, when every partition has caught up);
+ *   mode, when every partition has caught up), to one
+ *   {@linkcode WorkerOutcome} per partition, partition keys ascending:
+ *   each says `"caught_up"` or `"aborted"`, with its counts;
  * - it rejects when a worker fails, with that worker's error (usually a
  *   `ProjectionError`); the other workers are stopped first. Transient
  *   database errors are retried inside each worker and stop nothing
@@ -63,8 +66,12 @@ export interface PartitionsOptions {
  *
  * @throws {ValidationError} before anything starts, when `totalPartitions`
  * is not a positive integer, the projection is invalid (no name, no
- * `handle`, an empty scope list), the mode is unknown, or the processor
- * configuration is invalid (`totalPartitions` above `segments`, ...).
+ * `handle`, an empty scope list), the options are not an object or hold
+ * an unknown key, the signal is not an `AbortSignal`, the mode is
+ * unknown, or the processor configuration is invalid (`totalPartitions`
+ * above `segments`, ...).
+ * @throws {DatabaseUnavailableError} in `"until_caught_up"` mode, when a
+ * worker could not reach the database for its `catchUpTimeout`.
  *
  * @example Four workers in one process, stopped by SIGTERM
  * ```ts ignore
@@ -78,12 +85,15 @@ export interface PartitionsOptions {
  * const controller = new AbortController();
  * process.once("SIGTERM", () => controller.abort());
  *
- * await runProjectionPartitions(sql, store, {
+ * const outcomes = await runProjectionPartitions(sql, store, {
  *   name: "order_totals",
  *   async handle(event, tx) {
  *     await tx`insert into order_log (event_id) values (${event.eventId})`;
  *   },
  * }, 4, { signal: controller.signal });
+ * for (const { partitionKey, processed } of outcomes) {
+ *   console.log(`partition ${partitionKey}: ${processed} events`);
+ * }
  * await sql.end();
  * ```
  */
@@ -93,13 +103,13 @@ export async function runProjectionPartitions(
   store: PostgresStore,
   projection: Projection,
   totalPartitions: number,
-  options: PartitionsOptions = {},
-): Promise<void> {
+  options?: PartitionsOptions,
+): Promise<WorkerOutcome[]> {
   validateProjection("projection", projection);
   positiveInteger("totalPartitions", totalPartitions);
-  const signal = optionalSignal("options.signal", options.signal);
-  const mode = optionalMode("options.mode", options.mode);
-  const config = options.config ?? {};
+  const checked = checkRunOptions("options", options, ["signal", "mode", "config"]);
+  const { signal, mode } = checked;
+  const config = checked.options.config ?? {};
   for (const field of ["partitionKey", "totalPartitions"] as const) {
     const value = (config as ProcessorConfig)[field];
     if (value !== undefined) {
@@ -121,9 +131,10 @@ export async function runProjectionPartitions(
     });
     workers.push({
       label: `${projection.name}[${partitionKey}/${totalPartitions}]`,
+      place: { projection: projection.name, partitionKey, totalPartitions },
       logger: config.logger,
       run: (workerSignal) => processor.run(projection, runOptions(workerSignal, mode)),
     });
   }
-  await superviseWorkers(workers, signal);
+  return await superviseWorkers(workers, signal);
 }

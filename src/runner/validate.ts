@@ -6,7 +6,7 @@
 
 import { ValidationError } from "../es/errors.ts";
 import { show } from "../es/validate.ts";
-import type { Projection, RunMode } from "../projection/mod.ts";
+import type { Projection } from "../projection/mod.ts";
 import { validateProjection as checkProjection } from "../projection/projection.ts";
 
 /**
@@ -30,16 +30,4 @@ export function positiveInteger(field: string, value: unknown): number {
     throw new ValidationError(field, "a positive integer", show(value));
   }
   return value;
-}
-
-/** Throws unless `signal` is undefined or an AbortSignal. */
-export function optionalSignal(field: string, signal: unknown): AbortSignal | undefined {
-  if (signal === undefined || signal instanceof AbortSignal) return signal;
-  throw new ValidationError(field, "an AbortSignal or undefined", show(signal));
-}
-
-/** Throws unless `mode` is undefined or a {@linkcode RunMode}. */
-export function optionalMode(field: string, mode: unknown): RunMode | undefined {
-  if (mode === undefined || mode === "continuous" || mode === "until_caught_up") return mode;
-  throw new ValidationError(field, `"continuous", "until_caught_up" or undefined`, show(mode));
 }
