@@ -57,9 +57,12 @@ const users: Projection = {
 const processor = new ProjectionProcessor(sql, store);
 
 // "until_caught_up": process what is there, then return (batch jobs, tests).
-await processor.run(users, { mode: "until_caught_up" });
-console.log(`first run handled ${handled} events`);
-if (handled !== 2) throw new Error(`expected the first run to handle 2 events, got ${handled}`);
+// It resolves to how the run ended: { status: "caught_up", processed: 2, batches: 1, retries: 0 }.
+const first = await processor.run(users, { mode: "until_caught_up" });
+console.log(`first run: ${first.status}, handled ${handled} events`);
+if (first.status !== "caught_up" || first.processed !== 2 || handled !== 2) {
+  throw new Error(`expected the first run to catch up over 2 events, got ${JSON.stringify(first)}`);
+}
 console.log(
   "read model:",
   await sql`select id, email, renamed from users`.then((rows) => [...rows]),

@@ -10,7 +10,7 @@
  */
 
 import postgres from "postgres";
-import { type Projection, ProjectionProcessor } from "../src/projection/mod.ts";
+import { type Projection, ProjectionProcessor, type RunOutcome } from "../src/projection/mod.ts";
 import { json, openExampleDb } from "./_db.ts";
 
 const TOTAL = 50;
@@ -43,11 +43,12 @@ function projection(run: number, onHandled?: (count: number) => void): Projectio
 // Run 1: a continuous worker, stopped (as by SIGTERM) once its handler has
 // seen 20 events. The batch in flight is rolled back; what earlier batches
 // committed stays, with their checkpoints.
+let stopped: RunOutcome;
 {
   const sql = postgres(db.url, { onnotice: () => {} });
   const controller = new AbortController();
   const processor = new ProjectionProcessor(sql, store, { batchSize: 10 });
-  await processor.run(
+  stopped = await processor.run(
     projection(1, (count) => {
       if (count === STOP_AFTER) controller.abort();
     }),
@@ -60,7 +61,11 @@ const checkpoints = await db.sql`
   select segment, transaction_id::text as tx, global_position::text as pos
   from projection_checkpoints where projection_name = 'job_history' and global_position > 0
   order by segment`;
-console.log(`run 1 stopped after committing ${first} events; the checkpoints it left:`);
+// The outcome tells a stopped run from one that caught up.
+if (stopped.status !== "aborted" || stopped.processed !== first) {
+  throw new Error(`expected run 1 aborted after ${first} events, got ${JSON.stringify(stopped)}`);
+}
+console.log(`run 1 ${stopped.status} after committing ${first} events; the checkpoints it left:`);
 const bySpot = Map.groupBy(checkpoints, (row) => `(transaction ${row.tx}, position ${row.pos})`);
 for (const [spot, rows] of bySpot) {
   console.log(`  segments ${rows.map((row) => row.segment).join(", ")}: ${spot}`);
