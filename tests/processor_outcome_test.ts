@@ -6,6 +6,7 @@ import { DatabaseUnavailableError, type LogFields, ValidationError } from "../sr
 import { PostgresStore } from "../src/postgres/mod.ts";
 import { type Projection, ProjectionProcessor } from "../src/projection/mod.ts";
 import { runMultipleProjections, runProjectionPartitions } from "../src/runner/mod.ts";
+import { Backoff } from "../src/projection/transient.ts";
 import { setupDatabase, type TestDb } from "./_db.ts";
 import { appendEvents, deferred, within } from "./_projection.ts";
 
@@ -230,6 +231,41 @@ describe("ProjectionProcessor.run's outcome", () => {
       });
     });
   }
+});
+
+describe("catchUpTimeout", () => {
+  it("counts the time without reaching the database: a success starts the clock again", async () => {
+    const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), {
+      code: "ECONNREFUSED",
+    });
+    const backoff = new Backoff({
+      enabled: true,
+      pollInterval: 10,
+      maxPollInterval: 20,
+      giveUpAfter: 300,
+      logger: undefined,
+      projection: "streaks",
+    });
+    /** Fails, and waits as told, for about `ms`. */
+    const failFor = async (ms: number) => {
+      const start = performance.now();
+      while (performance.now() - start < ms) await backoff.recover(refused, undefined);
+    };
+    // Two outages of 200 ms each, 400 ms in all, with a success between.
+    await within(failFor(200), 5000, "the first outage");
+    backoff.reset();
+    await within(failFor(200), 5000, "the second outage");
+    // The second streak goes on past 300 ms: now it gives up.
+    const error = await within(
+      failFor(1000).then(() => assert.fail("expected to give up"), (e: unknown) => e),
+      5000,
+      "giving up",
+    );
+    assert.ok(error instanceof DatabaseUnavailableError, String(error));
+    assert.ok(error.elapsedMs >= 300 && error.elapsedMs < 600, `elapsedMs ${error.elapsedMs}`);
+    assert.equal(error.cause, refused);
+    assert.ok(backoff.retries > error.attempts, `${backoff.retries} retries in all`);
+  });
 });
 
 describe("options of run and of the runners", () => {
