@@ -7,7 +7,7 @@
 
 import { ValidationError } from "../es/errors.ts";
 import { checkOptions } from "../es/options.ts";
-import { show } from "../es/validate.ts";
+import { show } from "../es/show.ts";
 
 /**
  * How long {@linkcode ProjectionProcessor.run} runs:
