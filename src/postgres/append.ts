@@ -1,8 +1,16 @@
 /**
- * The append: one statement, one round trip, whatever the number of
- * events. It moves the aggregate's head first, under the head row's lock,
- * and inserts the events only if the expected version held, so a conflict
- * takes no sequence value and writes nothing.
+ * The appends: to one aggregate, and to several. Each is one statement
+ * and one round trip, whatever the number of events (the statements are
+ * in append_sql.ts). An append moves the aggregate's head first, under the
+ * head row's lock, and inserts the events only if the expected version
+ * held, so a conflict takes no sequence value and writes nothing. An
+ * append to several aggregates locks their heads in one order (type, then
+ * id) whatever the caller's order, so two such appends over the same
+ * aggregates queue instead of deadlocking; all of it is stored, or none.
+ *
+ * When a statement writes nothing, the append tells why: an exact retry
+ * of an earlier append (which returns that append's result), a reused
+ * event id, or a version that did not hold.
  *
  * @module
  */
@@ -12,28 +20,43 @@ import { DuplicateEventError, OptimisticConcurrencyError } from "../es/errors.ts
 import { describeExpected } from "../es/errors.ts";
 import { fnv1a32 } from "../es/segment.ts";
 import { uuidv7 } from "../es/uuid.ts";
+import type { ValidAppend } from "../es/validate.ts";
 import {
+  appendManyStatement,
+  type AppendManyValues,
   type AppendShape,
   appendStatement,
   type AppendValues,
+  type EventColumnName,
   eventValue,
+  refusedAggregate,
   setsOptional,
 } from "./append_sql.ts";
 import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
+import { inTransaction } from "./driver.ts";
 import {
-  autocommits,
   claimTransactionNotify,
   notifyInTransaction,
   wakeUpAfterCommit,
+  type WakeUpContext,
 } from "./notify.ts";
-import { derivedName } from "./tables.ts";
-import type { PostgresStore } from "./store.ts";
+import { derivedName, type ResolvedTables } from "./tables.ts";
 
-/** Appends validated events; see {@linkcode PostgresStore.append}. */
+/**
+ * What an append needs of its store: its tables, its NOTIFY channel and
+ * its logger. One value per store: statements are cached per store's
+ * tables, wake-ups gathered per context.
+ */
+export interface AppendContext extends WakeUpContext {
+  /** The store's validated table names. */
+  readonly tables: ResolvedTables;
+}
+
+/** Appends validated events to one aggregate; see `PostgresStore.append`. */
 export async function append(
   db: Db,
-  store: PostgresStore,
+  store: AppendContext,
   events: readonly Event[],
   expected: ExpectedVersion,
 ): Promise<AppendResult> {
@@ -47,7 +70,7 @@ export async function append(
   });
   // In a caller's transaction the statement NOTIFYs (at commit); on a plain
   // client the NOTIFY follows the commit (see notify.ts).
-  const carriedNotify = store.notifyChannel !== undefined && !autocommits(db) &&
+  const carriedNotify = store.notifyChannel !== undefined && inTransaction(db) &&
     claimTransactionNotify(db, store, aggregateType);
   let rows: unknown[][];
   try {
@@ -59,13 +82,15 @@ export async function append(
     // statement is over and the store can look at what was stored: an exact
     // retry gets its result, as it would have a moment later. In a caller's
     // transaction the failure has aborted the transaction: nothing more runs.
-    const retry = autocommits(db)
-      ? await storedRetry(db, store, events, ids, callerIds, expected).catch((lookup) => {
-        // A client that autocommits but sits in a BEGIN of the caller's cannot look.
-        if (lookup instanceof DuplicateEventError) throw lookup;
+    const retry = inTransaction(db)
+      ? undefined
+      : await storedRetry(db, store, events, ids, callerIds, expected).catch((lookup) => {
+        // A client that autocommits but sits in a BEGIN of the caller's
+        // cannot look: the failure aborted that transaction. Any other
+        // failure of the lookup (a lost connection) comes through as itself.
+        if (!abortedByRefusal(lookup)) throw lookup;
         return undefined;
-      })
-      : undefined;
+      });
     if (retry) return retry;
     throw new DuplicateEventError(eventId, "a concurrent append that stored it first", {
       cause: error,
@@ -75,7 +100,7 @@ export async function append(
     if (carriedNotify) await notifyInTransaction(db, store, aggregateType);
     return await explainRefusal(db, store, events, ids, callerIds, expected);
   }
-  if (autocommits(db)) wakeUpAfterCommit(db, store, aggregateType);
+  if (!inTransaction(db)) wakeUpAfterCommit(db, store, aggregateType);
 
   const created = rows.map(([position, transaction, version, createdAt]) => ({
     globalPosition: toBigInt(position),
@@ -96,7 +121,7 @@ export async function append(
 
 function insert(
   db: Db,
-  store: PostgresStore,
+  store: AppendContext,
   events: readonly Event[],
   ids: string[],
   callerIds: string[],
@@ -147,7 +172,7 @@ function insert(
         return text(column((e, i) => eventValue(name, e, ids[i])));
     }
   };
-  const { strings, order } = appendStatement(store, shape);
+  const { strings, order } = appendStatement(store.tables, shape);
   return db(strings, ...order.map(value)).values() as Promise<unknown[][]>;
 }
 
@@ -158,7 +183,7 @@ function insert(
  */
 async function explainRefusal(
   db: Db,
-  store: PostgresStore,
+  store: AppendContext,
   events: readonly Event[],
   ids: string[],
   callerIds: string[],
@@ -171,9 +196,9 @@ async function explainRefusal(
 }
 
 /** Throws the conflict of an aggregate whose expected version did not hold, with its version now. */
-export async function concurrencyConflict(
+async function concurrencyConflict(
   db: Db,
-  store: PostgresStore,
+  store: AppendContext,
   aggregateType: string,
   aggregateId: string,
   expected: ExpectedVersion,
@@ -198,9 +223,9 @@ export async function concurrencyConflict(
  *
  * @throws {DuplicateEventError} when an id is stored, but not as this retry.
  */
-export async function storedRetry(
+async function storedRetry(
   db: Db,
-  store: PostgresStore,
+  store: AppendContext,
   events: readonly Event[],
   ids: string[],
   callerIds: string[],
@@ -264,20 +289,20 @@ function asRetry(
  * The ids the events will be stored under: the caller's, in lower case,
  * or new UUIDv7s. Only the caller's (`callerIds`) can be stored already.
  */
-export function eventIds(events: readonly Event[]): { ids: string[]; callerIds: string[] } {
+function eventIds(events: readonly Event[]): { ids: string[]; callerIds: string[] } {
   const ids = events.map((event) => event.eventId?.toLowerCase() ?? uuidv7());
   const callerIds = events.flatMap((event, i) => event.eventId === undefined ? [] : [ids[i]]);
   return { ids, callerIds };
 }
 
 /** What the store assigned an appended event. */
-export type Assigned = Pick<
+type Assigned = Pick<
   PersistedEvent,
   "globalPosition" | "transactionId" | "aggregateVersion" | "createdAt"
 >;
 
 /** An appended event as stored: the caller's fields, their defaults, and what was assigned. */
-export function persistedEvent(event: Event, eventId: string, assigned: Assigned): PersistedEvent {
+function persistedEvent(event: Event, eventId: string, assigned: Assigned): PersistedEvent {
   return {
     ...assigned,
     aggregateType: event.aggregateType,
@@ -293,7 +318,7 @@ export function persistedEvent(event: Event, eventId: string, assigned: Assigned
   };
 }
 
-export function toResult(events: PersistedEvent[]): AppendResult {
+function toResult(events: PersistedEvent[]): AppendResult {
   return {
     events,
     globalPositions: events.map((event) => event.globalPosition),
@@ -303,10 +328,201 @@ export function toResult(events: PersistedEvent[]): AppendResult {
 }
 
 /** The event id of a unique violation on the events' `event_id`, if that is what `error` is. */
-export function duplicateIdOf(error: unknown, store: PostgresStore): string | undefined {
+function duplicateIdOf(error: unknown, store: AppendContext): string | undefined {
   const e = error as { code?: string; constraint_name?: string; detail?: string };
   if (
     e?.code !== "23505" || e.constraint_name !== derivedName(store.tables.events, "event_id_key")
   ) return undefined;
   return /\(event_id\)=\(([^)]+)\)/.exec(e.detail ?? "")?.[1] ?? "(unknown)";
+}
+
+/** One validated append with the event ids it will store. */
+interface Planned extends ValidAppend {
+  ids: string[];
+  /** The ids the caller chose, which may be stored already. */
+  callerIds: string[];
+}
+
+/** Appends validated events to several aggregates; see `PostgresStore.appendMany`. */
+export async function appendMany(
+  db: Db,
+  store: AppendContext,
+  appends: readonly ValidAppend[],
+): Promise<AppendResult[]> {
+  const planned: Planned[] = appends.map((append) => ({ ...append, ...eventIds(append.events) }));
+  const locked = lockOrder(planned);
+  const types = [...new Set(planned.map((p) => p.events[0].aggregateType))];
+  store.logger?.debug("append to several aggregates starting", {
+    aggregates: planned.length,
+    count: planned.reduce((n, p) => n + p.events.length, 0),
+  });
+  // In a caller's transaction the statement runs in a savepoint: a refusal
+  // is an error, and only the savepoint's rollback keeps the transaction
+  // usable (and lets the store look at why it was refused).
+  const joined = inTransaction(db);
+  const notifyTypes = store.notifyChannel !== undefined && joined
+    ? types.filter((type) => claimTransactionNotify(db, store, type))
+    : [];
+  const values = statementValues(store, planned, locked, notifyTypes);
+  const { strings, order } = appendManyStatement(store.tables, {
+    checkIds: planned.some((p) => p.callerIds.length > 0),
+    optional: planned.some((p) => p.events.some(setsOptional)),
+    notify: notifyTypes.length > 0,
+  });
+  // Only the values the statement names are computed.
+  const parameters = order.map((name) => values[name]());
+  const run = (on: Db) => on(strings, ...parameters).values() as Promise<unknown[][]>;
+  let row: unknown[];
+  try {
+    [row] = joined ? await db.savepoint(run) : await run(db);
+  } catch (error) {
+    for (const type of notifyTypes) {
+      await notifyInTransaction(db, store, type).catch(() => {});
+    }
+    return await explainManyRefusal(db, store, planned, locked, error);
+  }
+  if (!joined) { for (const type of types) wakeUpAfterCommit(db, store, type); }
+
+  const [positions, fromVersions, transactionIds, now] = row as [string, string, string, Date];
+  const positionOf = bigints(positions).values();
+  const headOf = new Map(locked.map((p, k) => [p, k]));
+  const from = bigints(fromVersions);
+  const transaction = bigints(transactionIds);
+  const results = planned.map((p) => {
+    const k = headOf.get(p)!;
+    return toResult(p.events.map((event, i) =>
+      persistedEvent(event, p.ids[i], {
+        globalPosition: positionOf.next().value!,
+        transactionId: transaction[k],
+        aggregateVersion: from[k] + BigInt(i + 1),
+        createdAt: new Date(event.createdAt ?? now),
+      })
+    ));
+  });
+  store.logger?.info("events appended to several aggregates", {
+    aggregates: results.length,
+    count: results.reduce((n, r) => n + r.events.length, 0),
+  });
+  return results;
+}
+
+/** An `int8[]` or `xid8[]` in its text form, `{1,2,3}`, as bigints. */
+function bigints(array: string): bigint[] {
+  return array.slice(1, -1).split(",").map(BigInt);
+}
+
+/** The appends sorted by aggregate type, then id: the order heads are locked in. */
+function lockOrder(planned: Planned[]): Planned[] {
+  const key = (p: Planned) => p.events[0];
+  return [...planned].sort((a, b) =>
+    key(a).aggregateType < key(b).aggregateType
+      ? -1
+      : key(a).aggregateType > key(b).aggregateType
+      ? 1
+      : key(a).aggregateId < key(b).aggregateId
+      ? -1
+      : 1
+  );
+}
+
+function expectedCode(expected: ExpectedVersion): string {
+  if (expected === "any") return "-1";
+  if (expected === "stream_exists") return "-2";
+  return expected === "no_stream" ? "0" : String(expected);
+}
+
+/**
+ * The statement's values: the heads in lock order, the events in the
+ * caller's order (which is the order of their positions), each pointing at
+ * its head.
+ */
+function statementValues(
+  store: AppendContext,
+  planned: Planned[],
+  locked: Planned[],
+  notifyTypes: string[],
+): { [Name in keyof AppendManyValues]: () => AppendManyValues[Name] } {
+  const heads = (pick: (p: Planned) => string) => arrayLiteral(locked.map(pick));
+  const headOf = new Map(locked.map((p, k) => [p, k + 1]));
+  const column = (pick: (p: Planned, i: number) => string | null) =>
+    arrayLiteral(planned.flatMap((p) => p.events.map((_, i) => pick(p, i))));
+  const event = (name: EventColumnName) => () =>
+    column((p, i) => eventValue(name, p.events[i], p.ids[i]));
+  return {
+    eventId: event("eventId"),
+    eventType: event("eventType"),
+    payload: event("payload"),
+    eventVersion: event("eventVersion"),
+    metadata: event("metadata"),
+    traceId: event("traceId"),
+    correlationId: event("correlationId"),
+    causationId: event("causationId"),
+    createdAt: event("createdAt"),
+    aggregateTypes: () => heads((p) => p.events[0].aggregateType),
+    aggregateIds: () => heads((p) => p.events[0].aggregateId),
+    counts: () => heads((p) => String(p.events.length)),
+    expected: () => heads((p) => expectedCode(p.expected)),
+    hashes: () => heads((p) => String(fnv1a32(p.events[0].aggregateId))),
+    aggregates: () => column((p) => String(headOf.get(p))),
+    offsets: () => column((_, i) => String(i + 1)),
+    known: () => arrayLiteral(planned.flatMap((p) => p.callerIds)),
+    channel: () => store.notifyChannel ?? "",
+    notifyTypes: () => arrayLiteral(notifyTypes),
+  };
+}
+
+/**
+ * The statement failed and wrote nothing. An exact retry of an earlier
+ * append to the same aggregates returns that append's results; another
+ * stored event id is a duplicate; a refused expected version is a
+ * conflict. Any other failure is rethrown as it is.
+ */
+async function explainManyRefusal(
+  db: Db,
+  store: AppendContext,
+  planned: Planned[],
+  locked: Planned[],
+  error: unknown,
+): Promise<AppendResult[]> {
+  const refused = refusedAggregate(error);
+  const duplicate = duplicateIdOf(error, store);
+  if (refused === undefined && duplicate === undefined) throw error;
+  const lookup = (p: Planned) => storedRetry(db, store, p.events, p.ids, p.callerIds, p.expected);
+  // Every entry with caller-chosen ids is looked at first: a reused id is
+  // a duplicate, never a conflict, even when a version was refused too. A
+  // client that autocommits but sits in a BEGIN of the caller's cannot
+  // look (the refusal aborted that transaction): the refusal is the
+  // answer. Any other failure of the lookup (a lost connection) comes
+  // through as itself.
+  const retries = await Promise.all(planned.map(lookup)).catch((cause) => {
+    throw abortedByRefusal(cause) ? error : cause;
+  });
+  if (retries.every((retry) => retry !== undefined)) return retries as AppendResult[];
+  const partial = retries.find((retry) => retry !== undefined);
+  if (partial) {
+    const [stored] = partial.events;
+    throw new DuplicateEventError(
+      stored.eventId,
+      `an event already stored as ${stored.aggregateType} "${stored.aggregateId}" version ` +
+        `${stored.aggregateVersion}, while other entries of this append were not stored: ` +
+        "it is no retry of an earlier append",
+      { cause: error },
+    );
+  }
+  if (duplicate !== undefined) {
+    throw new DuplicateEventError(duplicate, "a concurrent append that stored it first", {
+      cause: error,
+    });
+  }
+  const { events: [{ aggregateType, aggregateId }], expected } = locked[refused! - 1];
+  return await concurrencyConflict(db, store, aggregateType, aggregateId, expected);
+}
+
+/**
+ * Whether a lookup failed because the refused statement aborted the
+ * transaction it ran in (`25P02` in_failed_sql_transaction): a caller's
+ * BEGIN on a client that is no `sql.begin` transaction.
+ */
+function abortedByRefusal(error: unknown): boolean {
+  return (error as { code?: string })?.code === "25P02";
 }

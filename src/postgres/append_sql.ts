@@ -1,6 +1,7 @@
 /**
- * The append statement's SQL text, built once per store and shape and
- * cached, with the order of its parameters.
+ * The append statements' SQL text, built once per store and shape and
+ * cached, with the order of their parameters: one for an append to one
+ * aggregate, one for an append to several.
  *
  * Building it from nested postgres.js fragments on every append cost a
  * one-event append about 40 µs of client CPU (twice the hand-written
@@ -17,13 +18,28 @@
  * when no event of the append sets them. A one-event append to a new
  * aggregate sends 6 parameters instead of 18.
  *
+ * The append to several aggregates moves every head and inserts every
+ * event in one statement, from arrays, or nothing at all. Each aggregate's
+ * head is upserted under its row lock, then its expected version is
+ * checked against the version it had: the newest committed one (ON
+ * CONFLICT sees it, whatever the statement's snapshot). A statement cannot
+ * undo the heads it has moved when one is refused, so a refusal raises an
+ * error instead, and the error rolls the whole statement back: a cast of a
+ * marked text, the only way plain SQL has to raise. The text names the
+ * first refused aggregate; {@linkcode refusedAggregate} reads it back.
+ * That statement answers with one row of arrays as text: the events'
+ * positions (their order is the events' order), and each head's version
+ * before the append and the transaction id its events are filed under;
+ * plus `now()`, every event's default `created_at`. Rows of five columns
+ * per event cost the client more to decode than the rest of the append.
+ *
  * @module
  */
 
 import type { Event } from "../es/event.ts";
 import { byteaHex } from "./db.ts";
-import type { PostgresStore } from "./store.ts";
-import { quote } from "./tables.ts";
+import { EVENT_TABLE_COLUMNS } from "./schema.ts";
+import { quote, type ResolvedTables } from "./tables.ts";
 import { cachedBuild, placeholder, type Template, template } from "./template.ts";
 
 /** The values an append statement takes, by name. */
@@ -71,8 +87,8 @@ export interface AppendShape {
 /** The statement, with its values named in order. */
 export type AppendStatement = Template<keyof AppendValues>;
 
-/** The statement for `shape` on `store`'s tables. */
-export const appendStatement: (store: PostgresStore, shape: AppendShape) => AppendStatement =
+/** The statement for `shape` on a store's `tables`. */
+export const appendStatement: (tables: ResolvedTables, shape: AppendShape) => AppendStatement =
   cachedBuild(
     (shape: AppendShape) =>
       `${shape.head}${+shape.checkIds}${+shape.single}${+shape.optional}${+shape.notify}`,
@@ -80,7 +96,7 @@ export const appendStatement: (store: PostgresStore, shape: AppendShape) => Appe
   );
 
 /** A column written from a parameter, with the parameter's name and the column's type. */
-export interface ParameterColumn<Name extends string = keyof AppendValues> {
+interface ParameterColumn<Name extends string = keyof AppendValues> {
   column: string;
   name: Name;
   type: string;
@@ -101,28 +117,40 @@ export type EventColumnName =
 /** An event column a caller sets. */
 type EventColumn = ParameterColumn<EventColumnName>;
 
+/** The columns an append fills in itself; the caller sets the others. */
+const ASSIGNED: ReadonlySet<string> = new Set([
+  "global_position",
+  "transaction_id",
+  "aggregate_type",
+  "aggregate_id",
+  "aggregate_version",
+  "aggregate_id_hash",
+]);
+
+/** The columns a caller sets, from the schema, each with its parameter's name (`event_id`: `eventId`). */
+const CALLER: EventColumn[] = EVENT_TABLE_COLUMNS.filter((c) => !ASSIGNED.has(c.name)).map((c) => ({
+  column: c.name,
+  name: c.name.replace(/_(.)/g, (_, letter: string) => letter.toUpperCase()) as EventColumnName,
+  type: c.type,
+}));
+
+/** Whether the schema gives the column a value when the append leaves it out. */
+const hasDefault = (column: EventColumn) => {
+  const rest = EVENT_TABLE_COLUMNS.find((c) => c.name === column.column)!.rest;
+  return rest.includes("DEFAULT") || !rest.includes("NOT NULL");
+};
+
 /** The columns every append writes. */
-const REQUIRED: EventColumn[] = [
-  { column: "event_id", name: "eventId", type: "uuid" },
-  { column: "event_type", name: "eventType", type: "text" },
-  { column: "payload", name: "payload", type: "bytea" },
-];
+const REQUIRED: EventColumn[] = CALLER.filter((c) => !hasDefault(c));
 
 /** The columns with defaults, written only when some event of the append sets one. */
-const OPTIONAL: EventColumn[] = [
-  { column: "event_version", name: "eventVersion", type: "int4" },
-  { column: "metadata", name: "metadata", type: "jsonb" },
-  { column: "trace_id", name: "traceId", type: "text" },
-  { column: "correlation_id", name: "correlationId", type: "text" },
-  { column: "causation_id", name: "causationId", type: "text" },
-  { column: "created_at", name: "createdAt", type: "timestamptz" },
-];
+const OPTIONAL: EventColumn[] = CALLER.filter(hasDefault);
 
 /**
  * The event columns an append writes: the required ones, and the ones
  * with defaults when some event sets one (see {@linkcode setsOptional}).
  */
-export function eventColumns(optional: boolean): EventColumn[] {
+function eventColumns(optional: boolean): EventColumn[] {
   return optional ? [...REQUIRED, ...OPTIONAL] : REQUIRED;
 }
 
@@ -160,8 +188,8 @@ export function eventValue(name: EventColumnName, event: Event, eventId: string)
 
 const $ = placeholder<keyof AppendValues>;
 
-function build(store: PostgresStore, shape: AppendShape): AppendStatement {
-  const events = quote(store.tables.events);
+function build(tables: ResolvedTables, shape: AppendShape): AppendStatement {
+  const events = quote(tables.events);
   const columns = eventColumns(shape.optional);
   const count = shape.single ? "1" : `${$("count")}::int8`;
   // A subquery on `head` alone: it runs once, and only when events were
@@ -175,7 +203,7 @@ function build(store: PostgresStore, shape: AppendShape): AppendStatement {
     shape.single ? `${$(c.name)}::text${c.type === "text" ? "" : `::${c.type}`}` : `e.${c.column}`;
   const values = columns.map((c) => withDefault(c, value(c)));
   const text = `
-    with head as (${head(store, shape, count)})
+    with head as (${head(tables, shape, count)})
     insert into ${events} (transaction_id, aggregate_type, aggregate_id, aggregate_version,
       aggregate_id_hash, ${columns.map((c) => c.column).join(", ")})
     select head.last_transaction_id, head.aggregate_type, head.aggregate_id,
@@ -187,7 +215,7 @@ function build(store: PostgresStore, shape: AppendShape): AppendStatement {
 }
 
 /** A column's value, or its default where the caller leaves it null. */
-export function withDefault(column: ParameterColumn<string>, value: string): string {
+function withDefault(column: ParameterColumn<string>, value: string): string {
   return column.column === "created_at" ? `coalesce(${value}, now())` : value;
 }
 
@@ -196,10 +224,10 @@ export function withDefault(column: ParameterColumn<string>, value: string): str
  * transaction id its events are filed under, or no row when the expected
  * version does not hold or an id is stored already.
  */
-function head(store: PostgresStore, shape: AppendShape, count: string): string {
-  const heads = quote(store.tables.aggregateHeads);
+function head(tables: ResolvedTables, shape: AppendShape, count: string): string {
+  const heads = quote(tables.aggregateHeads);
   const unstored = shape.checkIds
-    ? `not exists (select from ${quote(store.tables.events)}
+    ? `not exists (select from ${quote(tables.events)}
         where event_id = any(${$("known")}::text::uuid[]))`
     : "";
   const returning =
@@ -233,7 +261,7 @@ function head(store: PostgresStore, shape: AppendShape, count: string): string {
  * id stays gap-safe: readers pass an id only once every transaction below
  * it has ended, this one included.
  */
-export function movedHead(by: string): string {
+function movedHead(by: string): string {
   return `aggregate_version = h.aggregate_version + ${by},
     last_transaction_id = greatest(h.last_transaction_id, pg_current_xact_id()),
     updated_at = now()`;
@@ -250,8 +278,144 @@ export function movedHead(by: string): string {
  * hand-written statement before, 0.97 after). A sub-select is evaluated
  * when the statement runs, as in the generic plan.
  */
-export function unnest<Name extends string>(columns: ParameterColumn<Name>[]): string {
+function unnest<Name extends string>(columns: ParameterColumn<Name>[]): string {
   const arrays = columns.map((c) => `(select ${placeholder(c.name)}::text::${c.type}[])`);
   return `unnest(${arrays.join(", ")})
     with ordinality as e(${columns.map((c) => c.column).join(", ")}, ord)`;
+}
+
+/**
+ * The values the statement takes. The event columns are named as in the
+ * one-aggregate append, each an array literal with one entry per event,
+ * in the caller's order.
+ */
+export interface AppendManyValues
+  extends Pick<AppendValues, EventColumnName | "known" | "channel"> {
+  /** Array literals with one entry per aggregate, in lock order. */
+  aggregateTypes: string;
+  aggregateIds: string;
+  counts: string;
+  /** Per aggregate: -1 "any", -2 "stream_exists", else the exact version (0 "no_stream"). */
+  expected: string;
+  hashes: string;
+  /** Per event: its aggregate's place in lock order (from 1), and its own place in the aggregate's events (from 1). */
+  aggregates: string;
+  offsets: string;
+  /** The aggregate types to NOTIFY at the caller's commit. */
+  notifyTypes: string;
+}
+
+/** The statement, with its values named in order. */
+export type AppendManyStatement = Template<keyof AppendManyValues>;
+
+/** What decides the statement's text. */
+export interface AppendManyShape {
+  /** Some event ids were chosen by the caller and may be stored already. */
+  checkIds: boolean;
+  /** Some event sets a column that has a default. */
+  optional: boolean;
+  /** NOTIFY inside the statement (appends in a caller's transaction). */
+  notify: boolean;
+}
+
+/** The marker the refusal's error text starts with. */
+const REFUSED = "pupsourcing: append refused for aggregate ";
+
+/** The statement for `shape` on a store's `tables`. */
+export const appendManyStatement: (
+  tables: ResolvedTables,
+  shape: AppendManyShape,
+) => AppendManyStatement = cachedBuild(
+  (shape: AppendManyShape) => `${+shape.checkIds}${+shape.optional}${+shape.notify}`,
+  buildMany,
+);
+
+/**
+ * The index (from 1, in lock order) of the aggregate whose expected
+ * version the statement refused, if `error` is that refusal.
+ */
+export function refusedAggregate(error: unknown): number | undefined {
+  const e = error as { code?: string; message?: string };
+  if (e?.code !== "22P02" || typeof e.message !== "string") return undefined;
+  const at = e.message.indexOf(REFUSED);
+  return at < 0 ? undefined : parseInt(e.message.slice(at + REFUSED.length), 10);
+}
+
+/** Where each event goes: its aggregate's place in lock order and its place among that aggregate's events. */
+const PLACE: ParameterColumn<keyof AppendManyValues>[] = [
+  { column: "aggregate", name: "aggregates", type: "int4" },
+  { column: "offset_in_aggregate", name: "offsets", type: "int8" },
+];
+
+function buildMany(tables: ResolvedTables, shape: AppendManyShape): AppendManyStatement {
+  const $ = placeholder<keyof AppendManyValues>;
+  const events = quote(tables.events);
+  const heads = quote(tables.aggregateHeads);
+  const columns = eventColumns(shape.optional);
+  // A stored caller-chosen id moves no head, so the statement is refused
+  // before it takes a position; the caller then tells a retry from a
+  // duplicate. Without such ids the check is left out, as in the
+  // one-aggregate append (a generic plan would scan the table for it).
+  const unstored = shape.checkIds
+    ? `where not exists (select from ${events} where event_id = any(${$("known")}::text::uuid[]))`
+    : "";
+  const notify = shape.notify
+    ? `, (select count(pg_notify(${$("channel")}::text, t))
+         from unnest(${$("notifyTypes")}::text::text[]) as t)`
+    : "";
+  // Every head is moved, then checked: its version before the append is
+  // the new one less the count. A refused one is rolled back with the
+  // rest, so there is no need to spare it the move (and a per-row lookup
+  // of its expectation in ON CONFLICT's condition grew with the square of
+  // the aggregates). A missing head means a stored caller-chosen id
+  // stopped them all.
+  const held = `h.aggregate_id is not null and (i.expected = -1
+    or (i.expected = -2 and h.aggregate_version > i.n)
+    or h.aggregate_version - i.n = i.expected)`;
+  // `placed` holds each head's values in one array per column, which the
+  // events index: joining them to their heads cost the statement more
+  // than anything else it does.
+  const text = `
+    with input as (
+      select * from unnest(
+        ${$("aggregateTypes")}::text::text[], ${$("aggregateIds")}::text::text[],
+        ${$("counts")}::text::int8[], ${$("expected")}::text::int8[], ${$("hashes")}::text::int8[]
+      ) with ordinality as a(aggregate_type, aggregate_id, n, expected, hash, k)
+    ),
+    head as (
+      insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version)
+      select aggregate_type, aggregate_id, n from input ${unstored} order by k
+      on conflict (aggregate_type, aggregate_id) do update set
+        ${movedHead("excluded.aggregate_version")}
+      returning h.aggregate_type, h.aggregate_id, h.aggregate_version, h.last_transaction_id
+    ),
+    verdict as (
+      select bool_and(coalesce(${held}, false)) as held,
+        min(i.k) filter (where not coalesce(${held}, false)) as refused
+      from input i left join head h using (aggregate_type, aggregate_id)
+    ),
+    placed as (
+      select array_agg(i.aggregate_type order by i.k) as aggregate_type,
+        array_agg(i.aggregate_id order by i.k) as aggregate_id,
+        array_agg(i.hash order by i.k) as hash,
+        array_agg(h.aggregate_version - i.n order by i.k) as from_version,
+        array_agg(h.last_transaction_id order by i.k) as transaction_id
+      from input i join head h using (aggregate_type, aggregate_id)
+    ),
+    inserted as (
+      insert into ${events} (transaction_id, aggregate_type, aggregate_id, aggregate_version,
+        aggregate_id_hash, ${columns.map((c) => c.column).join(", ")})
+      select p.transaction_id[e.aggregate], p.aggregate_type[e.aggregate],
+        p.aggregate_id[e.aggregate], p.from_version[e.aggregate] + e.offset_in_aggregate,
+        p.hash[e.aggregate], ${columns.map((c) => withDefault(c, `e.${c.column}`)).join(", ")}
+      from placed p, ${unnest<string>([...PLACE, ...columns])}
+      order by e.ord
+      returning global_position
+    )
+    select (select array_agg(global_position order by global_position) from inserted)::text,
+      p.from_version::text, p.transaction_id::text, now() ${notify}
+    from placed p
+    where (select case when held then true else ('${REFUSED}' || refused)::boolean end
+           from verdict)`;
+  return template(text);
 }

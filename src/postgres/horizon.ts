@@ -7,7 +7,9 @@
  */
 
 import type { Db } from "./db.ts";
-import { table, toBigInt } from "./db.ts";
+import { toBigInt } from "./db.ts";
+import { pendingCountColumn } from "./log.ts";
+import type { ResolvedTables } from "./tables.ts";
 
 /**
  * A transaction that keeps the safe horizon where it is.
@@ -54,11 +56,9 @@ export interface HorizonReport {
 }
 
 /** Reads the horizon, the events waiting behind it and the transactions holding it. */
-export async function inspectHorizon(db: Db, eventsTable: string): Promise<HorizonReport> {
+export async function inspectHorizon(db: Db, tables: ResolvedTables): Promise<HorizonReport> {
   const [[horizon, pending]] = await db`
-    select pg_snapshot_xmin(pg_current_snapshot()),
-      (select count(*) from ${table(db, eventsTable)}
-       where transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))
+    select pg_snapshot_xmin(pg_current_snapshot()), ${pendingCountColumn(db, tables)}
   `.values();
   const rows = await db`
     select pid, coalesce(state, 'unknown'), age(backend_xid), xact_start,

@@ -19,17 +19,16 @@
  */
 
 import { setTimeout } from "node:timers";
+import type { Logger } from "../es/logger.ts";
 import type { Db } from "./db.ts";
 import { arrayLiteral } from "./db.ts";
-import type { PostgresStore } from "./store.ts";
 
-/**
- * Whether `db` commits each statement on its own: a pool client or a
- * reserved connection, not the `tx` of `sql.begin` (the only one with
- * savepoints).
- */
-export function autocommits(db: Db): boolean {
-  return !("savepoint" in db);
+/** What a wake-up needs of its store: one such value per store. */
+export interface WakeUpContext {
+  /** The NOTIFY channel, or `undefined` when wake-ups are off. */
+  readonly notifyChannel: string | undefined;
+  /** Where a failed NOTIFY is logged. */
+  readonly logger: Logger | undefined;
 }
 
 /**
@@ -60,42 +59,42 @@ interface Pending {
 }
 
 /** Per client, per store: the aggregate types whose wake-up is not sent yet. */
-const pending = new WeakMap<object, WeakMap<PostgresStore, Pending>>();
+const pending = new WeakMap<object, WeakMap<WakeUpContext, Pending>>();
 
 /**
  * NOTIFYs the store's channel, once per aggregate type, after an append on
  * `db` committed. Returns at once; failures go to the store's logger.
  */
-export function wakeUpAfterCommit(db: Db, store: PostgresStore, aggregateType: string): void {
-  const channel = store.notifyChannel;
+export function wakeUpAfterCommit(db: Db, context: WakeUpContext, aggregateType: string): void {
+  const channel = context.notifyChannel;
   if (channel === undefined) return;
-  let byStore = pending.get(db);
-  if (!byStore) pending.set(db, byStore = new WeakMap());
-  let state = byStore.get(store);
+  let byContext = pending.get(db);
+  if (!byContext) pending.set(db, byContext = new WeakMap());
+  let state = byContext.get(context);
   if (!state) {
-    byStore.set(
-      store,
+    byContext.set(
+      context,
       state = { busy: false, last: -Infinity, gap: SHORTEST_GAP_MS, appends: 0, types: new Set() },
     );
   }
   state.types.add(aggregateType);
   state.appends++;
-  if (!state.busy) schedule(db, store, channel, state);
+  if (!state.busy) schedule(db, context, channel, state);
 }
 
-function schedule(db: Db, store: PostgresStore, channel: string, state: Pending): void {
+function schedule(db: Db, context: WakeUpContext, channel: string, state: Pending): void {
   state.busy = true;
   const wait = state.last + state.gap - performance.now();
   if (wait <= 0) {
-    void send(db, store, channel, state);
+    void send(db, context, channel, state);
     return;
   }
   // A pending wake-up never keeps a process alive: it is a hint, and
   // processors poll as well.
-  setTimeout(() => void send(db, store, channel, state), wait).unref();
+  setTimeout(() => void send(db, context, channel, state), wait).unref();
 }
 
-async function send(db: Db, store: PostgresStore, channel: string, state: Pending) {
+async function send(db: Db, context: WakeUpContext, channel: string, state: Pending) {
   const types = [...state.types];
   state.types.clear();
   state.gap = state.appends > 1 ? Math.min(state.gap * 2, LONGEST_GAP_MS) : SHORTEST_GAP_MS;
@@ -104,18 +103,18 @@ async function send(db: Db, store: PostgresStore, channel: string, state: Pendin
   try {
     await db`select pg_notify(${channel}, t) from unnest(${arrayLiteral(types)}::text[]) as t`;
   } catch (error) {
-    store.logger?.error("wake-up NOTIFY failed: projections will find the events by polling", {
+    context.logger?.error("wake-up NOTIFY failed: projections will find the events by polling", {
       channel,
       aggregateTypes: types,
       error: error instanceof Error ? error.message : String(error),
     });
   }
   state.busy = false;
-  if (state.types.size > 0) schedule(db, store, channel, state);
+  if (state.types.size > 0) schedule(db, context, channel, state);
 }
 
 /** Per transaction, per store: the aggregate types already NOTIFYing at its commit. */
-const claimed = new WeakMap<object, WeakMap<PostgresStore, Set<string>>>();
+const claimed = new WeakMap<object, WeakMap<WakeUpContext, Set<string>>>();
 
 /**
  * Inside a caller's transaction, only the first append of each aggregate
@@ -125,13 +124,13 @@ const claimed = new WeakMap<object, WeakMap<PostgresStore, Set<string>>>();
  */
 export function claimTransactionNotify(
   tx: Db,
-  store: PostgresStore,
+  context: WakeUpContext,
   aggregateType: string,
 ): boolean {
-  let byStore = claimed.get(tx);
-  if (!byStore) claimed.set(tx, byStore = new WeakMap());
-  let types = byStore.get(store);
-  if (!types) byStore.set(store, types = new Set());
+  let byContext = claimed.get(tx);
+  if (!byContext) claimed.set(tx, byContext = new WeakMap());
+  let types = byContext.get(context);
+  if (!types) byContext.set(context, types = new Set());
   if (types.has(aggregateType)) return false;
   types.add(aggregateType);
   return true;
@@ -144,8 +143,8 @@ export function claimTransactionNotify(
  */
 export async function notifyInTransaction(
   tx: Db,
-  store: PostgresStore,
+  context: WakeUpContext,
   aggregateType: string,
 ): Promise<void> {
-  await tx`select pg_notify(${store.notifyChannel!}, ${aggregateType})`;
+  await tx`select pg_notify(${context.notifyChannel!}, ${aggregateType})`;
 }

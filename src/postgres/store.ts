@@ -13,7 +13,6 @@ import type {
   PersistedEvent,
   Stream,
 } from "../es/event.ts";
-import { TransactionIdRegressionError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
 import { checkOptions } from "../es/options.ts";
 import {
@@ -23,14 +22,13 @@ import {
   validateEvents,
   validateReadOptions,
   validateStreamOptions,
-  type ValidReadOptions,
 } from "../es/validate.ts";
-import { append } from "./append.ts";
-import { appendMany } from "./append_many.ts";
+import { append, type AppendContext, appendMany } from "./append.ts";
 import { type HorizonReport, inspectHorizon } from "./horizon.ts";
 import type { Db } from "./db.ts";
-import { arrayLiteral, table, toBigInt } from "./db.ts";
+import { table } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
+import { assertCursorInCluster, readAfter } from "./log.ts";
 import {
   type ResolvedTables,
   resolveTables,
@@ -157,6 +155,8 @@ export class PostgresStore {
   readonly notifyChannel: string | undefined;
   /** The logger, if any. */
   readonly logger: Logger | undefined;
+  /** What the appends need of this store. */
+  readonly #context: AppendContext;
 
   /**
    * Validates the configuration.
@@ -172,6 +172,11 @@ export class PostgresStore {
       ? undefined
       : validateIdentifier("notifyChannel", channel);
     this.logger = config.logger;
+    this.#context = Object.freeze({
+      tables: this.tables,
+      notifyChannel: this.notifyChannel,
+      logger: this.logger,
+    });
   }
 
   /**
@@ -198,7 +203,7 @@ export class PostgresStore {
   ): Promise<AppendResult> {
     validateEvents(events);
     const expected = validateAppendOptions(options);
-    return await append(db, this, events, expected);
+    return await append(db, this.#context, events, expected);
   }
 
   /**
@@ -237,7 +242,7 @@ export class PostgresStore {
    * ```
    */
   async appendMany(db: Db, appends: readonly AggregateAppend[]): Promise<AppendResult[]> {
-    return await appendMany(db, this, validateAppends(appends));
+    return await appendMany(db, this.#context, validateAppends(appends));
   }
 
   /**
@@ -306,22 +311,11 @@ export class PostgresStore {
    * ```
    */
   async readEvents(db: Db, options: ReadEventsOptions = {}): Promise<PersistedEvent[]> {
-    const { after, limit, ...filters } = validateReadOptions(options);
-    const filter = this.#filters(db, filters);
+    const { after, limit, ...scope } = validateReadOptions(options);
     this.logger?.debug("reading events", { after, limit });
-    const rows = await db`
-      select ${eventColumns(db)} from ${table(db, this.tables.events)}
-      where (transaction_id, global_position) > (${String(after.transactionId)}::xid8, ${
-      String(after.globalPosition)
-    }::bigint)
-        and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-        ${filter}
-      order by transaction_id, global_position
-      limit ${limit}
-    `.values();
-    if (rows.length === 0 && after.transactionId > 0n) await this.assertCursorInCluster(db, after);
-    this.logger?.debug("events read", { count: rows.length });
-    return rows.map(decodeEvent);
+    const events = await readAfter(db, this.tables, after, limit, scope);
+    this.logger?.debug("events read", { count: events.length });
+    return events;
   }
 
   /**
@@ -335,12 +329,8 @@ export class PostgresStore {
    * await store.assertCursorInCluster(sql, checkpoint);
    * ```
    */
-  async assertCursorInCluster(db: Db, cursor: Cursor): Promise<void> {
-    const [[next]] = await db`select pg_snapshot_xmax(pg_current_snapshot())`.values();
-    const databaseNext = toBigInt(next);
-    if (cursor.transactionId >= databaseNext) {
-      throw new TransactionIdRegressionError(cursor.transactionId, databaseNext - 1n);
-    }
+  assertCursorInCluster(db: Db, cursor: Cursor): Promise<void> {
+    return assertCursorInCluster(db, cursor);
   }
 
   /**
@@ -355,23 +345,6 @@ export class PostgresStore {
    * ```
    */
   inspectHorizon(db: Db): Promise<HorizonReport> {
-    return inspectHorizon(db, this.tables.events);
-  }
-
-  #filters(db: Db, options: Omit<ValidReadOptions, "after" | "limit">) {
-    const parts = [];
-    if (options.aggregateTypes) {
-      parts.push(db`and aggregate_type = any(${arrayLiteral(options.aggregateTypes)}::text[])`);
-    }
-    if (options.eventTypes) {
-      parts.push(db`and event_type = any(${arrayLiteral(options.eventTypes)}::text[])`);
-    }
-    if (options.segments) {
-      const { count, ids } = options.segments;
-      parts.push(
-        db`and aggregate_id_hash % ${count} = any(${arrayLiteral(ids.map(String))}::int4[])`,
-      );
-    }
-    return parts.reduce((all, part) => db`${all} ${part}`, db``);
+    return inspectHorizon(db, this.tables);
   }
 }

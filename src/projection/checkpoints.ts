@@ -8,9 +8,16 @@
 
 import type { Cursor } from "../es/event.ts";
 import { ValidationError } from "../es/errors.ts";
-import type { Db } from "../postgres/db.ts";
-import { table, toBigInt } from "../postgres/db.ts";
-import { int4Array, scopeFilter, type Target } from "./target.ts";
+import {
+  type Db,
+  int4Array,
+  pendingColumn,
+  table,
+  tipColumns,
+  tipOf,
+  toBigInt,
+} from "../postgres/internal.ts";
+import type { Target } from "./target.ts";
 
 /** One segment's checkpoint. */
 export interface CheckpointRow {
@@ -96,7 +103,7 @@ export async function furthestCheckpoint(db: Db, target: Target): Promise<Cursor
 export async function lockCheckpoints(db: Db, target: Target): Promise<CheckpointView> {
   const rows = await db`
     select c.segment, c.segment_count, c.transaction_id, c.global_position, ${
-    tipColumns(db, target)
+    tipColumns(db, target.tables)
   }
     from ${table(db, target.tables.checkpoints)} as c
     where c.projection_name = ${target.name}
@@ -123,15 +130,12 @@ export interface Probe extends CheckpointView {
  * committed events wait behind the horizon.
  */
 export async function probeCheckpoints(db: Db, target: Target): Promise<Probe> {
+  const { aggregateTypes, eventTypes, segments: count, owned: ids } = target;
+  const share = { aggregateTypes, eventTypes, segments: { count, ids } };
   const rows = await db`
     select c.segment, c.segment_count, c.transaction_id, c.global_position, ${
-    tipColumns(db, target)
-  },
-      exists (
-        select from ${table(db, target.tables.events)}
-        where transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
-          ${scopeFilter(db, target, target.owned)}
-      ) as pending
+    tipColumns(db, target.tables)
+  }, ${pendingColumn(db, target.tables, share)}
     from ${table(db, target.tables.checkpoints)} as c
     where c.projection_name = ${target.name}
       and c.segment = any(${int4Array(target.owned)}::int4[])
@@ -161,20 +165,6 @@ export async function advanceCheckpoints(
   `;
 }
 
-/** The log's last event below the horizon, as two columns (tip_tx, tip_pos). */
-function tipColumns(db: Db, target: Target) {
-  const events = table(db, target.tables.events);
-  // Two uncorrelated subqueries: each runs once (an InitPlan), as one
-  // backward step on the (transaction_id, global_position) index.
-  return db`
-    (select transaction_id from ${events}
-     where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-     order by transaction_id desc, global_position desc limit 1) as tip_tx,
-    (select global_position from ${events}
-     where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-     order by transaction_id desc, global_position desc limit 1) as tip_pos`;
-}
-
 function toView(rows: readonly unknown[][]): CheckpointView {
   const first = rows[0];
   return {
@@ -183,8 +173,6 @@ function toView(rows: readonly unknown[][]): CheckpointView {
       segmentCount: Number(row[1]),
       cursor: { transactionId: toBigInt(row[2]), globalPosition: toBigInt(row[3]) },
     })),
-    tip: first && first[4] !== null
-      ? { transactionId: toBigInt(first[4]), globalPosition: toBigInt(first[5]) }
-      : undefined,
+    tip: first ? tipOf(first[4], first[5]) : undefined,
   };
 }

@@ -6,7 +6,7 @@
 
 import type { Sql } from "postgres";
 import { type Cursor, START } from "../es/event.ts";
-import type { PostgresStore } from "../postgres/store.ts";
+import type { PostgresStore } from "../postgres/mod.ts";
 import { runBatch } from "./batch.ts";
 import {
   ensureCheckpoints,
@@ -15,7 +15,7 @@ import {
   probeCheckpoints,
 } from "./checkpoints.ts";
 import { type ProcessorConfig, resolveConfig, type ResolvedConfig } from "./config.ts";
-import { compareCursors } from "./cursor.ts";
+import { compareCursors } from "../es/cursor.ts";
 import { type Projection, validateProjection } from "./projection.ts";
 import { checkRunOptions, type RunMode, type RunOptions, type RunOutcome } from "./run.ts";
 import { ownedSegments } from "./segments.ts";

@@ -7,7 +7,7 @@
 import type { Sql } from "postgres";
 import { ValidationError } from "../es/errors.ts";
 import { show } from "../es/validate.ts";
-import type { PostgresStore } from "../postgres/store.ts";
+import type { PostgresStore } from "../postgres/mod.ts";
 import {
   DEFAULT_SEGMENTS,
   type ProcessorConfig,

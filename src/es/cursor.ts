@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Cursor } from "../es/event.ts";
+import type { Cursor } from "./event.ts";
 
 /** Negative, zero or positive as `a` is before, at or after `b`. */
 export function compareCursors(a: Cursor, b: Cursor): number {

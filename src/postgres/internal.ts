@@ -1,0 +1,23 @@
+/**
+ * What `src/projection` builds on, besides the public face of
+ * `./mod.ts`: the log reader, the client helpers and the driver
+ * workarounds. Not part of the package's API: the projection reaches the
+ * database only through this file and `./mod.ts` (checked by
+ * tests/architecture_test.ts), and never names the events table itself.
+ *
+ * @module
+ */
+
+export { type Db, table, toBigInt } from "./db.ts";
+export { beginGuarded } from "./driver.ts";
+export {
+  assertCursorInCluster,
+  int4Array,
+  type LogScope,
+  pendingColumn,
+  readSegments,
+  type SegmentCursor,
+  tipColumns,
+  tipOf,
+} from "./log.ts";
+export type { ResolvedTables } from "./tables.ts";

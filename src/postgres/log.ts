@@ -1,0 +1,196 @@
+/**
+ * The log reader: the one place that reads the events table in log order.
+ * {@linkcode PostgresStore.readEvents} and the projections both read
+ * through it.
+ *
+ * The global log is read only below the safe horizon, `transaction_id <
+ * pg_snapshot_xmin(pg_current_snapshot())`, in `(transaction_id,
+ * global_position)` order, after a cursor that is that pair: an event
+ * whose transaction commits late is never skipped, it waits below the
+ * horizon until every older transaction has ended.
+ *
+ * @module
+ */
+
+import type { Cursor, PersistedEvent } from "../es/event.ts";
+import { compareCursors, minCursor } from "../es/cursor.ts";
+import { TransactionIdRegressionError } from "../es/errors.ts";
+import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
+import { decodeEvent, eventColumns } from "./decode.ts";
+import type { ResolvedTables } from "./tables.ts";
+
+/** Which events a read takes, filtered in SQL; every field validated already. */
+export interface LogScope {
+  /** Only events of these aggregate types; default: all. */
+  aggregateTypes?: readonly string[];
+  /** Only events of these event types; default: all. */
+  eventTypes?: readonly string[];
+  /** Only events whose segment (`aggregate_id_hash % count`) is one of `ids`; default: all. */
+  segments?: { count: number; ids: readonly number[] };
+}
+
+/** One segment's cursor, for {@linkcode readSegments}. */
+export interface SegmentCursor {
+  segment: number;
+  cursor: Cursor;
+}
+
+/**
+ * The scope as `and ...` fragments on the events table. The segment
+ * filter uses the stored `aggregate_id_hash`, so only a worker's share
+ * ever leaves the database; with one segment every event is in it, and
+ * there is no filter to evaluate.
+ */
+function scopeFilter(db: Db, scope: LogScope) {
+  const { aggregateTypes, eventTypes, segments } = scope;
+  const types = aggregateTypes
+    ? db`and aggregate_type = any(${arrayLiteral(aggregateTypes)}::text[])`
+    : db``;
+  const events = eventTypes ? db`and event_type = any(${arrayLiteral(eventTypes)}::text[])` : db``;
+  const owned = !segments || segments.count === 1
+    ? db``
+    : db`and aggregate_id_hash % ${segments.count} = any(${int4Array(segments.ids)}::int4[])`;
+  return db`${types} ${events} ${owned}`;
+}
+
+/** Integers as an array literal (`${int4Array(ids)}::int4[]`). */
+export function int4Array(values: readonly number[]): string {
+  return arrayLiteral(values.map(String));
+}
+
+/**
+ * Reads up to `limit` events after `after`, in scope, in log order, below
+ * the safe horizon.
+ *
+ * @throws {TransactionIdRegressionError} when nothing is read and `after`
+ * is ahead of the database's transaction ids (a restore into a new
+ * cluster).
+ */
+export async function readAfter(
+  db: Db,
+  tables: ResolvedTables,
+  after: Cursor,
+  limit: number,
+  scope: LogScope,
+): Promise<PersistedEvent[]> {
+  const rows = await db`
+    select ${eventColumns(db)} from ${table(db, tables.events)}
+    where (transaction_id, global_position) > (${String(after.transactionId)}::xid8, ${
+    String(after.globalPosition)
+  }::bigint)
+      and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      ${scopeFilter(db, scope)}
+    order by transaction_id, global_position
+    limit ${limit}
+  `.values();
+  if (rows.length === 0 && after.transactionId > 0n) await assertCursorInCluster(db, after);
+  return rows.map(decodeEvent);
+}
+
+/**
+ * Reads up to `limit` events of the segments of `cursors` (of `count`
+ * segments), each after its own segment's cursor, in scope, in log order,
+ * below the safe horizon: a worker's share, in one statement.
+ *
+ * The index range starts at the earliest of the cursors, so the scan is one
+ * forward walk of the log index from there. Segments usually share one
+ * cursor (a batch moves all the segments it locked together), and then
+ * that bound is the whole condition. When they differ (after a change of
+ * worker count), each row is also compared with its own segment's cursor,
+ * looked up by segment number in an array parameter: a per-row subscript,
+ * no join, so the plan stays an ordered index scan that stops at `limit`.
+ */
+export async function readSegments(
+  db: Db,
+  tables: ResolvedTables,
+  cursors: readonly SegmentCursor[],
+  count: number,
+  limit: number,
+  scope: Omit<LogScope, "segments">,
+): Promise<PersistedEvent[]> {
+  const from = minCursor(cursors.map((s) => s.cursor));
+  const uniform = cursors.every((s) => compareCursors(s.cursor, from) === 0);
+  const segments = { count, ids: cursors.map((s) => s.segment) };
+  const rows = await db`
+    select ${eventColumns(db)} from ${table(db, tables.events)}
+    where (transaction_id, global_position) >
+        (${String(from.transactionId)}::xid8, ${String(from.globalPosition)}::bigint)
+      and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      ${scopeFilter(db, { ...scope, segments })}
+      ${uniform ? db`` : perSegmentCursor(db, cursors, count)}
+    order by transaction_id, global_position
+    limit ${limit}
+  `.values();
+  return rows.map(decodeEvent);
+}
+
+/** `and (transaction_id, global_position) > cursor of the row's own segment`. */
+function perSegmentCursor(db: Db, cursors: readonly SegmentCursor[], count: number) {
+  // Arrays indexed by segment + 1; segments not read stay null, and a
+  // comparison with null is never true, which excludes them a second time.
+  const txs: (string | null)[] = new Array(count).fill(null);
+  const positions: (string | null)[] = new Array(count).fill(null);
+  for (const { segment, cursor } of cursors) {
+    txs[segment] = String(cursor.transactionId);
+    positions[segment] = String(cursor.globalPosition);
+  }
+  const index = db`(aggregate_id_hash % ${count})::int4 + 1`;
+  return db`and (transaction_id, global_position) > (
+    (${arrayLiteral(txs)}::text[])[${index}]::xid8,
+    (${arrayLiteral(positions)}::text[])[${index}]::bigint)`;
+}
+
+/**
+ * The log's last event below the horizon, of any scope, as two columns
+ * (`tip_tx`, `tip_pos`), for a select list: a caller reads it in the same
+ * statement as its own rows (see {@linkcode tipOf}).
+ */
+export function tipColumns(db: Db, tables: ResolvedTables) {
+  const events = table(db, tables.events);
+  // Two uncorrelated subqueries: each runs once (an InitPlan), as one
+  // backward step on the (transaction_id, global_position) index.
+  return db`
+    (select transaction_id from ${events} where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+     order by transaction_id desc, global_position desc limit 1) as tip_tx,
+    (select global_position from ${events} where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+     order by transaction_id desc, global_position desc limit 1) as tip_pos`;
+}
+
+/** The tip from the values of {@linkcode tipColumns}; `undefined` when nothing is readable yet. */
+export function tipOf(tx: unknown, position: unknown): Cursor | undefined {
+  return tx === null || tx === undefined
+    ? undefined
+    : { transactionId: toBigInt(tx), globalPosition: toBigInt(position) };
+}
+
+/**
+ * Whether committed events in scope wait behind the horizon (an older
+ * transaction is still open), as one boolean column (`pending`) for a
+ * select list.
+ */
+export function pendingColumn(db: Db, tables: ResolvedTables, scope: LogScope) {
+  return db`exists (
+    select from ${table(db, tables.events)}
+    where transaction_id >= pg_snapshot_xmin(pg_current_snapshot()) ${scopeFilter(db, scope)}
+  ) as pending`;
+}
+
+/** How many committed events wait behind the horizon, as one column (`pending`). */
+export function pendingCountColumn(db: Db, tables: ResolvedTables) {
+  return db`(select count(*) from ${table(db, tables.events)}
+    where transaction_id >= pg_snapshot_xmin(pg_current_snapshot())) as pending`;
+}
+
+/**
+ * Throws when `cursor` names a transaction the database has not handed
+ * out yet, which happens after a restore into a new cluster.
+ *
+ * @throws {TransactionIdRegressionError}
+ */
+export async function assertCursorInCluster(db: Db, cursor: Cursor): Promise<void> {
+  const [[next]] = await db`select pg_snapshot_xmax(pg_current_snapshot())`.values();
+  const databaseNext = toBigInt(next);
+  if (cursor.transactionId >= databaseNext) {
+    throw new TransactionIdRegressionError(cursor.transactionId, databaseNext - 1n);
+  }
+}
