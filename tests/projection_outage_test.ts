@@ -198,6 +198,66 @@ describe("projection processor during database outages", () => {
     assert.equal((await appliedTimes(db.sql, store)).size, 0);
   });
 
+  it("retries a lost batch only once its running handler has returned, and calls no handler on it after", async () => {
+    const store = await db.freshStore();
+    await createReadModel(db.sql, store);
+    const { sql, app, closes } = processorClient();
+    const { logger, retries } = retryLog();
+    // Two events of one aggregate, read in one batch: the first is gated.
+    const [first, second] = await appendEvents(db.sql, store, {
+      prefix: "gated",
+      aggregates: 1,
+      perAggregate: 2,
+    });
+    // The first delivery of the first event writes, then waits at the gate
+    // while the connection is killed: it returns normally, on a lost batch.
+    const base = readModelProjection(store, "overlap");
+    const entered = deferred();
+    const gate = deferred();
+    const calls = new Map<string, number>();
+    let running = 0;
+    let mostRunning = 0;
+    const projection = {
+      ...base,
+      async handle(event: PersistedEvent, tx: postgres.TransactionSql) {
+        const call = (calls.get(event.eventId) ?? 0) + 1;
+        calls.set(event.eventId, call);
+        mostRunning = Math.max(mostRunning, ++running);
+        try {
+          await base.handle(event, tx);
+          if (event.eventId === first.eventId && call === 1) {
+            entered.resolve();
+            await gate.promise;
+          }
+        } finally {
+          running--;
+        }
+      },
+    };
+    const processor = new ProjectionProcessor(sql, store, {
+      pollInterval: 10,
+      maxPollInterval: 20,
+      logger,
+    });
+    const controller = new AbortController();
+    const run = processor.run(projection, { signal: controller.signal });
+    await within(entered.promise, 20_000, "the gated handler was called");
+    await gone(await terminate(app));
+    await until(() => closes() === 1, "the client saw its connection close");
+    // Time for a retry to start next to the handler, were it not waited for.
+    await delay(300);
+    gate.resolve();
+    await until(async () => (await appliedTimes(db.sql, store)).size === 2, "caught up");
+    controller.abort();
+    assert.ok(retries.length > 0);
+    await within(run, 5_000, "run() resolved after the abort");
+    assert.equal(mostRunning, 1, "a handler ran next to the lost batch's handler");
+    // The first event: the lost batch's call and the retry's; the second
+    // only in the retry, never on the lost batch's dead transaction.
+    assert.deepEqual([calls.get(first.eventId), calls.get(second.eventId)], [2, 1]);
+    assert.deepEqual([...new Set((await appliedTimes(db.sql, store)).values())], [1]);
+  });
+
   it("does not retry a handler's own error", async () => {
     const store = await db.freshStore();
     await appendEvents(db.sql, store, { aggregates: 1, perAggregate: 1 });

@@ -23,10 +23,12 @@ import type { Db } from "./db.ts";
  *
  * postgres.js offers no way to ask: only a transaction's `sql` has a
  * `savepoint` method, set in `begin()`'s `scope()` (src/index.js, line
- * 253 in 3.4.9; `TransactionSql` in types/index.d.ts). Guarded by the
- * appends in a caller's transaction (tests/store_append_test.ts): taken
- * for a plain client, they would look up a refusal's cause in an aborted
- * transaction and send their NOTIFY before the caller's commit.
+ * 253 in 3.4.9; `TransactionSql` in types/index.d.ts). Guarded by
+ * tests/append_many_test.ts ("a refusal leaves the transaction usable",
+ * "an exact retry returns the original results"): an append to several
+ * aggregates in a caller's transaction taken for one on a plain client
+ * runs without its savepoint, so a refusal aborts the caller's
+ * transaction.
  */
 // deno-lint-ignore no-explicit-any -- any client configuration
 export function inTransaction(db: Db): db is TransactionSql<any> {
@@ -61,9 +63,11 @@ export function inTransaction(db: Db): db is TransactionSql<any> {
  *   connection is gone never returns to the body.
  *
  * Guarded by tests/projection_outage_test.ts: "applies every event exactly
- * once while its connections are killed again and again" (the process
- * crash; the handler's write after the close) and "retries a handler's
- * own connection-like error without hanging on its live transaction" (the
+ * once while its connections are killed again and again" (the ROLLBACK
+ * down a closed socket; the handler's write after the close), "retries a
+ * lost batch only once its running handler has returned, and calls no
+ * handler on it after" (the tracked work), and "retries a handler's own
+ * connection-like error without hanging on its live transaction" (the
  * grace period).
  *
  * @param isConnectionLoss tells whether a body's error means the
