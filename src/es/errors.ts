@@ -245,3 +245,43 @@ export class ProjectionError extends PupsourcingError {
 function describeCause(cause: unknown): string {
   return cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
 }
+
+/**
+ * A table of the store is missing: the database has not been migrated
+ * (or the store is configured with another schema or table name than the
+ * migration). Nothing was written. Run the migrations: `migrate(sql)` from
+ * `@getpup/pupsourcing/postgres`, or `deno task migrate`.
+ *
+ * @example
+ * ```ts
+ * import { SchemaMissingError } from "@getpup/pupsourcing";
+ *
+ * const error = new SchemaMissingError("aggregate_heads", "es");
+ * console.log(error.table, error.schema); // "aggregate_heads" "es"
+ * ```
+ */
+export class SchemaMissingError extends PupsourcingError {
+  /** The missing table, as the store names it (`es.aggregate_heads`, or unqualified). */
+  readonly table: string;
+  /** The schema searched: the store's, or `undefined` for the `search_path`. */
+  readonly schema: string | undefined;
+  /**
+   * `42P01`, PostgreSQL's undefined_table, which the underlying error
+   * (the `cause`) carries: code that tested the raw error still works.
+   */
+  readonly code = "42P01";
+
+  /** Creates the error for `table`, looked for in `schema` (`undefined`: the search_path). */
+  constructor(table: string, schema: string | undefined, options?: ErrorOptions) {
+    super(
+      `Table ${table} does not exist in ${
+        schema === undefined ? "the search_path" : `schema "${schema}"`
+      }: expected a database with the pupsourcing schema, got one without it. ` +
+        `Run the migrations: migrate(sql) from "@getpup/pupsourcing/postgres", ` +
+        `or deno task migrate (with the same schema and table names as the store).`,
+      options,
+    );
+    this.table = table;
+    this.schema = schema;
+  }
+}

@@ -34,6 +34,7 @@ export {
   OptimisticConcurrencyError,
   ProjectionError,
   PupsourcingError,
+  SchemaMissingError,
   TransactionIdRegressionError,
   ValidationError,
 } from "./errors.ts";

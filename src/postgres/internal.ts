@@ -20,4 +20,5 @@ export {
   tipColumns,
   tipOf,
 } from "./log.ts";
+export { missingTable } from "./missing_table.ts";
 export type { ResolvedTables } from "./tables.ts";

@@ -29,6 +29,7 @@ import type { Db } from "./db.ts";
 import { table } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
 import { assertCursorInCluster, readAfter } from "./log.ts";
+import { missingTable } from "./missing_table.ts";
 import {
   type ResolvedTables,
   resolveTables,
@@ -203,7 +204,11 @@ export class PostgresStore {
   ): Promise<AppendResult> {
     validateEvents(events);
     const expected = validateAppendOptions(options);
-    return await append(db, this.#context, events, expected);
+    try {
+      return await append(db, this.#context, events, expected);
+    } catch (error) {
+      throw missingTable(error, this.tables);
+    }
   }
 
   /**
@@ -242,7 +247,12 @@ export class PostgresStore {
    * ```
    */
   async appendMany(db: Db, appends: readonly AggregateAppend[]): Promise<AppendResult[]> {
-    return await appendMany(db, this.#context, validateAppends(appends));
+    const valid = validateAppends(appends);
+    try {
+      return await appendMany(db, this.#context, valid);
+    } catch (error) {
+      throw missingTable(error, this.tables);
+    }
   }
 
   /**
@@ -279,7 +289,9 @@ export class PostgresStore {
         ${from === undefined ? db`` : db`and aggregate_version >= ${String(from)}::bigint`}
         ${to === undefined ? db`` : db`and aggregate_version <= ${String(to)}::bigint`}
       order by aggregate_version
-    `.values();
+    `.values().catch((error) => {
+      throw missingTable(error, this.tables);
+    });
     const events = rows.map(decodeEvent);
     this.logger?.debug("aggregate stream read", {
       aggregateType,
@@ -313,7 +325,9 @@ export class PostgresStore {
   async readEvents(db: Db, options: ReadEventsOptions = {}): Promise<PersistedEvent[]> {
     const { after, limit, ...scope } = validateReadOptions(options);
     this.logger?.debug("reading events", { after, limit });
-    const events = await readAfter(db, this.tables, after, limit, scope);
+    const events = await readAfter(db, this.tables, after, limit, scope).catch((error) => {
+      throw missingTable(error, this.tables);
+    });
     this.logger?.debug("events read", { count: events.length });
     return events;
   }
@@ -345,6 +359,8 @@ export class PostgresStore {
    * ```
    */
   inspectHorizon(db: Db): Promise<HorizonReport> {
-    return inspectHorizon(db, this.tables);
+    return inspectHorizon(db, this.tables).catch((error) => {
+      throw missingTable(error, this.tables);
+    });
   }
 }

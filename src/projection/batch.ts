@@ -11,7 +11,7 @@ import { compareCursors, cursorOf, maxCursor } from "../es/cursor.ts";
 import type { Cursor, PersistedEvent } from "../es/event.ts";
 import { ProjectionError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
-import { beginGuarded, readSegments } from "../postgres/internal.ts";
+import { beginGuarded, missingTable, readSegments } from "../postgres/internal.ts";
 import { advanceCheckpoints, lockCheckpoints, segmentCountMismatch } from "./checkpoints.ts";
 import type { Projection } from "./projection.ts";
 import type { Target } from "./target.ts";
@@ -102,7 +102,7 @@ export async function runBatch(
     if (error instanceof Aborted) {
       return { aborted: true, processed: 0, full: false, advanced: false };
     }
-    throw error;
+    throw missingTable(error, target.tables);
   }
   if (logger && (processed > 0 || checkpoint)) {
     const fields = {

@@ -11,6 +11,7 @@ import { ValidationError } from "../es/errors.ts";
 import {
   type Db,
   int4Array,
+  missingTable,
   pendingColumn,
   table,
   tipColumns,
@@ -62,7 +63,9 @@ export async function ensureCheckpoints(db: Db, target: Target): Promise<void> {
     )
     select distinct segment_count from ${checkpoints} where projection_name = ${name}
     union select segment_count from created
-  `.values();
+  `.values().catch((error) => {
+    throw missingTable(error, target.tables);
+  });
   const other = counts.map(([count]) => Number(count)).find((count) => count !== segments);
   if (other !== undefined) throw segmentCountMismatch(name, other, segments);
 }
@@ -88,7 +91,9 @@ export async function furthestCheckpoint(db: Db, target: Target): Promise<Cursor
     where projection_name = ${target.name}
     order by transaction_id desc, global_position desc
     limit 1
-  `.values();
+  `.values().catch((error) => {
+    throw missingTable(error, target.tables);
+  });
   return row ? { transactionId: toBigInt(row[0]), globalPosition: toBigInt(row[1]) } : undefined;
 }
 
@@ -140,7 +145,9 @@ export async function probeCheckpoints(db: Db, target: Target): Promise<Probe> {
     where c.projection_name = ${target.name}
       and c.segment = any(${int4Array(target.owned)}::int4[])
     order by c.segment
-  `.values();
+  `.values().catch((error) => {
+    throw missingTable(error, target.tables);
+  });
   return { ...toView(rows), pending: rows.some((row) => row[6] === true) };
 }
 

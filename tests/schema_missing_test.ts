@@ -1,0 +1,96 @@
+/**
+ * A database without the schema: every entry point names the missing
+ * table, the schema searched and the fix, instead of PostgreSQL's bare
+ * `relation "..." does not exist`.
+ */
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import process from "node:process";
+import { ProjectionError, SchemaMissingError } from "../src/es/mod.ts";
+import { PostgresStore } from "../src/postgres/mod.ts";
+import { missingTable } from "../src/postgres/missing_table.ts";
+import { resolveTables } from "../src/postgres/tables.ts";
+import { ProjectionProcessor } from "../src/projection/mod.ts";
+import { event, setupDatabase, type TestDb } from "./_db.ts";
+
+describe("a database without the schema", () => {
+  let db: TestDb;
+  before(async () => db = await setupDatabase());
+  after(() => db.close());
+
+  const isMissing = (table: string, schema: string | undefined) => (error: unknown) => {
+    assert.ok(error instanceof SchemaMissingError, String(error));
+    assert.equal(error.table, table);
+    assert.equal(error.schema, schema);
+    assert.equal(error.code, "42P01");
+    assert.equal((error.cause as { code?: string }).code, "42P01");
+    assert.match(error.message, /migrate\(sql\)/);
+    assert.match(error.message, schema ? new RegExp(`schema "${schema}"`) : /search_path/);
+    return true;
+  };
+
+  it("names the missing table and the store's schema from appends, reads and the processor", async () => {
+    const schema = `missing_${process.pid}`;
+    const store = new PostgresStore({ schema });
+    const heads = `${schema}.aggregate_heads`;
+    const events = `${schema}.events`;
+    await assert.rejects(store.append(db.sql, [event("o-1")]), isMissing(heads, schema));
+    await assert.rejects(
+      store.appendMany(db.sql, [{ events: [event("o-1")] }]),
+      isMissing(heads, schema),
+    );
+    await assert.rejects(
+      db.sql.begin((tx) => store.append(tx, [event("o-1")])),
+      isMissing(heads, schema),
+    );
+    await assert.rejects(store.readEvents(db.sql), isMissing(events, schema));
+    await assert.rejects(
+      store.readAggregateStream(db.sql, "Order", "o-1"),
+      isMissing(events, schema),
+    );
+    await assert.rejects(store.inspectHorizon(db.sql), isMissing(events, schema));
+    await assert.rejects(
+      new ProjectionProcessor(db.sql, store).run({ name: "p", handle() {} }, {
+        signal: AbortSignal.timeout(20_000),
+      }),
+      isMissing(`${schema}.projection_checkpoints`, schema),
+    );
+  });
+
+  it("says the search_path was searched when the store has no schema", async () => {
+    const bare = db.client({}, await db.createDatabase());
+    await assert.rejects(
+      new PostgresStore().append(bare, [event("o-1")]),
+      isMissing("aggregate_heads", undefined),
+    );
+  });
+
+  it("leaves a projection's own missing table to the ProjectionError", async () => {
+    const store = await db.freshStore();
+    await store.append(db.sql, [event("o-1")]);
+    await assert.rejects(
+      new ProjectionProcessor(db.sql, store).run({
+        name: "read_model",
+        async handle(_event, tx) {
+          await tx`insert into no_such_read_model values (1)`;
+        },
+      }, { mode: "until_caught_up" }),
+      (error) =>
+        error instanceof ProjectionError && !(error.cause instanceof SchemaMissingError) &&
+        (error.cause as { code?: string }).code === "42P01",
+    );
+  });
+
+  it("translates only PostgreSQL's undefined_table on the store's own tables", () => {
+    const tables = resolveTables({ schema: "es" });
+    const raw = (relation: string) =>
+      Object.assign(new Error(`relation "${relation}" does not exist`), { code: "42P01" });
+    const translated = missingTable(raw("es.events"), tables);
+    assert.ok(translated instanceof SchemaMissingError);
+    assert.equal(translated.table, "es.events");
+    for (const other of [raw("events"), raw("es.read_model"), { code: "42703" }, null, "x"]) {
+      assert.equal(missingTable(other, tables), other);
+    }
+  });
+});
