@@ -5,7 +5,6 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import {
   type AggregateAppend,
   DuplicateEventError,
@@ -23,6 +22,7 @@ import {
   type TestDb,
   waitUntilBlocked,
 } from "./_db.ts";
+import { cuttingClient } from "./_cut.ts";
 
 describe("appendMany", () => {
   let db: TestDb;
@@ -276,31 +276,12 @@ describe("appendMany", () => {
       const [a, b] = ids(2);
       const appends = [withIds("o-1", [a], "no_stream"), withIds("o-2", [b], "no_stream")];
       await store.appendMany(db.sql, appends);
-      // A client of one connection whose socket is cut as the retry's
-      // lookup of the stored events is sent: after the refusal, before the
-      // lookup reaches the server.
-      const { hostname, port } = new URL(db.url);
-      let socket: net.Socket | undefined;
-      let armed = false;
-      let cut = 0;
-      const client = db.client(
-        {
-          max: 1,
-          // postgres.js's `socket` option (its types leave it out): the client's own socket.
-          socket: () => socket = net.connect(Number(port), hostname),
-          debug: (_connection: number, query: string) => {
-            if (armed && query.trimStart().startsWith("select global_position")) {
-              armed = false;
-              cut++;
-              socket!.destroy();
-            }
-          },
-        } as Parameters<TestDb["client"]>[0],
-      );
-      await client`select 1`;
-      armed = true;
+      // Cut as the retry's lookup of the stored events is sent: after the
+      // refusal, before the lookup reaches the server.
+      const { sql: client, cutAt, cuts } = await cuttingClient(db);
+      cutAt("select global_position");
       const error = await store.appendMany(client, appends).then(() => undefined, (e) => e);
-      assert.equal(cut, 1, "the lookup was sent");
+      assert.equal(cuts(), 1, "the lookup was sent");
       assert.equal(error?.code, "CONNECTION_CLOSED", String(error));
       // The retry, once the connection is back, returns the original results.
       assert.equal((await store.appendMany(client, appends)).length, 2);

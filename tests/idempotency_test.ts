@@ -9,7 +9,16 @@ import {
   type PostgresStore,
   uuidv7,
 } from "../mod.ts";
-import { backendPid, event, gate, setupDatabase, type TestDb, waitUntilBlocked } from "./_db.ts";
+import {
+  backendPid,
+  event,
+  gate,
+  holdTransaction,
+  setupDatabase,
+  type TestDb,
+  waitUntilBlocked,
+} from "./_db.ts";
+import { cuttingClient } from "./_cut.ts";
 
 describe("idempotent appends", () => {
   let db: TestDb;
@@ -143,6 +152,34 @@ describe("idempotent appends", () => {
       e2.eventId!,
     );
     await assertDuplicate(store, () => store.append(db.sql, [e2, e1]), e2.eventId!);
+  });
+
+  it("throws the connection's error when the lookup after a concurrent insert of its id loses it", async () => {
+    const store = await db.freshStore();
+    const stored = withId("o-1", "E1");
+    // Another transaction inserts the id and stays open; this append's
+    // insert waits on it, then fails on the unique id once it commits.
+    const other = await holdTransaction(db.client({ max: 1 }));
+    await store.append(other.tx, [stored]);
+    const { sql, cutAt, cuts } = await cuttingClient(db);
+    const pid = await backendPid(sql);
+    // The cut comes as the append looks up what the other stored.
+    cutAt("select global_position");
+    const appending = store.append(sql, [{ ...stored, aggregateId: "o-2" }]).then(
+      () => undefined,
+      (error) => error,
+    );
+    await waitUntilBlocked(db.sql, [pid]);
+    await other.commit();
+    const error = await appending;
+    assert.equal(cuts(), 1, "the lookup was sent");
+    assert.equal(error?.code, "CONNECTION_CLOSED", String(error));
+    // Once the connection is back, the same append is told where the id is.
+    await assertDuplicate(
+      store,
+      () => store.append(sql, [{ ...stored, aggregateId: "o-2" }]),
+      stored.eventId!,
+    );
   });
 
   describe("the same ids from two connections at once", () => {
