@@ -283,8 +283,10 @@ describe("appendMany", () => {
       const error = await store.appendMany(client, appends).then(() => undefined, (e) => e);
       assert.equal(cuts(), 1, "the lookup was sent");
       assert.equal(error?.code, "CONNECTION_CLOSED", String(error));
-      // The retry, once the connection is back, returns the original results.
-      assert.equal((await store.appendMany(client, appends)).length, 2);
+      // The retry on a connection that works returns the original results.
+      // (Not on the cut client: postgres.js may not reconnect after its
+      // socket closed with a write pending, porsager/postgres#1215.)
+      assert.equal((await store.appendMany(db.sql, appends)).length, 2);
     });
 
     it("any other reuse is a DuplicateEventError, never a conflict", async () => {

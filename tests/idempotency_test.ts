@@ -174,10 +174,12 @@ describe("idempotent appends", () => {
     const error = await appending;
     assert.equal(cuts(), 1, "the lookup was sent");
     assert.equal(error?.code, "CONNECTION_CLOSED", String(error));
-    // Once the connection is back, the same append is told where the id is.
+    // On a connection that works, the same append is told where the id is
+    // (not on the cut client: postgres.js may not reconnect after its socket
+    // closed with a write pending, porsager/postgres#1215).
     await assertDuplicate(
       store,
-      () => store.append(sql, [{ ...stored, aggregateId: "o-2" }]),
+      () => store.append(db.sql, [{ ...stored, aggregateId: "o-2" }]),
       stored.eventId!,
     );
   });
