@@ -7,11 +7,11 @@
  */
 
 import process from "node:process";
-import { setTimeout as delay } from "node:timers/promises";
 import postgres from "postgres";
 import type { Event } from "../src/es/mod.ts";
 import { migrate, PostgresStore, type PostgresStoreConfig } from "../src/postgres/mod.ts";
 import { startTestDatabase, type TestDatabase } from "../src/testing/mod.ts";
+import { waitUntil, within } from "./_bounds.ts";
 
 /** Row counts of a store's tables and the next global position it would hand out. */
 export interface StoreCounts {
@@ -131,14 +131,22 @@ export async function backendPid(sql: postgres.Sql): Promise<number> {
  * Resolves once every backend in `pids` waits on a lock: the way to know
  * that racing statements have really reached the database and queued up.
  */
-export async function waitUntilBlocked(sql: postgres.Sql, pids: readonly number[]): Promise<void> {
-  for (;;) {
-    const [{ blocked }] = await sql`
-      select count(*)::int as blocked from pg_stat_activity
-      where pid in ${sql([...pids])} and wait_event_type = 'Lock'`;
-    if (blocked === pids.length) return;
-    await delay(5);
-  }
+export async function waitUntilBlocked(
+  sql: postgres.Sql,
+  pids: readonly number[],
+  ms = 10_000,
+): Promise<void> {
+  await waitUntil(
+    `backends ${pids.join(", ")} to wait on a lock`,
+    async () => {
+      const [{ blocked }] = await sql`
+        select count(*)::int as blocked from pg_stat_activity
+        where pid in ${sql([...pids])} and wait_event_type = 'Lock'`;
+      return blocked === pids.length;
+    },
+    ms,
+    5,
+  );
 }
 
 /** A promise and the function that resolves it, to hold a transaction open. */
@@ -166,12 +174,12 @@ export async function holdTransaction(sql: postgres.Sql): Promise<HeldTransactio
     ready.open();
     await done.promise;
   });
-  await Promise.race([ready.promise, transaction]);
+  await within(Promise.race([ready.promise, transaction]), 10_000, "a transaction to open");
   return {
     tx,
     async commit() {
       done.open();
-      await transaction;
+      await within(transaction, 10_000, "a held transaction to commit");
     },
   };
 }

@@ -9,6 +9,7 @@ import type postgres from "postgres";
 import type { PersistedEvent } from "../src/es/mod.ts";
 import type { PostgresStore } from "../src/postgres/mod.ts";
 import type { Projection } from "../src/projection/mod.ts";
+import { within } from "./_bounds.ts";
 import { json } from "./_db.ts";
 
 /** Appends `perAggregate` events to each of `aggregates` aggregates `${prefix}-i`. */
@@ -133,15 +134,15 @@ export function deferred<T = void>(): {
   return { promise, resolve, reject };
 }
 
-/** Rejects with `message` if `promise` has not settled within `ms`. */
-export async function within<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${message} (not within ${ms} ms)`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+export { waitUntil, within } from "./_bounds.ts";
+
+/** How long a run in `"until_caught_up"` mode may take in these tests. */
+export const CATCH_UP_MS = 20_000;
+
+/**
+ * Bounds a run in `"until_caught_up"` mode: a processor that never
+ * catches up fails the test, naming what it was doing, instead of hanging it.
+ */
+export function caughtUp<T>(run: Promise<T>, what = "the processor to catch up"): Promise<T> {
+  return within(run, CATCH_UP_MS, what);
 }

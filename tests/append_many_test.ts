@@ -3,7 +3,7 @@
  * against a real PostgreSQL with real concurrent connections.
  */
 
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, waitUntil, within } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import {
   type AggregateAppend,
@@ -335,7 +335,7 @@ describe("appendMany", () => {
     ]);
     await waitUntilBlocked(db.sql, pids);
     await holder.commit();
-    const [forward, backward] = await raced;
+    const [forward, backward] = await within(raced, 10_000, "both racers to finish");
     assert.deepEqual(
       [forward[15].toVersion, backward[14].toVersion].sort(),
       [3n, 4n],
@@ -372,25 +372,20 @@ describe("appendMany", () => {
     const store = await db.freshStore({ notifyChannel: "many_test" });
     const heard: string[] = [];
     const listener = db.client({ max: 1 });
-    let wake!: () => void;
-    const notified = () => new Promise<void>((resolve) => wake = resolve);
-    let next = notified();
-    await listener.listen("many_test", (type) => {
-      heard.push(type);
-      wake();
-    });
+    await listener.listen("many_test", (type) => void heard.push(type));
     await store.appendMany(db.sql, [
       entry("o-1", 1),
       { events: [event("c-1", { aggregateType: "Customer", payload: json(1) })] },
     ]);
-    while (heard.length < 2) {
-      await next;
-      next = notified();
-    }
+    await waitUntil("a NOTIFY for each of Order and Customer", () => heard.length >= 2, 5_000);
     assert.deepEqual(heard.sort(), ["Customer", "Order"]);
     heard.length = 0;
     await db.sql.begin((tx) => store.appendMany(tx, [entry("o-2", 1), entry("o-3", 1)]));
-    while (heard.length < 1) await next;
+    await waitUntil(
+      "a NOTIFY at the commit of appendMany in a transaction",
+      () => heard.length >= 1,
+      5_000,
+    );
     assert.deepEqual(heard, ["Order"]);
   });
 });

@@ -6,7 +6,7 @@
  * transactions and show that the store's reader never skips nor repeats.
  */
 
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type Cursor, type PersistedEvent, START, TransactionIdRegressionError } from "../mod.ts";
 import type { PostgresStore } from "../src/postgres/mod.ts";

@@ -1,4 +1,4 @@
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import {
   fnv1a32,
@@ -15,6 +15,7 @@ import { setupDatabase, type TestDb } from "./_db.ts";
 import {
   appendEvents,
   appliedTimes,
+  caughtUp,
   checkpointRows,
   createReadModel,
   readModelProjection,
@@ -47,9 +48,9 @@ describe("projection processor", () => {
     const appended = await appendEvents(db.sql, store, { aggregates: 5, perAggregate: 3 });
     const seen: PersistedEvent[] = [];
     const processor = new ProjectionProcessor(db.sql, store, { batchSize: 4 });
-    await processor.run({ name: "basic", handle: (e) => void seen.push(e) }, {
+    await caughtUp(processor.run({ name: "basic", handle: (e) => void seen.push(e) }, {
       mode: "until_caught_up",
-    });
+    }));
     assert.deepEqual(positions(seen), positions(appended));
     assert.deepEqual(seen[0], appended[0]);
     const last = appended.at(-1)!;
@@ -70,10 +71,10 @@ describe("projection processor", () => {
     const seen: PersistedEvent[] = [];
     const projection = { name: "resume", handle: (e: PersistedEvent) => void seen.push(e) };
     const processor = new ProjectionProcessor(db.sql, store);
-    await processor.run(projection, { mode: "until_caught_up" });
+    await caughtUp(processor.run(projection, { mode: "until_caught_up" }));
     assert.deepEqual(seen, []);
     const first = await appendEvents(db.sql, store, { aggregates: 3, perAggregate: 2 });
-    await processor.run(projection, { mode: "until_caught_up" });
+    await caughtUp(processor.run(projection, { mode: "until_caught_up" }));
     assert.deepEqual(positions(seen), positions(first));
     const second = await appendEvents(db.sql, store, {
       prefix: "late",
@@ -81,10 +82,10 @@ describe("projection processor", () => {
       perAggregate: 2,
     });
     seen.length = 0;
-    await processor.run(projection, { mode: "until_caught_up" });
+    await caughtUp(processor.run(projection, { mode: "until_caught_up" }));
     assert.deepEqual(positions(seen), positions(second));
     seen.length = 0;
-    await processor.run(projection, { mode: "until_caught_up" });
+    await caughtUp(processor.run(projection, { mode: "until_caught_up" }));
     assert.deepEqual(seen, []);
   });
 
@@ -111,7 +112,7 @@ describe("projection processor", () => {
       error: (m: string, f?: Record<string, unknown>) => void errors.push([m, f]),
     };
     const processor = new ProjectionProcessor(db.sql, store, { batchSize: 10, logger });
-    const error = await processor.run(failing, { mode: "until_caught_up" }).then(
+    const error = await caughtUp(processor.run(failing, { mode: "until_caught_up" })).then(
       () => assert.fail("run resolved"),
       (e: unknown) => e,
     );
@@ -134,7 +135,7 @@ describe("projection processor", () => {
     assert.ok(rows.every((row) => row.tx === START.transactionId && row.position === 0n));
 
     delivered.length = 0;
-    await processor.run(
+    await caughtUp(processor.run(
       {
         ...model,
         async handle(event, tx) {
@@ -143,7 +144,7 @@ describe("projection processor", () => {
         },
       },
       { mode: "until_caught_up" },
-    );
+    ));
     assert.deepEqual(delivered, positions(appended));
     const applied = await appliedTimes(db.sql, store);
     assert.deepEqual([...applied.keys()], appended.map((e) => e.eventId));
@@ -163,7 +164,7 @@ describe("projection processor", () => {
         seen.push(event.globalPosition);
       },
     };
-    const error = await processor.run(throwing, { mode: "until_caught_up" }).then(
+    const error = await caughtUp(processor.run(throwing, { mode: "until_caught_up" })).then(
       () => assert.fail("run resolved"),
       (e: unknown) => e,
     );
@@ -175,12 +176,12 @@ describe("projection processor", () => {
     assert.ok(rows.some((row) => row.position === appended[3].globalPosition));
 
     seen.length = 0;
-    await processor.run({
+    await caughtUp(processor.run({
       name: "sync",
       handle: (e: PersistedEvent) => void seen.push(e.globalPosition),
     }, {
       mode: "until_caught_up",
-    });
+    }));
     assert.deepEqual(seen, positions(appended.slice(4)));
   });
 
@@ -212,10 +213,10 @@ describe("projection processor", () => {
       scope: { aggregateTypes?: string[]; eventTypes?: string[] },
     ) => {
       const seen: PersistedEvent[] = [];
-      await new ProjectionProcessor(db.sql, store, { batchSize: 3 }).run(
+      await caughtUp(new ProjectionProcessor(db.sql, store, { batchSize: 3 }).run(
         { name, ...scope, handle: (e) => void seen.push(e) },
         { mode: "until_caught_up" },
-      );
+      ));
       return positions(seen);
     };
     assert.deepEqual(await run("types_a", { aggregateTypes: ["A"] }), positions([...a, ...c]));
@@ -240,13 +241,16 @@ describe("projection processor", () => {
     const store = await db.freshStore();
     const appended = await appendEvents(db.sql, store, { aggregates: 40, perAggregate: 3 });
     const seen: PersistedEvent[][] = [[], [], [], []];
-    await Promise.all(
-      [0, 1, 2, 3].map((partitionKey) =>
-        new ProjectionProcessor(db.sql, store, { partitionKey, totalPartitions: 4, batchSize: 7 })
-          .run({ name: "split", handle: (e) => void seen[partitionKey].push(e) }, {
-            mode: "until_caught_up",
-          })
+    await caughtUp(
+      Promise.all(
+        [0, 1, 2, 3].map((partitionKey) =>
+          new ProjectionProcessor(db.sql, store, { partitionKey, totalPartitions: 4, batchSize: 7 })
+            .run({ name: "split", handle: (e) => void seen[partitionKey].push(e) }, {
+              mode: "until_caught_up",
+            })
+        ),
       ),
+      "4 partitions to catch up",
     );
     for (const [key, events] of seen.entries()) {
       assert.ok(events.length > 0);
@@ -267,16 +271,18 @@ describe("projection processor", () => {
       types: { bigint: postgres.BigInt },
     } as Record<string, unknown>);
     const seen: PersistedEvent[] = [];
-    await new ProjectionProcessor(client, store, { batchSize: 3, totalPartitions: 2 }).run(
+    await caughtUp(new ProjectionProcessor(client, store, { batchSize: 3, totalPartitions: 2 }).run(
       { name: "camel", handle: (e) => void seen.push(e) },
       { mode: "until_caught_up" },
+    ));
+    await caughtUp(
+      new ProjectionProcessor(client, store, {
+        batchSize: 3,
+        totalPartitions: 2,
+        partitionKey: 1,
+      })
+        .run({ name: "camel", handle: (e) => void seen.push(e) }, { mode: "until_caught_up" }),
     );
-    await new ProjectionProcessor(client, store, {
-      batchSize: 3,
-      totalPartitions: 2,
-      partitionKey: 1,
-    })
-      .run({ name: "camel", handle: (e) => void seen.push(e) }, { mode: "until_caught_up" });
     assert.deepEqual(
       new Set(seen.map((e) => e.eventId)),
       new Set(appended.map((e) => e.eventId)),
@@ -326,11 +332,13 @@ describe("projection processor", () => {
     const store = await db.freshStore();
     await appendEvents(db.sql, store, { aggregates: 2, perAggregate: 1 });
     const projection = { name: "fixed", handle() {} };
-    await new ProjectionProcessor(db.sql, store, { segments: 8 }).run(projection, {
+    await caughtUp(new ProjectionProcessor(db.sql, store, { segments: 8 }).run(projection, {
       mode: "until_caught_up",
-    });
+    }));
     await assert.rejects(
-      new ProjectionProcessor(db.sql, store).run(projection, { mode: "until_caught_up" }),
+      caughtUp(
+        new ProjectionProcessor(db.sql, store).run(projection, { mode: "until_caught_up" }),
+      ),
       (e: unknown) =>
         e instanceof ValidationError && e.field === "segments" && e.expected.startsWith("8,") &&
         e.got === "16",
@@ -344,12 +352,12 @@ describe("projection processor", () => {
     await appendEvents(db.sql, store, { aggregates: 1, perAggregate: 1 });
     const projection = { name: "restored", handle() {} };
     const processor = new ProjectionProcessor(db.sql, store);
-    await processor.run(projection, { mode: "until_caught_up" });
+    await caughtUp(processor.run(projection, { mode: "until_caught_up" }));
     await db.sql.unsafe(
       `update ${store.tables.checkpoints} set transaction_id = '999999999' where segment = 3`,
     );
     await assert.rejects(
-      processor.run(projection, { mode: "until_caught_up" }),
+      caughtUp(processor.run(projection, { mode: "until_caught_up" })),
       (e: unknown) =>
         e instanceof TransactionIdRegressionError && e.cursorTransactionId === 999999999n,
     );
@@ -364,10 +372,10 @@ describe("projection processor", () => {
       info: (m: string, f?: Record<string, unknown>) => void lines.push(["info", m, f]),
       error: (m: string, f?: Record<string, unknown>) => void lines.push(["error", m, f]),
     };
-    await new ProjectionProcessor(db.sql, store, { logger, batchSize: 10 }).run(
+    await caughtUp(new ProjectionProcessor(db.sql, store, { logger, batchSize: 10 }).run(
       { name: "logged", handle() {} },
       { mode: "until_caught_up" },
-    );
+    ));
     const info = lines.filter(([level]) => level === "info");
     assert.deepEqual(info[0], ["info", "projection processor starting", {
       projection: "logged",

@@ -1,4 +1,4 @@
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import type { PersistedEvent } from "../src/es/mod.ts";
 import { ProjectionProcessor } from "../src/projection/mod.ts";
@@ -6,10 +6,12 @@ import { json, setupDatabase, type TestDb } from "./_db.ts";
 import {
   appendEvents,
   appliedTimes,
+  caughtUp,
   checkpointRows,
   createReadModel,
   deferred,
   readModelProjection,
+  waitUntil,
   within,
 } from "./_projection.ts";
 
@@ -21,9 +23,14 @@ const event = (aggregateId: string, i: number) => ({
   payload: json({ i }),
 });
 
-/** Resolves once `count()` reaches `n`. */
-async function until(count: () => number | Promise<number>, n: number): Promise<void> {
-  while (await count() < n) await new Promise((r) => setTimeout(r, 10));
+/** Resolves once `count()` reaches `n`; fails after `ms`, naming `what`. */
+function until(
+  count: () => number | Promise<number>,
+  n: number,
+  ms: number,
+  what: string,
+): Promise<void> {
+  return waitUntil(what, async () => await count() >= n, ms);
 }
 
 describe("projection processor under concurrency", () => {
@@ -48,11 +55,11 @@ describe("projection processor under concurrency", () => {
     const eventsB = (await store.append(db.sql, [event("b", 1)])).events;
     assert.ok(eventsB[0].globalPosition > eventsA[1].globalPosition);
     // B is committed, but A is still open: B is not readable yet.
-    await processor.run(projection, { mode: "until_caught_up" });
+    await caughtUp(processor.run(projection, { mode: "until_caught_up" }));
     assert.deepEqual(seen, []);
     open.resolve();
     await a;
-    await processor.run(projection, { mode: "until_caught_up" });
+    await caughtUp(processor.run(projection, { mode: "until_caught_up" }));
     assert.deepEqual(positions(seen), positions([...eventsA, ...eventsB]));
   });
 
@@ -83,9 +90,9 @@ describe("projection processor under concurrency", () => {
       open.resolve();
       await long;
     }
-    await within(until(() => seen.length, all.length), 20_000, "every event delivered");
+    await until(() => seen.length, all.length, 20_000, "every event delivered");
     controller.abort();
-    await running;
+    await within(running, 10_000, "the run to end after the abort");
     assert.equal(seen.length, all.length);
     assert.deepEqual(
       new Set(seen.map((e) => e.eventId)),
@@ -116,7 +123,10 @@ describe("projection processor under concurrency", () => {
       }, { signal, mode });
     };
     // Both catch up at once over the same rows.
-    await Promise.all([run(0, undefined, "until_caught_up"), run(1, undefined, "until_caught_up")]);
+    await caughtUp(
+      Promise.all([run(0, undefined, "until_caught_up"), run(1, undefined, "until_caught_up")]),
+      "both twins to catch up",
+    );
     let applied = await appliedTimes(db.sql, store);
     assert.equal(applied.size, 120);
     assert.ok([...applied.values()].every((times) => times === 1));
@@ -129,13 +139,14 @@ describe("projection processor under concurrency", () => {
     for (let i = 0; i < 60; i++) {
       more.push(...(await store.append(db.sql, [event(`more-${i % 20}`, i)])).events);
     }
-    await within(
-      until(async () => (await appliedTimes(db.sql, store)).size, 180),
+    await until(
+      async () => (await appliedTimes(db.sql, store)).size,
+      180,
       20_000,
       "every event applied",
     );
     controller.abort();
-    await Promise.all(running);
+    await within(Promise.all(running), 10_000, "every worker to stop after the abort");
     applied = await appliedTimes(db.sql, store);
     assert.equal(applied.size, 180);
     assert.ok([...applied.values()].every((times) => times === 1));
@@ -165,7 +176,7 @@ describe("projection processor under concurrency", () => {
     await reached.promise;
     controller.abort();
     gate.resolve();
-    await running;
+    await within(running, 10_000, "the run to end after the abort");
     assert.deepEqual(delivered, positions(appended.slice(0, 2)));
     assert.equal((await appliedTimes(db.sql, store)).size, 0);
     const rows = await checkpointRows(db.sql, store, "aborted");
@@ -174,7 +185,7 @@ describe("projection processor under concurrency", () => {
     // An aborted signal stops a run before it starts; a new run redelivers.
     await new ProjectionProcessor(db.sql, store).run(model, { signal: AbortSignal.abort() });
     assert.equal((await appliedTimes(db.sql, store)).size, 0);
-    await new ProjectionProcessor(db.sql, store).run(model, { mode: "until_caught_up" });
+    await caughtUp(new ProjectionProcessor(db.sql, store).run(model, { mode: "until_caught_up" }));
     assert.deepEqual(
       [...(await appliedTimes(db.sql, store)).entries()],
       appended.map((e) => [e.eventId, 1]),
@@ -194,9 +205,9 @@ describe("projection processor under concurrency", () => {
         select count(*)::int as n from pg_stat_activity
         where datname = current_database() and query = 'listen "abort_test_channel"'`
         .then(([row]) => row.n as number);
-    await within(until(listening, 1), 10_000, "LISTEN set up");
+    await until(listening, 1, 10_000, "LISTEN set up");
     controller.abort();
-    await running;
+    await within(running, 10_000, "the run to end after the abort");
     const [{ n }] = await db.sql`
       select count(*)::int as n from pg_stat_activity
       where datname = current_database() and query like 'unlisten%abort_test_channel%'`;

@@ -1,4 +1,4 @@
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -8,9 +8,10 @@ import { setupDatabase, type TestDb } from "./_db.ts";
 import {
   appendEvents,
   appliedTimes,
+  caughtUp,
   createReadModel,
   readModelProjection,
-  within,
+  waitUntil,
 } from "./_projection.ts";
 
 const WORKER = fileURLToPath(new URL("./fixtures/projection_worker.ts", import.meta.url));
@@ -51,16 +52,10 @@ describe("projection crash safety", () => {
       for (const w of workers) w.stderr!.on("data", (chunk) => stderr += chunk);
       try {
         // Kill them once they have made some progress, wherever they are.
-        await within(
-          (async () => {
-            while (await applied() < Math.min(from + 60, all.length)) {
-              if (workers.some((w) => w.exitCode !== null)) throw new Error(stderr);
-              await new Promise((r) => setTimeout(r, 10));
-            }
-          })(),
-          20_000,
-          `round ${round}: workers made progress`,
-        );
+        await waitUntil(`round ${round}: workers to make progress`, async () => {
+          if (workers.some((w) => w.exitCode !== null)) throw new Error(stderr);
+          return await applied() >= Math.min(from + 60, all.length);
+        }, 20_000);
       } finally {
         await Promise.all(workers.map(kill));
       }
@@ -75,9 +70,11 @@ describe("projection crash safety", () => {
     }
     assert.ok(killedMidRun > 0, "at least one round was killed before catching up");
     // A last worker, in this process, finishes the job.
-    await new ProjectionProcessor(db.sql, store).run(readModelProjection(store, "crashing"), {
-      mode: "until_caught_up",
-    });
+    await caughtUp(
+      new ProjectionProcessor(db.sql, store).run(readModelProjection(store, "crashing"), {
+        mode: "until_caught_up",
+      }),
+    );
     const times = await appliedTimes(db.sql, store);
     assert.equal(times.size, all.length);
     assert.deepEqual(new Set(times.keys()), new Set(all.map((e) => e.eventId)));

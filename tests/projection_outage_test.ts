@@ -1,4 +1,4 @@
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
@@ -12,9 +12,11 @@ import { setupDatabase, type TestDb } from "./_db.ts";
 import {
   appendEvents,
   appliedTimes,
+  caughtUp,
   createReadModel,
   deferred,
   readModelProjection,
+  waitUntil,
   within,
 } from "./_projection.ts";
 
@@ -33,14 +35,8 @@ function retryLog(): { logger: Logger; retries: LogFields[] } {
   return { logger, retries };
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  await within(
-    (async () => {
-      while (!(await check())) await delay(5);
-    })(),
-    20_000,
-    what,
-  );
+function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  return waitUntil(what, check, 20_000, 5);
 }
 
 describe("projection processor during database outages", () => {
@@ -284,14 +280,14 @@ describe("projection processor during database outages", () => {
     const { logger, retries } = retryLog();
     let calls = 0;
     const processor = new ProjectionProcessor(db.sql, store, { pollInterval: 10, logger });
-    await processor.run({
+    await caughtUp(processor.run({
       name: "external_refused",
       async handle(_event, tx) {
         await tx`select 1`;
         // As from a call to some other service: the transaction is fine.
         if (++calls === 1) throw Object.assign(new Error("refused"), { code: "ECONNREFUSED" });
       },
-    }, { mode: "until_caught_up" });
+    }, { mode: "until_caught_up" }));
     assert.equal(calls, 2);
     assert.equal(retries.length, 1);
     assert.ok(retries[0].error instanceof ProjectionError);

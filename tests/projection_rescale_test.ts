@@ -1,4 +1,4 @@
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import type { PostgresStore } from "../src/postgres/mod.ts";
 import { ProjectionProcessor } from "../src/projection/mod.ts";
@@ -6,9 +6,11 @@ import { setupDatabase, type TestDb } from "./_db.ts";
 import {
   appendEvents,
   appliedTimes,
+  caughtUp,
   checkpointRows,
   createReadModel,
   readModelProjection,
+  within,
 } from "./_projection.ts";
 
 describe("projection rescaling", () => {
@@ -18,14 +20,17 @@ describe("projection rescaling", () => {
 
   /** Runs `keys` of `total` partitions at once until each has caught up. */
   const runWorkers = (store: PostgresStore, total: number, keys: number[]) =>
-    Promise.all(keys.map((partitionKey) => {
-      const client = db.client({ max: 2 });
-      return new ProjectionProcessor(client, store, {
-        partitionKey,
-        totalPartitions: total,
-        batchSize: 7,
-      }).run(readModelProjection(store, "rescaled"), { mode: "until_caught_up" });
-    }));
+    caughtUp(
+      Promise.all(keys.map((partitionKey) => {
+        const client = db.client({ max: 2 });
+        return new ProjectionProcessor(client, store, {
+          partitionKey,
+          totalPartitions: total,
+          batchSize: 7,
+        }).run(readModelProjection(store, "rescaled"), { mode: "until_caught_up" });
+      })),
+      `workers ${keys.join(", ")} of ${total} to catch up`,
+    );
 
   /** Runs `total` workers continuously while `count` events are appended, then stops them. */
   const runWhileAppending = async (store: PostgresStore, total: number, prefix: string) => {
@@ -43,7 +48,7 @@ describe("projection rescaling", () => {
     const events = await appendEvents(db.sql, store, { prefix, aggregates: 25, perAggregate: 2 });
     // Stop them wherever they are: some segments ahead of others.
     controller.abort();
-    await Promise.all(running);
+    await within(Promise.all(running), 10_000, "every worker to stop after the abort");
     return events;
   };
 

@@ -1,10 +1,10 @@
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import type { PersistedEvent } from "../src/es/mod.ts";
 import type { PostgresStore } from "../src/postgres/mod.ts";
 import { ProjectionProcessor } from "../src/projection/mod.ts";
 import { json, setupDatabase, type TestDb } from "./_db.ts";
-import { deferred, within } from "./_projection.ts";
+import { deferred, waitUntil, within } from "./_projection.ts";
 
 const event = (aggregateId: string) => ({
   aggregateType: "Account",
@@ -12,10 +12,6 @@ const event = (aggregateId: string) => ({
   eventType: "Opened",
   payload: json({}),
 });
-
-async function until(check: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await check())) await new Promise((r) => setTimeout(r, 10));
-}
 
 /** A projection whose handler resolves the promise waiting for each aggregate id. */
 function awaitingProjection(name: string) {
@@ -62,7 +58,7 @@ describe("projection processor wake-ups", () => {
     await store.append(db.sql, [event("first")]);
     const running = processor.run(projection, { signal: controller.signal });
     await within(first, 10_000, "first event handled");
-    await within(until(async () => await listeners(channel) === 1), 10_000, "LISTEN set up");
+    await waitUntil("LISTEN set up", async () => await listeners(channel) === 1, 10_000);
     return { expect, controller, running };
   };
 
@@ -76,7 +72,7 @@ describe("projection processor wake-ups", () => {
       assert.equal(e.aggregateId, id);
     }
     controller.abort();
-    await running;
+    await within(running, 10_000, "the run to end after the abort");
   });
 
   it("is woken for the last appends of a burst whose wake-ups were gathered", async () => {
@@ -94,7 +90,7 @@ describe("projection processor wake-ups", () => {
     }));
     await within(Promise.all(tail), 10_000, "the burst's last events handled after a NOTIFY");
     controller.abort();
-    await running;
+    await within(running, 10_000, "the run to end after the abort");
   });
 
   it("polls without LISTEN when wake-ups are off", async () => {
@@ -113,7 +109,7 @@ describe("projection processor wake-ups", () => {
     }
     assert.equal(await listeners("wake_b"), 0);
     controller.abort();
-    await running;
+    await within(running, 10_000, "the run to end after the abort");
   });
 
   it("keeps polling while committed events wait behind an open transaction", async () => {
@@ -146,12 +142,12 @@ describe("projection processor wake-ups", () => {
     await store.append(db.sql, [event("waiting")]);
     const before = probes;
     // With backoff alone, 15 more polls would take 20 ms * 2^15.
-    await within(until(() => probes >= before + 15), 10_000, "polls go on at the short interval");
+    await waitUntil("polls go on at the short interval", () => probes >= before + 15, 10_000);
     release.resolve();
     await blocking;
     await within(handled, 10_000, "event handled once the horizon passed it");
     controller.abort();
-    await running;
+    await within(running, 10_000, "the run to end after the abort");
   });
 
   it("survives the loss of its LISTEN connection", async () => {
@@ -163,11 +159,11 @@ describe("projection processor wake-ups", () => {
     assert.equal(terminated, 1);
     // postgres.js reconnects and LISTENs again; the processor polls at once
     // then, and keeps being woken afterwards.
-    await within(until(async () => await listeners("wake_c") === 1), 10_000, "LISTEN again");
+    await waitUntil("LISTEN again", async () => await listeners("wake_c") === 1, 10_000);
     const handled = expect("after");
     await store.append(db.sql, [event("after")]);
     await within(handled, 10_000, "woken after the reconnect");
     controller.abort();
-    await running;
+    await within(running, 10_000, "the run to end after the abort");
   });
 });

@@ -1,4 +1,4 @@
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type PersistedEvent, ProjectionError, segmentOf, ValidationError } from "../mod.ts";
 import type { PostgresStore } from "../src/postgres/mod.ts";
@@ -8,7 +8,9 @@ import {
   runMultipleProjections,
   runProjectionPartitions,
 } from "../src/runner/mod.ts";
+import { waitUntil, within } from "./_bounds.ts";
 import { json, setupDatabase, type TestDb } from "./_db.ts";
+import { caughtUp } from "./_projection.ts";
 
 /** A promise with its resolve function outside (Node 20 has no Promise.withResolvers). */
 function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
@@ -22,9 +24,9 @@ function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `condition` until it holds (the test runner's timeout bounds it). */
-async function waitFor(condition: () => Promise<boolean>): Promise<void> {
-  while (!(await condition())) await pause(10);
+/** Polls `condition` until it holds; fails after 10 s, naming `what`. */
+function waitFor(what: string, condition: () => Promise<boolean>): Promise<void> {
+  return waitUntil(what, condition, 10_000);
 }
 
 const SEGMENTS = 16;
@@ -115,10 +117,10 @@ describe("runner", () => {
       assert.equal(events.length, SEGMENTS * 2 * 3);
       const projection = recorder("balances", table);
 
-      await runProjectionPartitions(db.sql, store, projection, 4, {
+      await caughtUp(runProjectionPartitions(db.sql, store, projection, 4, {
         mode: "until_caught_up",
         config: { batchSize: 7 },
-      });
+      }));
 
       const all = sorted(events.map((e) => e.eventId));
       assert.deepEqual(sorted(projection.seen), all);
@@ -191,14 +193,15 @@ describe("runner", () => {
       const run = runProjectionPartitions(db.sql, store, projection, 3, {
         signal: controller.signal,
       });
-      await allSeen.promise;
+      await within(allSeen.promise, 10_000, "every event handled");
       // The handler ran inside the batch's transaction; abort once it has
       // committed (an abort rolls back the batch in flight).
-      await waitFor(async () =>
-        (await committedIds(db, table, "watcher")).length === events.length
+      await waitFor(
+        "every event committed",
+        async () => (await committedIds(db, table, "watcher")).length === events.length,
       );
       controller.abort();
-      const outcomes = await run;
+      const outcomes = await within(run, 10_000, "the run to end after the abort");
       assert.deepEqual(outcomes.map((o) => [o.partitionKey, o.status]), [
         [0, "aborted"],
         [1, "aborted"],
@@ -233,9 +236,9 @@ describe("runner", () => {
       }).then(() => {
         exitedWhenSettled = exited;
       });
-      await inHandler.promise;
+      await within(inHandler.promise, 10_000, "the handler to be called");
       controller.abort();
-      await run;
+      await within(run, 10_000, "the run to end after the abort");
       assert.equal(exitedWhenSettled, true);
     });
 
@@ -315,12 +318,12 @@ describe("runner", () => {
       const split0 = recorder("split", table);
       const split1 = recorder("split", table);
 
-      await runMultipleProjections(db.sql, store, [
+      await caughtUp(runMultipleProjections(db.sql, store, [
         { projection: counter, config: { batchSize: 5 } },
         { projection: audit },
         { projection: split0, config: { partitionKey: 0, totalPartitions: 2 } },
         { projection: split1, config: { partitionKey: 1, totalPartitions: 2 } },
-      ], { mode: "until_caught_up" });
+      ], { mode: "until_caught_up" }));
 
       const all = sorted(events.map((e) => e.eventId));
       assert.deepEqual(sorted(counter.seen), all);
@@ -457,13 +460,16 @@ describe("runner", () => {
         { projection: make("one") },
         { projection: make("two") },
       ], { signal: controller.signal });
-      await done.promise;
-      await waitFor(async () =>
-        (await committedIds(db, table, "one")).length === events.length &&
-        (await committedIds(db, table, "two")).length === events.length
+      await within(done.promise, 10_000, "both projections to handle every event");
+      await waitFor(
+        "both projections to commit every event",
+        async () =>
+          (await committedIds(db, table, "one")).length === events.length &&
+          (await committedIds(db, table, "two")).length === events.length,
       );
       controller.abort();
-      assert.deepEqual((await run).map((o) => [o.projection, o.status, o.processed]), [
+      const outcomes = await within(run, 10_000, "the run to end after the abort");
+      assert.deepEqual(outcomes.map((o) => [o.projection, o.status, o.processed]), [
         ["one", "aborted", events.length],
         ["two", "aborted", events.length],
       ]);

@@ -1,4 +1,4 @@
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type Cursor, type PersistedEvent, START } from "../mod.ts";
 import { fnv1a32 } from "../src/es/segment.ts";

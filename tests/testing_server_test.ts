@@ -4,7 +4,7 @@
  * server runs as `postgres`.
  */
 
-import { describe, it } from "node:test";
+import { describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
