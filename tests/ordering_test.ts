@@ -198,4 +198,27 @@ describe("the global log's order", () => {
     const newest = { transactionId: before - 1n, globalPosition: 1n << 62n };
     assert.deepEqual(await store.readEvents(db.sql, { after: newest }), []);
   });
+
+  it("refuses a cursor at exactly the next transaction id, and takes one just below", async () => {
+    const store = await db.freshStore();
+    await store.append(db.sql, [event("o-1")]);
+    // A repeatable-read transaction keeps one snapshot: the next
+    // transaction id it reports stays put while the test reads, even if
+    // other sessions spend ids meanwhile.
+    await db.sql.begin("isolation level repeatable read", async (tx) => {
+      const [{ next }] = await tx`select pg_snapshot_xmax(pg_current_snapshot())::text as next`;
+      const databaseNext = BigInt(next);
+
+      const at = { transactionId: databaseNext, globalPosition: 0n };
+      const error = await store.readEvents(tx, { after: at }).catch((e) => e);
+      assert.ok(error instanceof TransactionIdRegressionError, `got ${error}`);
+      assert.equal(error.cursorTransactionId, databaseNext);
+      assert.equal(error.databaseTransactionId, databaseNext - 1n);
+      await assert.rejects(store.assertCursorInCluster(tx, at), TransactionIdRegressionError);
+
+      const below = { transactionId: databaseNext - 1n, globalPosition: 1n << 62n };
+      assert.deepEqual(await store.readEvents(tx, { after: below }), []);
+      await store.assertCursorInCluster(tx, below);
+    });
+  });
 });
