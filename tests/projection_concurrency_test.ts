@@ -2,7 +2,7 @@ import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import type { PersistedEvent } from "../src/es/mod.ts";
 import { ProjectionProcessor } from "../src/projection/mod.ts";
-import { json, setupDatabase, type TestDb } from "./_db.ts";
+import { holdTransaction, json, setupDatabase, type TestDb } from "./_db.ts";
 import {
   appendEvents,
   appliedTimes,
@@ -61,6 +61,43 @@ describe("projection processor under concurrency", () => {
     await a;
     await caughtUp(processor.run(projection, { mode: "until_caught_up" }));
     assert.deepEqual(positions(seen), positions([...eventsA, ...eventsB]));
+  });
+
+  it("running continuously, holds later commits back until an earlier transaction commits", async () => {
+    const store = await db.freshStore();
+    const seen: PersistedEvent[] = [];
+    const controller = new AbortController();
+    const running = new ProjectionProcessor(db.sql, store, {
+      pollInterval: 10,
+      maxPollInterval: 20,
+    })
+      .run({ name: "held_back", handle: (e) => void seen.push(e) }, { signal: controller.signal });
+    const first = (await store.append(db.sql, [event("first", 0)])).events;
+    await until(() => seen.length, 1, 10_000, "the first event delivered");
+
+    // P takes its transaction id first and commits an event last; E, the
+    // early transaction, appends next and stays open; L commits after E.
+    const p = await holdTransaction(db.client({ max: 1 }));
+    await p.tx`select pg_current_xact_id()`;
+    const e = await holdTransaction(db.client({ max: 1 }));
+    const early = (await store.append(e.tx, [event("early", 0)])).events;
+    const late = (await store.append(db.sql, [event("late", 0), event("late", 1)])).events;
+    const fromP = (await store.append(p.tx, [event("p", 0)])).events;
+    await p.commit();
+    assert.ok(fromP[0].transactionId < early[0].transactionId);
+    assert.ok(early[0].transactionId < late[0].transactionId);
+
+    // P's event is below the safe horizon (E's id): the processor reads a
+    // batch now, and that batch must stop at the horizon, before L's events.
+    await until(() => seen.length, 2, 10_000, "P's event delivered while E is open");
+    await new Promise((resolve) => setTimeout(resolve, 300)); // dozens of polls
+    assert.deepEqual(positions(seen), positions([...first, ...fromP]), "nothing past E yet");
+
+    await e.commit();
+    await until(() => seen.length, 5, 10_000, "E's and L's events delivered after E commits");
+    assert.deepEqual(positions(seen), positions([...first, ...fromP, ...early, ...late]));
+    controller.abort();
+    await within(running, 10_000, "the run to end after the abort");
   });
 
   it("delivers every event once, in version order, while commits interleave", async () => {

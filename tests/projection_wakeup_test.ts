@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import type { PersistedEvent } from "../src/es/mod.ts";
 import type { PostgresStore } from "../src/postgres/mod.ts";
 import { ProjectionProcessor } from "../src/projection/mod.ts";
-import { json, setupDatabase, type TestDb } from "./_db.ts";
+import { holdTransaction, json, setupDatabase, type TestDb } from "./_db.ts";
 import { deferred, waitUntil, within } from "./_projection.ts";
 
 const event = (aggregateId: string) => ({
@@ -45,9 +45,15 @@ describe("projection processor wake-ups", () => {
     return n as number;
   };
 
-  const startIdle = async (store: PostgresStore, channel: string, name: string) => {
+  const startIdle = async (
+    store: PostgresStore,
+    channel: string,
+    name: string,
+    aggregateTypes?: string[],
+  ) => {
     const client = db.client();
-    const { expect, projection } = awaitingProjection(name);
+    const { expect, projection: unscoped } = awaitingProjection(name);
+    const projection = { ...unscoped, aggregateTypes };
     const controller = new AbortController();
     const processor = new ProjectionProcessor(client, store, {
       pollInterval: 60_000,
@@ -59,7 +65,7 @@ describe("projection processor wake-ups", () => {
     const running = processor.run(projection, { signal: controller.signal });
     await within(first, 10_000, "first event handled");
     await waitUntil("LISTEN set up", async () => await listeners(channel) === 1, 10_000);
-    return { expect, controller, running };
+    return { expect, controller, running, client };
   };
 
   it("is woken by an append's NOTIFY despite a 60 s poll interval", async () => {
@@ -71,6 +77,57 @@ describe("projection processor wake-ups", () => {
       const e = await within(handled, 10_000, `${id} handled after NOTIFY`);
       assert.equal(e.aggregateId, id);
     }
+    controller.abort();
+    await within(running, 10_000, "the run to end after the abort");
+  });
+
+  it("remembers a NOTIFY that arrives while a batch runs, and reads again at once after it", async () => {
+    const channel = "wake_mid";
+    const store = await db.freshStore({ notifyChannel: channel });
+    const { expect, controller, running, client } = await startIdle(
+      store,
+      channel,
+      "mid_batch",
+      ["Account"],
+    );
+    // Every checkpoint update waits for an advisory lock the test holds:
+    // a batch can be held between its read and its commit.
+    const schema = store.tables.schema;
+    await db.sql.unsafe(`
+      create function ${schema}.hold_checkpoints() returns trigger language plpgsql as $$
+        begin perform pg_advisory_xact_lock_shared(4242); return new; end $$;
+      create trigger hold_checkpoints before update on ${store.tables.checkpoints}
+        for each row execute function ${schema}.hold_checkpoints()`);
+    const holder = await holdTransaction(db.client({ max: 1 }));
+    await holder.tx`select pg_advisory_xact_lock(4242)`;
+
+    // An event out of the projection's scope, then a wake-up: the batch
+    // reads none of its events, moves its checkpoints past the event, and
+    // waits on the lock. Having processed nothing, the processor sleeps
+    // after this batch, unless a wake-up came meanwhile.
+    await store.append(db.sql, [{ ...event("other"), aggregateType: "Other" }]);
+    await db.sql`select pg_notify(${channel}, 'Account')`;
+    await waitUntil("the batch's checkpoint update to wait on the test's lock", async () => {
+      const [{ n }] = await db.sql`
+        select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and wait_event = 'advisory'`;
+      return n === 1;
+    });
+
+    // An event in scope commits while the batch is held; its NOTIFY reaches
+    // the processor's listener (the test listens on the same connection,
+    // after it) before the batch ends.
+    const heard: string[] = [];
+    await client.listen(channel, (payload) => void heard.push(payload));
+    const handled = expect("during");
+    await store.append(db.sql, [event("during")]);
+    await waitUntil("the NOTIFY of the append made during the batch", () => heard.length > 0);
+    await holder.commit();
+
+    // The processor's poll interval is a minute: only the remembered
+    // wake-up brings it back to the log at once.
+    const e = await within(handled, 5_000, "the event appended during the batch to be handled");
+    assert.equal(e.aggregateId, "during");
     controller.abort();
     await within(running, 10_000, "the run to end after the abort");
   });
