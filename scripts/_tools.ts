@@ -13,7 +13,7 @@
 
 import { spawn, type SpawnOptions } from "node:child_process";
 import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, join, relative } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
@@ -203,6 +203,71 @@ export function rewriteDtsSpecifiers(text: string): string {
     (_match, head: string, quote: string, path: string, m: string) =>
       `${head}${quote}${path}.${m}js${quote}`,
   );
+}
+
+/**
+ * Relative module specifiers in `import`/`export ... from "x"`, bare
+ * `import "x"` and `import("x")`: group 1 is everything up to the opening
+ * quote, group 2 the quote, group 3 the specifier.
+ */
+const RELATIVE_SPECIFIER = /((?:\bfrom|\bimport)\s*\(?\s*)(["'])(\.{1,2}\/[^"'\n]*)\2/g;
+
+/**
+ * Stages the test suite to run on the built npm package, as users get it:
+ * `stage` receives the contents of `npm/` (its `mod.js`, the `.js` files under `src/`,
+ * `.d.ts` files and package.json, in the same layout as the sources) and a
+ * copy of `tests/`, whose imports of the library (`../mod.ts`,
+ * `../src/x/y.ts`) are rewritten to the package's `.js` files. Imports
+ * between test files stay as they are.
+ *
+ * Fails when a rewritten import names no file of the package, or when any
+ * relative import of a staged test still leaves `tests/` for anything but
+ * the package: no test may run on the sources by mistake.
+ */
+export async function stageSuiteOnPackage(stage: string): Promise<void> {
+  if (!(await exists(join(NPM_DIR, "package.json")))) {
+    throw new Error(`expected a built package in ${NPM_DIR}: run deno task build:npm first`);
+  }
+  await rm(stage, { recursive: true, force: true });
+  await cp(NPM_DIR, stage, { recursive: true });
+  await cp(join(ROOT, "tests"), join(stage, "tests"), { recursive: true });
+  const problems: string[] = [];
+  let rewritten = 0;
+  for (const file of await listFiles(join(stage, "tests"))) {
+    if (!file.endsWith(".ts")) continue;
+    const staged = join(stage, "tests", file);
+    const original = join(ROOT, "tests", file);
+    const text = await readFile(staged, "utf8");
+    const out = text.replace(
+      RELATIVE_SPECIFIER,
+      (match: string, head: string, quote: string, specifier: string) => {
+        const target = resolve(dirname(original), specifier);
+        const inLibrary = target === join(ROOT, "mod.ts") ||
+          target.startsWith(join(ROOT, "src") + "/");
+        if (inLibrary && specifier.endsWith(".ts")) {
+          rewritten++;
+          return `${head}${quote}${specifier.slice(0, -3)}.js${quote}`;
+        }
+        if (!target.startsWith(join(ROOT, "tests") + "/")) {
+          problems.push(`${file}: ${specifier} is neither the package nor a test file`);
+        }
+        return match;
+      },
+    );
+    await writeFile(staged, out);
+  }
+  for (const file of await listFiles(join(stage, "tests"))) {
+    if (!file.endsWith(".ts")) continue;
+    const text = await readFile(join(stage, "tests", file), "utf8");
+    for (const [, , , specifier] of text.matchAll(RELATIVE_SPECIFIER)) {
+      const target = resolve(dirname(join(stage, "tests", file)), specifier);
+      if (!(await exists(target))) problems.push(`${file}: ${specifier} names no file in ${stage}`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new Error(`cannot run the tests on the package:\n${problems.join("\n")}`);
+  }
+  console.log(`staged tests/ on npm/ in ${relative(ROOT, stage)}: ${rewritten} imports rewritten`);
 }
 
 /** The compiler options every tsc run here starts from: ESM for Node 20 and Bun, strict. */

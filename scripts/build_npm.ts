@@ -21,6 +21,7 @@ import process from "node:process";
 import {
   ensureDenoNodeModules,
   ensureTools,
+  exists,
   listFiles,
   NODE_COMPILER_OPTIONS,
   NPM_DIR,
@@ -50,8 +51,8 @@ function embeddedPeerRange(exact: string): string {
 }
 
 /**
- * Writes a tsconfig and a `{"type":"module"}` package.json into `stage`
- * (where the sources were copied) and runs tsc. tsc needs the package.json
+ * Writes a tsconfig and, unless one is there, a `{"type":"module"}`
+ * package.json into `stage` (where the sources were copied) and runs tsc. tsc needs the package.json
  * to treat the `.ts` files as ES modules under NodeNext; the repo root has
  * none, on purpose (Deno owns it).
  */
@@ -66,7 +67,11 @@ export async function compile(
     failOnError: boolean;
   },
 ): Promise<number> {
-  await writeFile(join(stage, "package.json"), JSON.stringify({ type: "module" }) + "\n");
+  // A package.json already there (the built package's, when the tests are
+  // compiled against it) says "type": "module" itself.
+  if (!(await exists(join(stage, "package.json")))) {
+    await writeFile(join(stage, "package.json"), JSON.stringify({ type: "module" }) + "\n");
+  }
   const tsconfig = {
     compilerOptions: {
       ...NODE_COMPILER_OPTIONS,

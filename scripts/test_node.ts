@@ -1,11 +1,14 @@
 /**
  * `deno task test:node`: the whole suite under Node.
  *
- * Builds the npm package (so the run also proves the build), then compiles
- * `mod.ts`, `src/`, `tests/` and `examples/` together with the same tsc
- * settings into `dist/node-test/` and runs `node --test` on every compiled
- * `tests/*_test.js`. The tests find PostgreSQL exactly as under Deno: the
- * throwaway server of `src/testing` (embedded binaries from the repo's
+ * Runs the suite on what users install: builds the npm package (`npm/`),
+ * stages it in `dist/node-test/` with a copy of `tests/` whose imports of
+ * the library point at the package's `.js` files (see
+ * `stageSuiteOnPackage`), compiles only the tests with tsc against the
+ * package's `.d.ts` files, and runs `node --test` on every compiled
+ * `tests/*_test.js`. No source file of the library is compiled or loaded
+ * here. The tests find PostgreSQL exactly as under Deno: the throwaway
+ * server of the package's `./testing` (embedded binaries from the repo's
  * `node_modules/`, or `PUPSOURCING_PG_BIN`), or `DATABASE_URL`.
  *
  * Ends with a plain `N passed, M failed` line. Extra arguments are test file
@@ -15,14 +18,18 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { cp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { buildNpm, compile } from "./build_npm.ts";
-import { ensureTools, exists, listTests, ROOT, runScript, runTee, step } from "./_tools.ts";
-
-/** Folders copied next to the tests, so every relative import resolves. */
-const STAGED = ["mod.ts", "deno.json", "src", "tests", "examples"];
+import {
+  ensureTools,
+  listTests,
+  ROOT,
+  runScript,
+  runTee,
+  stageSuiteOnPackage,
+  step,
+} from "./_tools.ts";
 
 /**
  * Pass and fail counts from the summary of node's spec reporter
@@ -42,17 +49,12 @@ async function main(): Promise<number> {
   const tools = await ensureTools();
 
   const stage = join(ROOT, "dist", "node-test");
-  step("compiling src/ and tests/ for Node into dist/node-test/");
-  await rm(stage, { recursive: true, force: true });
-  for (const entry of STAGED) {
-    if (await exists(join(ROOT, entry))) {
-      await cp(join(ROOT, entry), join(stage, entry), { recursive: true });
-    }
-  }
+  step("compiling tests/ against the npm package in dist/node-test/");
+  await stageSuiteOnPackage(stage);
   // Type errors in tests are Deno's to report (deno check); tsc still emits,
   // and a test that really breaks on Node fails below.
   const tscCode = await compile(tools, stage, {
-    include: ["mod.ts", "src/**/*.ts", "tests/**/*.ts"],
+    include: ["tests/**/*.ts"],
     exclude: [],
     outDir: stage,
     declaration: false,
