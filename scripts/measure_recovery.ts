@@ -46,14 +46,21 @@ interface Setting {
   processor: ProcessorConfig;
 }
 
-/** Backoff between reconnects: 0.1 s, 0.2 s, 0.4 s, ... at most 1 s (postgres.js takes seconds). */
-const cappedBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 1);
+/**
+ * The client settings the docs recommend: reconnect after 0.1 s, 0.2 s,
+ * 0.4 s, ... at most 1 s (postgres.js takes seconds), and give up on a
+ * connection attempt after 5 s instead of 30.
+ */
+const RECOMMENDED: postgres.Options<Record<string, never>> = {
+  backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1),
+  connect_timeout: 5,
+};
 
 const SETTINGS: Record<string, Setting> = {
   "defaults": { client: {}, processor: {} },
-  "client backoff capped at 1 s": { client: { backoff: cappedBackoff }, processor: {} },
-  "client backoff capped at 1 s, maxPollInterval 1000": {
-    client: { backoff: cappedBackoff },
+  "recommended client settings": { client: RECOMMENDED, processor: {} },
+  "recommended client settings, maxPollInterval 1000": {
+    client: RECOMMENDED,
     processor: { maxPollInterval: 1000 },
   },
 };
