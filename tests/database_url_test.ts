@@ -5,7 +5,7 @@
  * it; never the password. Each runs as a real child process.
  */
 
-import { describe, it } from "node:test";
+import { describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";

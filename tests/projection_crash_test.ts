@@ -1,10 +1,9 @@
 import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import process from "node:process";
-import { fileURLToPath } from "node:url";
 import type { PersistedEvent } from "../src/es/mod.ts";
 import { ProjectionProcessor } from "../src/projection/mod.ts";
+import { fixtureCommand } from "./_child.ts";
 import { setupDatabase, type TestDb } from "./_db.ts";
 import {
   appendEvents,
@@ -15,22 +14,16 @@ import {
   waitUntil,
 } from "./_projection.ts";
 
-/** The worker, compiled alongside this file when the suite runs compiled (Node). */
-const WORKER = fileURLToPath(
-  new URL(
-    `./fixtures/projection_worker.${import.meta.url.endsWith(".js") ? "js" : "ts"}`,
-    import.meta.url,
-  ),
-);
-
 /** A worker process on the runtime (and the build of the library) this test runs on. */
 function startWorker(url: string, schema: string, key: number, total: number): ChildProcess {
-  const run = "Deno" in globalThis ? ["run", "-A", WORKER] : [WORKER];
-  return spawn(
-    process.execPath,
-    [...run, url, schema, "crashing", String(key), String(total)],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
+  const [command, args] = fixtureCommand("projection_worker", [
+    url,
+    schema,
+    "crashing",
+    String(key),
+    String(total),
+  ]);
+  return spawn(command, args, { stdio: ["ignore", "ignore", "pipe"] });
 }
 
 async function kill(child: ChildProcess): Promise<void> {

@@ -7,7 +7,7 @@
  * under the runtime running this test.
  */
 
-import { before, describe, it } from "node:test";
+import { before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
