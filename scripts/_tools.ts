@@ -15,7 +15,7 @@ import { spawn, type SpawnOptions } from "node:child_process";
 import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** The repository root. */
 export const ROOT: string = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
@@ -212,13 +212,19 @@ export function rewriteDtsSpecifiers(text: string): string {
  */
 const RELATIVE_SPECIFIER = /((?:\bfrom|\bimport)\s*\(?\s*)(["'])(\.{1,2}\/[^"'\n]*)\2/g;
 
+/** `new URL("../x", import.meta.url)`: group 1 the quote, group 2 the relative path. */
+const RELATIVE_URL = /new URL\((["'])(\.{1,2}\/[^"'\n]*)\1,\s*import\.meta\.url\)/g;
+
 /**
  * Stages the test suite to run on the built npm package, as users get it:
  * `stage` receives the contents of `npm/` (its `mod.js`, the `.js` files under `src/`,
  * `.d.ts` files and package.json, in the same layout as the sources) and a
  * copy of `tests/`, whose imports of the library (`../mod.ts`,
  * `../src/x/y.ts`) are rewritten to the package's `.js` files. Imports
- * between test files stay as they are.
+ * between test files stay as they are. Files of the repository that a test
+ * reads or runs by path (`new URL("../deno.json", import.meta.url)`, the
+ * Deno demo) are named by their absolute URL in the repository: they are
+ * the repository's, not the package's.
  *
  * Fails when a rewritten import names no file of the package, or when any
  * relative import of a staged test still leaves `tests/` for anything but
@@ -239,6 +245,13 @@ export async function stageSuiteOnPackage(stage: string): Promise<void> {
     const original = join(ROOT, "tests", file);
     const text = await readFile(staged, "utf8");
     const out = text.replace(
+      RELATIVE_URL,
+      (match: string, _quote: string, path: string) => {
+        const target = resolve(dirname(original), path);
+        if (target.startsWith(join(ROOT, "tests") + "/")) return match;
+        return `new URL(${JSON.stringify(pathToFileURL(target).href)})`;
+      },
+    ).replace(
       RELATIVE_SPECIFIER,
       (match: string, head: string, quote: string, specifier: string) => {
         const target = resolve(dirname(original), specifier);
