@@ -125,9 +125,12 @@ describe("projection processor during database outages", () => {
 
     // A handler is inside its batch (its write done, not yet returned)
     // when every connection of the processor is killed.
-    all.push(
-      ...await appendEvents(db.sql, store, { prefix: "gated", aggregates: 1, perAggregate: 1 }),
-    );
+    const gated = await appendEvents(db.sql, store, {
+      prefix: "gated",
+      aggregates: 1,
+      perAggregate: 1,
+    });
+    all.push(...gated);
     await within(entered.promise, 20_000, "the gated handler was called");
     const pids = await terminate(app);
     assert.ok(pids.length > 0);
@@ -141,6 +144,12 @@ describe("projection processor during database outages", () => {
     assert.equal(retries[0].attempt, 1);
     assert.equal(retries[0].delayMs, 10);
     assert.ok(isTransientDatabaseError(retries[0].error), String(retries[0].error));
+    // The retry commits the gated event before the next kills, which could
+    // otherwise cut that retry too (a third delivery, still applied once).
+    await until(
+      async () => (await appliedTimes(db.sql, store)).has(gated[0].eventId),
+      "the retry to commit the gated event",
+    );
 
     // Then kills while events keep coming.
     let killed = 0;
