@@ -4,7 +4,7 @@
  * `relation "..." does not exist`.
  */
 
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import process from "node:process";
 import { ProjectionError, SchemaMissingError } from "../src/es/mod.ts";
