@@ -206,11 +206,15 @@ export function rewriteDtsSpecifiers(text: string): string {
 }
 
 /**
- * Relative module specifiers in `import`/`export ... from "x"`, bare
- * `import "x"` and `import("x")`: group 1 is everything up to the opening
- * quote, group 2 the quote, group 3 the specifier.
+ * Relative module specifiers of static imports and re-exports: a line that
+ * starts with `import`/`export` and holds `from "x"` (or is `import "x"`),
+ * or the `} from "x"` line that ends a multi-line one. Group 1 is
+ * everything up to the opening quote, group 2 the quote, group 3 the
+ * specifier. Import-like text inside strings (a test's own fixtures) does
+ * not start a line that way and is left alone.
  */
-const RELATIVE_SPECIFIER = /((?:\bfrom|\bimport)\s*\(?\s*)(["'])(\.{1,2}\/[^"'\n]*)\2/g;
+const RELATIVE_SPECIFIER =
+  /^(\s*(?:(?:import|export)\b[^"'`;]*?\bfrom\s*|import\s*|\}\s*from\s*))(["'])(\.{1,2}\/[^"'\n]*)\2/gm;
 
 /** `new URL("../x", import.meta.url)`: group 1 the quote, group 2 the relative path. */
 const RELATIVE_URL = /new URL\((["'])(\.{1,2}\/[^"'\n]*)\1,\s*import\.meta\.url\)/g;
@@ -249,7 +253,8 @@ export async function stageSuiteOnPackage(stage: string): Promise<void> {
       (match: string, _quote: string, path: string) => {
         const target = resolve(dirname(original), path);
         if (target.startsWith(join(ROOT, "tests") + "/")) return match;
-        return `new URL(${JSON.stringify(pathToFileURL(target).href)})`;
+        const href = pathToFileURL(target).href + (path.endsWith("/") ? "/" : "");
+        return `new URL(${JSON.stringify(href)})`;
       },
     ).replace(
       RELATIVE_SPECIFIER,
