@@ -22,7 +22,7 @@
  * that can no longer fail shows up here.
  */
 
-import { describe, it } from "node:test";
+import { describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { posix } from "node:path";
