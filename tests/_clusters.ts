@@ -1,0 +1,156 @@
+/**
+ * Private PostgreSQL clusters for the tests that move a database from one
+ * cluster to another: each cluster is its own server (its own transaction
+ * id counter), started from the binaries of the version under test
+ * (`PUPSOURCING_PG_BIN`, which CI sets for each leg; by default the
+ * embedded PostgreSQL 18), whatever `DATABASE_URL` says.
+ *
+ * @module
+ */
+
+import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { pipeline } from "node:stream/promises";
+import postgres from "postgres";
+import { startTestDatabase, type TestDatabase } from "../src/testing/mod.ts";
+
+/** A private cluster and a client on its `postgres` database. */
+export interface Cluster {
+  url: string;
+  port: number;
+  sql: postgres.Sql;
+  /** The server's major version (13, 15, 18, ...). */
+  major: number;
+  /** Opens another client on this cluster; closed by `stop()`. */
+  client(options?: postgres.Options<Record<string, never>>): postgres.Sql;
+  stop(): Promise<void>;
+}
+
+/** Starts a cluster with extra server settings (`wal_level`, ...). */
+export async function startCluster(settings: Record<string, string> = {}): Promise<Cluster> {
+  const server: TestDatabase = await startTestDatabase({ ignoreDatabaseUrl: true, settings });
+  const clients: postgres.Sql[] = [];
+  const client = (options: postgres.Options<Record<string, never>> = {}) => {
+    const sql = postgres(server.url, { onnotice: () => {}, ...options });
+    clients.push(sql);
+    return sql;
+  };
+  const sql = client();
+  const [{ major }] = await sql`select current_setting('server_version_num')::int / 10000 as major`;
+  return {
+    url: server.url,
+    port: Number(new URL(server.url).port),
+    sql,
+    major,
+    client,
+    async stop() {
+      await Promise.all(clients.map((c) => c.end({ timeout: 1 })));
+      await server.stop();
+    },
+  };
+}
+
+/** The next transaction id the cluster will hand out. */
+export async function nextTransactionId(sql: postgres.Sql): Promise<bigint> {
+  const [{ next }] = await sql`select pg_snapshot_xmax(pg_current_snapshot())::text as next`;
+  return BigInt(next);
+}
+
+/**
+ * Consumes `count` transaction ids quickly: each loop iteration is a
+ * subtransaction that writes, so it takes an id of its own (about 70k per
+ * second here, where one transaction per round trip takes a few thousand).
+ */
+export async function burnTransactionIds(sql: postgres.Sql, count: number): Promise<void> {
+  await sql.unsafe(`create temp table if not exists burn (x int)`);
+  await sql.unsafe(`do $$ begin
+    for i in 1..${Math.floor(count)} loop
+      begin insert into burn values (i); exception when others then null; end;
+    end loop; end $$`);
+}
+
+/**
+ * What a dump and restore does to a schema's data: every table's rows
+ * copied as they are (COPY out of the source, COPY into the target, whose
+ * tables exist already and are emptied first), then every sequence set to
+ * the source's value. The source should be quiet while it runs.
+ */
+export async function copySchema(
+  from: postgres.Sql,
+  to: postgres.Sql,
+  schema: string,
+): Promise<void> {
+  const tables = await from`
+    select table_name as name from information_schema.tables
+    where table_schema = ${schema} and table_type = 'BASE TABLE' order by table_name`;
+  for (const { name } of tables) {
+    const qualified = `${schema}.${name}`;
+    await to`delete from ${to(qualified)}`;
+    const out = await from`copy ${from(qualified)} to stdout`.readable();
+    const into = await to`copy ${to(qualified)} from stdin`.writable();
+    await pipeline(out, into);
+  }
+  const sequences = await from`
+    select sequence_name as name from information_schema.sequences where sequence_schema = ${schema}`;
+  for (const { name } of sequences) {
+    const qualified = `"${schema}"."${name}"`;
+    const [row] = await from.unsafe(`select last_value::text, is_called from ${qualified}`);
+    await to`select setval(${qualified}, ${row.last_value}::int8, ${row.is_called})`;
+  }
+}
+
+/**
+ * A TCP proxy on a fixed local port that forwards to one cluster and can
+ * be switched to another: the database is replaced under the same address.
+ * A switch closes every open connection, as a failover does.
+ */
+export class SwitchingProxy {
+  #server: Server;
+  #target: number;
+  #sockets = new Set<Socket>();
+  /** The proxy's port once {@linkcode SwitchingProxy.listen} resolved. */
+  port = 0;
+
+  constructor(target: number) {
+    this.#target = target;
+    this.#server = createServer((client) => {
+      const upstream = createConnection({ host: "127.0.0.1", port: this.#target });
+      for (const socket of [client, upstream]) {
+        this.#sockets.add(socket);
+        socket.on("close", () => this.#sockets.delete(socket));
+        socket.on("error", () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+  }
+
+  /** Starts listening on a free port. */
+  listen(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.listen(0, "127.0.0.1", () => {
+        this.port = (this.#server.address() as { port: number }).port;
+        resolve();
+      });
+    });
+  }
+
+  /** The URL of the `postgres` database through the proxy. */
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+
+  /** Sends new connections to `port` and closes the open ones. */
+  switchTo(port: number): void {
+    this.#target = port;
+    for (const socket of this.#sockets) socket.destroy();
+  }
+
+  /** Closes every connection and stops listening. */
+  close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+}
