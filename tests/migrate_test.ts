@@ -115,6 +115,7 @@ describe("migrate", () => {
       "aggregate_heads",
       "events",
       "projection_checkpoints",
+      "pupsourcing_log_offset",
       "pupsourcing_migrations",
     ]);
     assert.deepEqual(
@@ -170,6 +171,7 @@ describe("migrate", () => {
       aggregateHeadsTable: "heads",
       checkpointsTable: "cp",
       migrationsTable: "SchemaVersions",
+      logOffsetTable: "Offset",
     };
     const logged: unknown[] = [];
     const logger = {
@@ -190,7 +192,13 @@ describe("migrate", () => {
         },
       })),
     );
-    assert.deepEqual(await tablesIn(sql, "Billing"), ["Events", "SchemaVersions", "cp", "heads"]);
+    assert.deepEqual(await tablesIn(sql, "Billing"), [
+      "Events",
+      "Offset",
+      "SchemaVersions",
+      "cp",
+      "heads",
+    ]);
     assert.deepEqual(await tablesIn(sql, "public"), []);
     assert.deepEqual(
       await recorded(sql, '"Billing"."SchemaVersions"'),
@@ -464,6 +472,8 @@ describe("migrate", () => {
         "billing_checkpoints",
         "--migrations-table",
         "billing_versions",
+        "--log-offset-table",
+        "billing_offset",
       ];
       const first = await cli(args, { DATABASE_URL: "postgres://127.0.0.1:1/not-this-one" });
       assert.equal(first.code, 0, first.stderr);
@@ -476,6 +486,7 @@ describe("migrate", () => {
         "billing_checkpoints",
         "billing_events",
         "billing_heads",
+        "billing_offset",
         "billing_versions",
       ]);
       const again = await cli(args);

@@ -122,6 +122,7 @@ const CONFIG_KEYS: readonly (keyof PostgresStoreConfig)[] = [
   "aggregateHeadsTable",
   "checkpointsTable",
   "migrationsTable",
+  "logOffsetTable",
   "logger",
   "notifyChannel",
 ];
