@@ -11,6 +11,13 @@
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { pipeline } from "node:stream/promises";
 import postgres from "postgres";
+import {
+  type AppendResult,
+  type PersistedEvent,
+  TransactionIdRegressionError,
+} from "../src/es/mod.ts";
+import { PostgresStore } from "../src/postgres/mod.ts";
+import type { Projection } from "../src/projection/mod.ts";
 import { startTestDatabase, type TestDatabase } from "../src/testing/mod.ts";
 
 /** A private cluster and a client on its `postgres` database. */
@@ -153,4 +160,85 @@ export class SwitchingProxy {
     for (const socket of this.#sockets) socket.destroy();
     return new Promise((resolve) => this.#server.close(() => resolve()));
   }
+}
+
+/** The schema the move tests keep the store and the read model in. */
+export const SCHEMA = "app";
+
+/** The store of the move tests, in {@linkcode SCHEMA}. */
+export function moveStore(): PostgresStore {
+  return new PostgresStore({ schema: SCHEMA });
+}
+
+/**
+ * Creates the read model `app.applied`, which records every application
+ * in order: `seq` is the order of application, so a repeat or a
+ * reordering shows.
+ */
+export async function createAppliedLog(sql: postgres.Sql): Promise<void> {
+  await sql.unsafe(`create table ${SCHEMA}.applied (
+    seq bigserial primary key, projection text not null, event_id uuid not null,
+    aggregate_id text not null, aggregate_version bigint not null)`);
+}
+
+/** A projection that records each event it applies in `app.applied`. */
+export function recording(name: string): Projection {
+  return {
+    name,
+    async handle(event, tx) {
+      await tx.unsafe(
+        `insert into ${SCHEMA}.applied (projection, event_id, aggregate_id, aggregate_version)
+         values ($1, $2, $3, $4)`,
+        [name, event.eventId, event.aggregateId, String(event.aggregateVersion)],
+      );
+    },
+  };
+}
+
+/** The event ids `name` applied, in the order it applied them. */
+export async function appliedBy(sql: postgres.Sql, name: string): Promise<string[]> {
+  const rows = await sql`select event_id from ${sql(`${SCHEMA}.applied`)}
+    where projection = ${name} order by seq`;
+  return rows.map((r) => r.event_id);
+}
+
+/** Appends `n` events to the account `id`. */
+export function appendTo(
+  sql: postgres.Sql,
+  store: PostgresStore,
+  id: string,
+  n: number,
+): Promise<AppendResult> {
+  return store.append(
+    sql,
+    Array.from({ length: n }, (_, i) => ({
+      aggregateType: "Account",
+      aggregateId: id,
+      eventType: "Deposited",
+      payload: new TextEncoder().encode(JSON.stringify({ i })),
+    })),
+  );
+}
+
+/** Waits until `check` holds, or fails naming `what` after `ms`. */
+export async function waitFor(
+  what: string,
+  ms: number,
+  check: () => Promise<boolean>,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A refusal of a moved log that names the rebase. */
+export function isRegression(error: unknown): boolean {
+  return error instanceof TransactionIdRegressionError && /migrate --rebase/.test(error.message);
+}
+
+/** The ids of `events`, in order. */
+export function ids(events: readonly PersistedEvent[]): string[] {
+  return events.map((e) => e.eventId);
 }

@@ -15,84 +15,33 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type postgres from "postgres";
+import { type Cursor, type PersistedEvent, ProjectionProcessor } from "../mod.ts";
+import { migrate, rebaseLog } from "../src/postgres/mod.ts";
+import { migrateMain } from "../src/migrate.ts";
+import { captureCli } from "./_cli.ts";
 import {
-  type Cursor,
-  type PersistedEvent,
-  type Projection,
-  ProjectionProcessor,
-  TransactionIdRegressionError,
-} from "../mod.ts";
-import { migrate, PostgresStore, rebaseLog } from "../src/postgres/mod.ts";
-import {
+  appendTo as append,
+  appliedBy,
   burnTransactionIds,
   type Cluster,
   copySchema,
+  createAppliedLog as createLog,
+  ids,
+  isRegression,
+  moveStore,
   nextTransactionId,
+  recording,
+  SCHEMA,
   startCluster,
   SwitchingProxy,
+  waitFor,
 } from "./_clusters.ts";
-import { json } from "./_db.ts";
 
-const SCHEMA = "app";
 /** How far the old cluster's ids are pushed above a fresh cluster's. */
 const BURNED = 30_000;
 
-/**
- * A read model that records every application in order: `seq` is the
- * order of application, so a repeat or a reordering shows.
- */
-async function createLog(sql: postgres.Sql): Promise<void> {
-  await sql.unsafe(`create table ${SCHEMA}.applied (
-    seq bigserial primary key, projection text not null, event_id uuid not null,
-    aggregate_id text not null, aggregate_version bigint not null)`);
-}
-
-function recording(name: string): Projection {
-  return {
-    name,
-    async handle(event, tx) {
-      await tx.unsafe(
-        `insert into ${SCHEMA}.applied (projection, event_id, aggregate_id, aggregate_version)
-         values ($1, $2, $3, $4)`,
-        [name, event.eventId, event.aggregateId, String(event.aggregateVersion)],
-      );
-    },
-  };
-}
-
-async function appliedBy(sql: postgres.Sql, name: string): Promise<string[]> {
-  const rows = await sql`select event_id from ${sql(`${SCHEMA}.applied`)}
-    where projection = ${name} order by seq`;
-  return rows.map((r) => r.event_id);
-}
-
-function append(sql: postgres.Sql, store: PostgresStore, id: string, n: number) {
-  return store.append(
-    sql,
-    Array.from({ length: n }, (_, i) => ({
-      aggregateType: "Account",
-      aggregateId: id,
-      eventType: "Deposited",
-      payload: json({ i }),
-    })),
-  );
-}
-
-/** Waits until `check` holds, or fails naming `what` after `ms`. */
-async function waitFor(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-function isRegression(error: unknown): boolean {
-  return error instanceof TransactionIdRegressionError && /rebase/.test(error.message);
-}
-
 describe("a database moved into a new cluster by dump and restore", () => {
-  const store = new PostgresStore({ schema: SCHEMA });
+  const store = moveStore();
   let source: Cluster;
   let target: Cluster;
   let proxy: SwitchingProxy;
@@ -205,24 +154,22 @@ describe("a database moved into a new cluster by dump and restore", () => {
   });
 
   it("after the rebase, resumes every projection from its checkpoint, history first", async () => {
-    const rebased = await rebaseLog(target.sql, { store });
-    assert.equal(rebased.rebased, true);
-    assert.equal(
-      (await rebaseLog(target.sql, { store })).rebased,
-      false,
-      "a second run is a no-op",
+    const command = await captureCli(() =>
+      migrateMain(["--database-url", target.url, "--schema", SCHEMA, "--rebase"])
     );
+    assert.equal(command.code, 0, command.stderr);
+    assert.match(
+      command.stdout,
+      new RegExp(`Rebased the log: new events follow transaction id ${lastCursor.transactionId} `),
+    );
+    const again = await rebaseLog(target.sql, { store });
+    assert.equal(again.rebased, false, "a second run is a no-op");
+    assert.equal(again.newestTransactionId, lastCursor.transactionId);
 
     const fresh = [
       ...(await append(target.sql, store, "new", 2)).events,
-      ...(await store.append(target.sql, [{
-        aggregateType: "Account",
-        aggregateId: "a",
-        eventType: "Deposited",
-        payload: json({ i: 4 }),
-      }], { expectedVersion: 4n })).events,
+      ...(await append(target.sql, store, "a", 1)).events,
     ];
-    const ids = (events: PersistedEvent[]) => events.map((e) => e.eventId);
 
     // (c) the log from the start: the history, then the new events.
     const log = await store.readEvents(target.sql, { limit: 100 });
