@@ -13,7 +13,8 @@
  * The guard: a key that this database has handed out is below
  * `pg_snapshot_xmax(pg_current_snapshot()) + offset` (the next id, in
  * keys) for any snapshot that sees it, since every visible key comes from
- * a transaction that committed before the snapshot was taken. A visible
+ * a transaction that committed before the snapshot was taken, or from
+ * this transaction itself (then its own id plus 1 bounds it). A visible
  * key at or above it, in the log or in a cursor, means the ids went
  * backwards. The guard is an uncorrelated sub-select, run once per
  * statement before its scans (one backward step on the log index); it
@@ -44,27 +45,37 @@ export function horizonSql(tables: ResolvedTables): string {
   return `(pg_snapshot_xmin(pg_current_snapshot())::text::int8 + ${offsetSql(tables)})::text::xid8`;
 }
 
-/** The order key the next transaction will get: nothing visible is at or above it. */
+/**
+ * The order key the next transaction will get: nothing visible is at or
+ * above it. This transaction's own events are visible to it before it
+ * commits, and its id can be at or above the snapshot's xmax (when no
+ * transaction ended since it took its id), hence the greater of the two.
+ */
 function nextKeySql(tables: ResolvedTables): string {
-  return `(pg_snapshot_xmax(pg_current_snapshot())::text::int8 + ${offsetSql(tables)})::text::xid8`;
+  return `(greatest(pg_snapshot_xmax(pg_current_snapshot())::text::int8,
+      pg_current_xact_id_if_assigned()::text::int8 + 1) + ${offsetSql(tables)})::text::xid8`;
 }
 
 const MARK = "pupsourcing: transaction id regression";
 
 /**
  * A condition that is true, or raises when the log's newest visible key,
- * or `cursor` (SQL text of an xid8 expression, or `null`), is at or above
- * the next key this database would hand out.
+ * or the cursor, is at or above the next key this database would hand
+ * out: the SQL text before and after the cursor, an xid8 expression (a
+ * parameter) or `null`, which the caller puts between them.
  */
-export function regressionGuardSql(tables: ResolvedTables, cursor = "null"): string {
+export function regressionGuardSql(tables: ResolvedTables): [string, string] {
   const events = quote(tables.events);
-  return `(select case
+  return [
+    `(select case
       when g.newest >= g.next then ('${MARK} log ' || g.newest || ' ' || g.next)::boolean
       when g.cursor >= g.next then ('${MARK} cursor ' || g.cursor || ' ' || g.next)::boolean
       else true end
-    from (select ${nextKeySql(tables)} as next, ${cursor}::xid8 as cursor,
+    from (select ${nextKeySql(tables)} as next, (`,
+    `)::xid8 as cursor,
       (select transaction_id from ${events}
-       order by transaction_id desc, global_position desc limit 1) as newest) g)`;
+       order by transaction_id desc, global_position desc limit 1) as newest) g)`,
+  ];
 }
 
 /**
