@@ -8,7 +8,12 @@
  * @module
  */
 
+import { execFile } from "node:child_process";
+import { access, chown, mkdtemp, rm } from "node:fs/promises";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
 import { pipeline } from "node:stream/promises";
 import postgres from "postgres";
 import {
@@ -54,6 +59,130 @@ export async function startCluster(settings: Record<string, string> = {}): Promi
       await server.stop();
     },
   };
+}
+
+/**
+ * The folder of the binaries under test when it holds the tools `tools`
+ * (`pg_resetwal`, `pg_dump`, ...): Debian's PostgreSQL 15 has them all,
+ * the embedded packages only `initdb`, `pg_ctl` and `postgres`.
+ * `undefined` otherwise, so a test can skip, naming what is missing.
+ */
+export async function binariesWith(tools: string[]): Promise<string | undefined> {
+  const bin = process.env.PUPSOURCING_PG_BIN;
+  if (!bin) return undefined;
+  try {
+    for (const tool of tools) await access(join(bin, tool));
+    return bin;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs a PostgreSQL tool (as `postgres` when this process is root); rejects with its output. */
+export function runTool(bin: string, tool: string, args: string[]): Promise<string> {
+  const asRoot = process.getuid?.() === 0;
+  const [command, all] = asRoot
+    ? ["runuser", ["-u", "postgres", "--", join(bin, tool), ...args]]
+    : [join(bin, tool), args];
+  return new Promise((resolve, reject) => {
+    execFile(command, all, { timeout: 60_000 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${tool} ${args.join(" ")} failed: ${stderr || error}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a cluster from `bin` with `pg_ctl`, after setting its
+ * transaction id epoch with `pg_resetwal -e` (a long-lived production
+ * database's ids are past 2^32): its ids start at `epoch * 2^32`.
+ */
+export async function startClusterWithEpoch(bin: string, epoch: number): Promise<Cluster> {
+  const root = await mkdtemp(join(tmpdir(), "pupsourcing-epoch-"));
+  if (process.getuid?.() === 0) {
+    const [uid, gid] = await Promise.all(
+      ["-u", "-g"].map((flag) =>
+        new Promise<number>((resolve, reject) =>
+          execFile("id", [flag, "postgres"], (e, out) => (e ? reject(e) : resolve(Number(out))))
+        )
+      ),
+    );
+    await chown(root, uid, gid);
+  }
+  const data = join(root, "data");
+  await runTool(bin, "initdb", ["-D", data, "-U", "postgres", "--auth=trust", "--no-sync"]);
+  await runTool(bin, "pg_resetwal", ["-e", String(epoch), data]);
+  const port = await freePort();
+  await runTool(bin, "pg_ctl", [
+    "-D",
+    data,
+    "-l",
+    join(root, "server.log"),
+    "-w",
+    "-t",
+    "60",
+    "-o",
+    `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c fsync=off`,
+    "start",
+  ]);
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  const clients: postgres.Sql[] = [];
+  const client = (options: postgres.Options<Record<string, never>> = {}) => {
+    const sql = postgres(url, { onnotice: () => {}, ...options });
+    clients.push(sql);
+    return sql;
+  };
+  const sql = client();
+  const [{ major }] = await sql`select current_setting('server_version_num')::int / 10000 as major`;
+  return {
+    url,
+    port,
+    sql,
+    major,
+    client,
+    async stop() {
+      await Promise.all(clients.map((c) => c.end({ timeout: 1 })));
+      await runTool(bin, "pg_ctl", ["-D", data, "-m", "immediate", "stop"]).catch(() => {});
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** `pg_dump` of `schema` from `from`, `pg_restore` into `to` (which lacks the schema). */
+export async function dumpAndRestore(
+  bin: string,
+  from: Cluster,
+  to: Cluster,
+  schema: string,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "pupsourcing-dump-"));
+  const file = join(dir, "app.dump");
+  try {
+    // Written and read by the tools' user: the folder is theirs.
+    if (process.getuid?.() === 0) await runChmod(dir);
+    const at = (c: Cluster) => ["-h", "127.0.0.1", "-p", String(c.port), "-U", "postgres"];
+    await runTool(bin, "pg_dump", [...at(from), "-Fc", "-n", schema, "-f", file, "postgres"]);
+    await runTool(bin, "pg_restore", [...at(to), "-d", "postgres", file]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function runChmod(dir: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    execFile("chmod", ["777", dir], (e) => (e ? reject(e) : resolve()))
+  );
 }
 
 /** The next transaction id the cluster will hand out. */
