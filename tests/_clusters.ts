@@ -103,13 +103,52 @@ function freePort(): Promise<number> {
   });
 }
 
+/** A cluster run with `pg_ctl` from a data folder of its own. */
+export interface ManagedCluster extends Cluster {
+  /** Its data folder. */
+  data: string;
+  /** Stops it as a planned switch-over does: `pg_ctl -m fast stop`. */
+  stopFast(): Promise<void>;
+  /** Promotes a standby to a primary: `pg_ctl promote`. */
+  promote(): Promise<void>;
+}
+
 /**
  * Starts a cluster from `bin` with `pg_ctl`, after setting its
  * transaction id epoch with `pg_resetwal -e` (a long-lived production
  * database's ids are past 2^32): its ids start at `epoch * 2^32`.
  */
-export async function startClusterWithEpoch(bin: string, epoch: number): Promise<Cluster> {
-  const root = await mkdtemp(join(tmpdir(), "pupsourcing-epoch-"));
+export function startClusterWithEpoch(bin: string, epoch: number): Promise<ManagedCluster> {
+  return startManaged(bin, async (data) => {
+    await runTool(bin, "initdb", ["-D", data, "-U", "postgres", "--auth=trust", "--no-sync"]);
+    if (epoch !== 0) await runTool(bin, "pg_resetwal", ["-e", String(epoch), data]);
+  });
+}
+
+/** Starts a streaming physical standby of `primary` (`pg_basebackup -R`). */
+export function startStandby(bin: string, primary: Cluster): Promise<ManagedCluster> {
+  return startManaged(bin, async (data) => {
+    await runTool(bin, "pg_basebackup", [
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(primary.port),
+      "-U",
+      "postgres",
+      "-D",
+      data,
+      "-R",
+      "-X",
+      "stream",
+    ]);
+  });
+}
+
+async function startManaged(
+  bin: string,
+  create: (data: string) => Promise<void>,
+): Promise<ManagedCluster> {
+  const root = await mkdtemp(join(tmpdir(), "pupsourcing-cluster-"));
   if (process.getuid?.() === 0) {
     const [uid, gid] = await Promise.all(
       ["-u", "-g"].map((flag) =>
@@ -121,8 +160,7 @@ export async function startClusterWithEpoch(bin: string, epoch: number): Promise
     await chown(root, uid, gid);
   }
   const data = join(root, "data");
-  await runTool(bin, "initdb", ["-D", data, "-U", "postgres", "--auth=trust", "--no-sync"]);
-  await runTool(bin, "pg_resetwal", ["-e", String(epoch), data]);
+  await create(data);
   const port = await freePort();
   await runTool(bin, "pg_ctl", [
     "-D",
@@ -151,6 +189,13 @@ export async function startClusterWithEpoch(bin: string, epoch: number): Promise
     sql,
     major,
     client,
+    data,
+    async stopFast() {
+      await runTool(bin, "pg_ctl", ["-D", data, "-m", "fast", "-w", "stop"]);
+    },
+    async promote() {
+      await runTool(bin, "pg_ctl", ["-D", data, "-w", "promote"]);
+    },
     async stop() {
       await Promise.all(clients.map((c) => c.end({ timeout: 1 })));
       await runTool(bin, "pg_ctl", ["-D", data, "-m", "immediate", "stop"]).catch(() => {});
@@ -353,7 +398,7 @@ export function appendTo(
 export async function waitFor(
   what: string,
   ms: number,
-  check: () => Promise<boolean>,
+  check: () => boolean | Promise<boolean>,
 ): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {

@@ -105,10 +105,10 @@ describe("a database moved into a new cluster by logical replication", () => {
         select count(*)::int as pending from pg_subscription_rel where srsubstate <> 'r'`;
       return pending === 0;
     });
-    await waitFor("some writes on the old cluster", 10_000, async () => acknowledged.length >= 20);
+    await waitFor("some writes on the old cluster", 10_000, () => acknowledged.length >= 20);
     // The cut-over: the writer moves to the new cluster, where it is refused.
     writeTo = target.sql;
-    await waitFor("a refused append on the new cluster", 10_000, async () => refusals > 0);
+    await waitFor("a refused append on the new cluster", 10_000, () => refusals > 0);
     await assert.rejects(
       new ProjectionProcessor(target.sql, store).run(recording("model"), {
         mode: "until_caught_up",
@@ -135,7 +135,7 @@ describe("a database moved into a new cluster by logical replication", () => {
     await waitFor(
       "appends on the new cluster after the rebase",
       10_000,
-      async () => onTarget >= 10,
+      () => onTarget >= 10,
     );
     stopWriter = true;
     await writer;
