@@ -38,6 +38,7 @@ const skip = bin
   ? false
   : `needs ${TOOLS.join(", ")} in PUPSOURCING_PG_BIN (Debian's PostgreSQL 15 has them; ` +
     "the embedded packages have only initdb, pg_ctl and postgres)";
+if (skip) console.log(`skipped: ${skip}`);
 
 describe("a physical standby promoted under load", { skip }, () => {
   const store = moveStore();
