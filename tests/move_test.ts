@@ -15,7 +15,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type postgres from "postgres";
-import { type Cursor, type PersistedEvent, ProjectionProcessor } from "../mod.ts";
+import { type Cursor, type PersistedEvent, ProjectionProcessor, ValidationError } from "../mod.ts";
 import { migrate, rebaseLog } from "../src/postgres/mod.ts";
 import { migrateMain } from "../src/migrate.ts";
 import { captureCli } from "./_cli.ts";
@@ -151,6 +151,22 @@ describe("a database moved into a new cluster by dump and restore", () => {
       new Promise((resolve) => setTimeout(() => resolve("still running after 20 s"), 20_000)),
     ]);
     assert.ok(isRegression(outcome), `live processor ended with ${String(outcome)}`);
+  });
+
+  it("refuses bad rebase input before any SQL", async () => {
+    const nowhere = source.client({ host: "127.0.0.1", port: 1, max: 1, connect_timeout: 1 });
+    const refused = (field: string) => (e: unknown) =>
+      e instanceof ValidationError && e.field === field;
+    // deno-lint-ignore no-explicit-any -- deliberately wrong input
+    const wrong = (value: unknown) => value as any;
+    await assert.rejects(rebaseLog(nowhere, wrong({ stroe: store })), refused("options.stroe"));
+    await assert.rejects(rebaseLog(nowhere, { store: wrong({}) }), refused("options.store"));
+    await assert.rejects(rebaseLog(wrong("postgres://x"), { store }), refused("sql"));
+    const dry = await captureCli(() =>
+      migrateMain(["--database-url", target.url, "--rebase", "--dry-run"])
+    );
+    assert.equal(dry.code, 2);
+    assert.match(dry.stderr, /--rebase cannot be combined with --dry-run/);
   });
 
   it("after the rebase, resumes every projection from its checkpoint, history first", async () => {
