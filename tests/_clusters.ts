@@ -394,19 +394,6 @@ export function appendTo(
   );
 }
 
-/** Waits until `check` holds, or fails naming `what` after `ms`. */
-export async function waitFor(
-  what: string,
-  ms: number,
-  check: () => boolean | Promise<boolean>,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /** A refusal of a moved log that names the rebase. */
 export function isRegression(error: unknown): boolean {
   return error instanceof TransactionIdRegressionError && /migrate --rebase/.test(error.message);

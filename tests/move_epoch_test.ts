@@ -12,7 +12,7 @@
  * @module
  */
 
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type PersistedEvent, ProjectionProcessor } from "../mod.ts";
 import { migrate, rebaseLog } from "../src/postgres/mod.ts";

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, waitUntil } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { type PersistedEvent, ProjectionProcessor } from "../mod.ts";
@@ -28,7 +28,6 @@ import {
   recording,
   SCHEMA,
   startCluster,
-  waitFor,
 } from "./_clusters.ts";
 
 /** The tables the move publishes: the log, the heads, the checkpoints and the read model. */
@@ -100,15 +99,20 @@ describe("a database moved into a new cluster by logical replication", () => {
       }
     })();
 
-    await waitFor("the subscription's initial copy", 30_000, async () => {
-      const [{ pending }] = await target.sql`
+    await waitUntil(
+      "the subscription's initial copy",
+      async () => {
+        const [{ pending }] = await target.sql`
         select count(*)::int as pending from pg_subscription_rel where srsubstate <> 'r'`;
-      return pending === 0;
-    });
-    await waitFor("some writes on the old cluster", 10_000, () => acknowledged.length >= 20);
+        return pending === 0;
+      },
+      30_000,
+      50,
+    );
+    await waitUntil("some writes on the old cluster", () => acknowledged.length >= 20, 10_000, 50);
     // The cut-over: the writer moves to the new cluster, where it is refused.
     writeTo = target.sql;
-    await waitFor("a refused append on the new cluster", 10_000, () => refusals > 0);
+    await waitUntil("a refused append on the new cluster", () => refusals > 0, 10_000, 50);
     await assert.rejects(
       new ProjectionProcessor(target.sql, store).run(recording("model"), {
         mode: "until_caught_up",
@@ -117,10 +121,15 @@ describe("a database moved into a new cluster by logical replication", () => {
       "a processor on the new cluster before the rebase",
     );
     const [{ count: sourceCount }] = await source.sql`select count(*)::int from app.events`;
-    await waitFor("the subscriber to apply every event", 30_000, async () => {
-      const [{ count }] = await target.sql`select count(*)::int from app.events`;
-      return count === sourceCount;
-    });
+    await waitUntil(
+      "the subscriber to apply every event",
+      async () => {
+        const [{ count }] = await target.sql`select count(*)::int from app.events`;
+        return count === sourceCount;
+      },
+      30_000,
+      50,
+    );
     await target.sql`drop subscription move`;
     // Logical replication carries no sequences: the read model's own is
     // the application's to move (the rebase moves the log's).
@@ -132,10 +141,11 @@ describe("a database moved into a new cluster by logical replication", () => {
     assert.equal(beforeRebase, 0, "nothing appended on the new cluster before the rebase");
     assert.equal(rebased.rebased, true);
     assert.ok(rebased.positionAdvancedTo !== null, "the position sequence was behind");
-    await waitFor(
+    await waitUntil(
       "appends on the new cluster after the rebase",
-      10_000,
       () => onTarget >= 10,
+      10_000,
+      50,
     );
     stopWriter = true;
     await writer;

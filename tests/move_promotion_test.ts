@@ -13,7 +13,7 @@
  * @module
  */
 
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, waitUntil } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type PersistedEvent, ProjectionProcessor } from "../mod.ts";
 import { migrate, rebaseLog } from "../src/postgres/mod.ts";
@@ -29,7 +29,6 @@ import {
   startClusterWithEpoch,
   startStandby,
   SwitchingProxy,
-  waitFor,
 } from "./_clusters.ts";
 
 const TOOLS = ["initdb", "pg_ctl", "pg_basebackup"];
@@ -89,12 +88,12 @@ describe("a physical standby promoted under load", { skip }, () => {
       }
     })();
 
-    await waitFor("writes on the primary", 10_000, () => acknowledged.length >= 40);
+    await waitUntil("writes on the primary", () => acknowledged.length >= 40, 10_000, 50);
     await primary.stopFast();
     await standby.promote();
     proxy.switchTo(standby.port);
     switched = true;
-    await waitFor("writes on the promoted standby", 20_000, () => afterSwitch >= 20);
+    await waitUntil("writes on the promoted standby", () => afterSwitch >= 20, 20_000, 50);
     stop = true;
     await writer;
 
@@ -105,16 +104,22 @@ describe("a physical standby promoted under load", { skip }, () => {
       const stored = new Set(ids(log));
       return ids(acknowledged).filter((id) => !stored.has(id));
     };
-    await waitFor("every acknowledged event in the promoted standby's log", 20_000, async () => {
-      log = await store.readEvents(standby.sql, { limit: 100_000 });
-      return missing().length === 0;
-    }).catch((error) => {
+    await waitUntil(
+      "every acknowledged event in the promoted standby's log",
+      async () => {
+        log = await store.readEvents(standby.sql, { limit: 100_000 });
+        return missing().length === 0;
+      },
+      20_000,
+      50,
+    ).catch((error) => {
       throw new Error(`${error.message}; missing: ${missing().join(", ")}`);
     });
-    await waitFor(
+    await waitUntil(
       "the projection to apply the whole log",
-      20_000,
       async () => (await appliedBy(standby.sql, "model")).length >= log.length,
+      20_000,
+      50,
     );
     controller.abort();
     const outcome = await running;

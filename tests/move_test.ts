@@ -12,7 +12,7 @@
  * @module
  */
 
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, waitUntil, within } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { type Cursor, type PersistedEvent, ProjectionProcessor, ValidationError } from "../mod.ts";
@@ -34,7 +34,6 @@ import {
   SCHEMA,
   startCluster,
   SwitchingProxy,
-  waitFor,
 } from "./_clusters.ts";
 
 /** How far the old cluster's ids are pushed above a fresh cluster's. */
@@ -69,10 +68,11 @@ describe("a database moved into a new cluster by dump and restore", () => {
     await proxy.listen();
     const controller = new AbortController();
     live = { done: runLive(controller), controller };
-    await waitFor(
+    await waitUntil(
       "the live projection to apply the history",
-      20_000,
       async () => (await appliedBy(source.sql, "live")).length === history.length,
+      20_000,
+      50,
     );
 
     // The restore: the schema first, then the rows and the sequences.
@@ -146,10 +146,7 @@ describe("a database moved into a new cluster by dump and restore", () => {
   });
 
   it("stops a processor that was running when the database was replaced under it", async () => {
-    const outcome = await Promise.race([
-      live.done,
-      new Promise((resolve) => setTimeout(() => resolve("still running after 20 s"), 20_000)),
-    ]);
+    const outcome = await within(live.done, 20_000, "the running processor to stop");
     assert.ok(isRegression(outcome), `live processor ended with ${String(outcome)}`);
   });
 

@@ -212,7 +212,7 @@ describe("the global log's order", () => {
       const at = { transactionId: databaseNext, globalPosition: 0n };
       const error = await store.readEvents(tx, { after: at }).catch((e) => e);
       assert.ok(error instanceof TransactionIdRegressionError, `got ${error}`);
-      assert.equal(error.cursorTransactionId, databaseNext);
+      assert.equal(error.storedTransactionId, databaseNext);
       assert.equal(error.databaseTransactionId, databaseNext - 1n);
       await assert.rejects(store.assertCursorInCluster(tx, at), TransactionIdRegressionError);
 

@@ -19,7 +19,13 @@ import type { Cursor, PersistedEvent } from "../es/event.ts";
 import { compareCursors, maxCursor, minCursor } from "../es/cursor.ts";
 import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
-import { horizonSql, regressionGuardSql, regressionOf } from "./order.ts";
+import {
+  horizonSql,
+  regressionFromVerdict,
+  regressionGuardSql,
+  regressionOf,
+  regressionVerdictSql,
+} from "./order.ts";
 import type { ResolvedTables } from "./tables.ts";
 
 /** Which events a read takes, filtered in SQL; every field validated already. */
@@ -77,17 +83,24 @@ export function regressionGuard(
   tables: ResolvedTables,
   cursor: Cursor | PendingQuery<Row[]>,
 ) {
-  const [before, after] = regressionGuardSql(tables);
+  return withCursor(db, regressionGuardSql(tables), cursor);
+}
+
+/** The regression verdict on the log and `cursor` (see ./order.ts): null when all is well. */
+function regressionVerdict(db: Db, tables: ResolvedTables, cursor: Cursor) {
+  return withCursor(db, regressionVerdictSql(tables), cursor);
+}
+
+function withCursor(
+  db: Db,
+  [before, after]: [string, string],
+  cursor: Cursor | PendingQuery<Row[]>,
+) {
   const key = "transactionId" in cursor ? String(cursor.transactionId) : cursor;
   return db`${db.unsafe(before)}${key}${db.unsafe(after)}`;
 }
 
-/** `and` the regression guard on `cursor`. */
-function guarded(db: Db, tables: ResolvedTables, cursor: Cursor) {
-  return db`and ${regressionGuard(db, tables, cursor)}`;
-}
-
-/** Rethrows the guard's refusal as a {@linkcode TransactionIdRegressionError}. */
+/** Rethrows the guard's refusal as a `TransactionIdRegressionError`. */
 function refusal(error: unknown): never {
   throw regressionOf(error) ?? error;
 }
@@ -98,7 +111,8 @@ function refusal(error: unknown): never {
  *
  * @throws {TransactionIdRegressionError} when the log or `after` holds a
  * transaction id this database has not handed out (a move into a new
- * cluster): nothing is read.
+ * cluster): nothing is read, and a caller's transaction stays usable (the
+ * statement filters instead of raising; an empty page checks why).
  */
 export async function readAfter(
   db: Db,
@@ -114,10 +128,13 @@ export async function readAfter(
   }::bigint)
       and ${belowHorizon(db, tables)}
       ${scopeFilter(db, scope)}
-      ${guarded(db, tables, after)}
+      and ${regressionVerdict(db, tables, after)} is null
     order by transaction_id, global_position
     limit ${limit}
-  `.values().catch(refusal);
+  `.values();
+  // The verdict filters out every row of a moved log without raising, so
+  // a caller's transaction stays usable; an empty page says why.
+  if (rows.length === 0) await assertCursorInCluster(db, tables, after);
   return rows.map(decodeEvent);
 }
 
@@ -156,7 +173,7 @@ export async function readSegments(
       and ${belowHorizon(db, tables)}
       ${scopeFilter(db, { ...scope, segments })}
       ${uniform ? db`` : perSegmentCursor(db, cursors, count)}
-      ${guarded(db, tables, cursors.map((s) => s.cursor).reduce(maxCursor))}
+      and ${regressionGuard(db, tables, cursors.map((s) => s.cursor).reduce(maxCursor))}
     order by transaction_id, global_position
     limit ${limit}
   `.values().catch(refusal);
@@ -231,5 +248,7 @@ export async function assertCursorInCluster(
   tables: ResolvedTables,
   cursor: Cursor,
 ): Promise<void> {
-  await db`select ${regressionGuard(db, tables, cursor)}`.catch(refusal);
+  const [[verdict]] = await db`select ${regressionVerdict(db, tables, cursor)}`.values();
+  const regression = regressionFromVerdict(verdict as string | null);
+  if (regression) throw regression;
 }

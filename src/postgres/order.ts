@@ -59,23 +59,47 @@ function nextKeySql(tables: ResolvedTables): string {
 const MARK = "pupsourcing: transaction id regression";
 
 /**
- * A condition that is true, or raises when the log's newest visible key,
- * or the cursor, is at or above the next key this database would hand
- * out: the SQL text before and after the cursor, an xid8 expression (a
- * parameter) or `null`, which the caller puts between them.
+ * A sub-select that is null while the log's newest visible key and the
+ * cursor are below the next key this database would hand out, and
+ * otherwise the verdict `log|cursor <stored key> <next key>`: the SQL text
+ * before and after the cursor (an xid8 expression, a parameter, or
+ * `null`), which the caller puts between them.
  */
-export function regressionGuardSql(tables: ResolvedTables): [string, string] {
+export function regressionVerdictSql(tables: ResolvedTables): [string, string] {
   const events = quote(tables.events);
   return [
     `(select case
-      when g.newest >= g.next then ('${MARK} log ' || g.newest || ' ' || g.next)::boolean
-      when g.cursor >= g.next then ('${MARK} cursor ' || g.cursor || ' ' || g.next)::boolean
-      else true end
+      when g.newest >= g.next then 'log ' || g.newest || ' ' || g.next
+      when g.cursor >= g.next then 'cursor ' || g.cursor || ' ' || g.next end
     from (select ${nextKeySql(tables)} as next, (`,
     `)::xid8 as cursor,
       (select transaction_id from ${events}
        order by transaction_id desc, global_position desc limit 1) as newest) g)`,
   ];
+}
+
+/**
+ * The guard: a condition that is true, or raises with the verdict of
+ * {@linkcode regressionVerdictSql}, refusing the whole statement (and
+ * aborting its transaction). Text before and after the cursor.
+ */
+export function regressionGuardSql(tables: ResolvedTables): [string, string] {
+  const [before, after] = regressionVerdictSql(tables);
+  return [`coalesce(('${MARK} ' || ${before}`, `${after})::boolean, true)`];
+}
+
+/** The error a verdict of {@linkcode regressionVerdictSql} stands for; `undefined` for null. */
+export function regressionFromVerdict(
+  verdict: string | null | undefined,
+): TransactionIdRegressionError | undefined {
+  const found = verdict ? /^(log|cursor) (\d+) (\d+)$/.exec(verdict) : null;
+  return found
+    ? new TransactionIdRegressionError(
+      BigInt(found[2]),
+      BigInt(found[3]) - 1n,
+      found[1] as "log" | "cursor",
+    )
+    : undefined;
 }
 
 /**
@@ -85,11 +109,7 @@ export function regressionGuardSql(tables: ResolvedTables): [string, string] {
 export function regressionOf(error: unknown): TransactionIdRegressionError | undefined {
   const { code, message } = error as { code?: unknown; message?: unknown };
   if (code !== "22P02" || typeof message !== "string") return undefined;
-  const found = new RegExp(`${MARK} (log|cursor) (\\d+) (\\d+)`).exec(message);
-  if (!found) return undefined;
-  return new TransactionIdRegressionError(
-    BigInt(found[2]),
-    BigInt(found[3]) - 1n,
-    found[1] as "log" | "cursor",
-  );
+  const at = message.indexOf(`${MARK} `);
+  if (at < 0) return undefined;
+  return regressionFromVerdict(message.slice(at + MARK.length + 1).replace(/"$/, ""));
 }
