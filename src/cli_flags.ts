@@ -17,11 +17,13 @@ export const TABLE_FLAGS: {
   "events-table": { type: "string" };
   "aggregate-heads-table": { type: "string" };
   "checkpoints-table": { type: "string" };
+  "log-offset-table": { type: "string" };
 } = {
   schema: { type: "string" },
   "events-table": { type: "string" },
   "aggregate-heads-table": { type: "string" },
   "checkpoints-table": { type: "string" },
+  "log-offset-table": { type: "string" },
 };
 
 /** The usage lines of {@linkcode TABLE_FLAGS}. */
@@ -30,6 +32,7 @@ export const TABLE_FLAGS_USAGE =
   --events-table <name>          default: events
   --aggregate-heads-table <name> default: aggregate_heads
   --checkpoints-table <name>     default: projection_checkpoints
+  --log-offset-table <name>      default: pupsourcing_log_offset
 `;
 
 /**
@@ -50,11 +53,13 @@ export function tableNames(flags: {
   "events-table"?: string;
   "aggregate-heads-table"?: string;
   "checkpoints-table"?: string;
+  "log-offset-table"?: string;
 }): TableNames {
   return {
     schema: flags.schema,
     eventsTable: flags["events-table"],
     aggregateHeadsTable: flags["aggregate-heads-table"],
     checkpointsTable: flags["checkpoints-table"],
+    logOffsetTable: flags["log-offset-table"],
   };
 }

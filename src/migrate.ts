@@ -9,6 +9,14 @@
  * DATABASE_URL=postgres://localhost/app deno task migrate --dry-run
  * ```
  *
+ * After moving the database into a new cluster (a dump and restore, a
+ * logical replication move), `--rebase` also rebases the log (see
+ * `rebaseLog()`), once the schema is up to date:
+ *
+ * ```sh
+ * DATABASE_URL=postgres://new-host/app deno task migrate --rebase
+ * ```
+ *
  * @example Run it from a deploy script
  * ```ts ignore
  * import { migrateMain } from "@getpup/pupsourcing/migrate";
@@ -33,6 +41,7 @@ import {
 import { PupsourcingError } from "./es/errors.ts";
 import { migrate } from "./postgres/migrate.ts";
 import { migrationId } from "./postgres/migrations.ts";
+import { rebaseLog } from "./postgres/rebase.ts";
 import { PostgresStore } from "./postgres/store.ts";
 
 const USAGE = `Usage: migrate [options]
@@ -44,6 +53,8 @@ Concurrent runs are safe: one applies, the others wait and find nothing to do.
 Options:
   --database-url <url>           the database (default: the DATABASE_URL variable)
   --dry-run                      print the pending SQL and change nothing
+  --rebase                       then rebase the log after a move into a new
+                                 cluster (a no-op when it needs none)
 ${TABLE_FLAGS_USAGE}  --migrations-table <name>      default: pupsourcing_migrations
   -h, --help                     show this help
 `;
@@ -69,6 +80,7 @@ export async function migrateMain(
   let source: string;
   let store: PostgresStore;
   let dryRun: boolean;
+  let rebase: boolean;
   try {
     const flags = usageErrors(() =>
       parseArgs({
@@ -78,6 +90,7 @@ export async function migrateMain(
         options: {
           "database-url": { type: "string" },
           "dry-run": { type: "boolean", default: false },
+          rebase: { type: "boolean", default: false },
           ...TABLE_FLAGS,
           "migrations-table": { type: "string" },
           help: { type: "boolean", short: "h" },
@@ -102,6 +115,8 @@ export async function migrateMain(
       notifyChannel: false,
     });
     dryRun = flags["dry-run"];
+    rebase = flags.rebase;
+    if (dryRun && rebase) throw new UsageError("--rebase cannot be combined with --dry-run");
   } catch (error) {
     if (!(error instanceof PupsourcingError)) throw error;
     process.stderr.write(`migrate: ${error.message}\n\n${USAGE}`);
@@ -121,6 +136,20 @@ export async function migrateMain(
           ? "Nothing to apply: the schema is up to date.\n"
           : "The schema is up to date.\n",
       );
+    }
+    if (rebase) {
+      const result = await rebaseLog(sql, { store });
+      process.stdout.write(
+        result.rebased
+          ? `Rebased the log: new events follow transaction id ${result.newestTransactionId} ` +
+            `(ordering offset ${result.previousOffset} -> ${result.offset}).\n`
+          : `The log needs no rebase (ordering offset ${result.offset}).\n`,
+      );
+      if (result.positionAdvancedTo !== null) {
+        process.stdout.write(
+          `Moved the events' position sequence up to ${result.positionAdvancedTo}.\n`,
+        );
+      }
     }
     return 0;
   } catch (error) {

@@ -39,6 +39,7 @@ describe("migrate-gen", () => {
         "aggregate_heads",
         "events",
         "projection_checkpoints",
+        "pupsourcing_log_offset",
       ]);
       const columns = await db.sql`
         select column_name, data_type from information_schema.columns
@@ -71,6 +72,7 @@ describe("migrate-gen", () => {
         eventsTable: "BillingEvents",
         aggregateHeadsTable: "heads",
         checkpointsTable: "cp",
+        logOffsetTable: "offset",
       };
       const text = generateMigration(names);
       await db.sql.unsafe(text);
@@ -82,15 +84,19 @@ describe("migrate-gen", () => {
           'CREATE TABLE IF NOT EXISTS "Billing"."BillingEvents" (',
           'CREATE TABLE IF NOT EXISTS "Billing"."heads" (',
           'CREATE TABLE IF NOT EXISTS "Billing"."cp" (',
+          'CREATE TABLE IF NOT EXISTS "Billing"."offset" (',
           'CONSTRAINT "BillingEvents_event_id_key" UNIQUE (event_id)',
           'CREATE INDEX IF NOT EXISTS "BillingEvents_log_idx"',
         ]
       ) assert.ok(text.includes(quoted), quoted);
-      assert.doesNotMatch(text, /\bevents\b|aggregate_heads|projection_checkpoints/);
+      assert.doesNotMatch(
+        text,
+        /\bevents\b|aggregate_heads|projection_checkpoints|pupsourcing_log_offset/,
+      );
       const tables = await db.sql`
         select table_name from information_schema.tables
         where table_schema = 'Billing' order by table_name`;
-      assert.deepEqual(tables.map((t) => t.table_name), ["BillingEvents", "cp", "heads"]);
+      assert.deepEqual(tables.map((t) => t.table_name), ["BillingEvents", "cp", "heads", "offset"]);
       const store = new PostgresStore(names);
       assert.deepEqual((await store.append(db.sql, [event("o-1")])).globalPositions, [1n]);
     });
@@ -238,7 +244,10 @@ describe("migrate-gen", () => {
 
       assert.equal(code, 1);
       assert.match(stderr, /differs .*other table names/);
-      assert.equal(await readFile(join(output, FIRST_FILE), "utf8"), generateMigration());
+      assert.equal(
+        await readFile(join(output, FIRST_FILE), "utf8"),
+        generateMigrationFiles()[0].sql,
+      );
     });
 
     const isDeno = "Deno" in globalThis;
@@ -255,7 +264,8 @@ describe("migrate-gen", () => {
       );
       assert.equal(
         made.stdout,
-        `Generated PostgreSQL migration: ${join("migrations", FIRST_FILE)}\n`,
+        generateMigrationFiles()
+          .map((f) => `Generated PostgreSQL migration: ${join("migrations", f.name)}\n`).join(""),
       );
 
       const refused = await run("--nope");

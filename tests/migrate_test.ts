@@ -7,6 +7,7 @@ import type postgres from "postgres";
 import { ValidationError } from "../src/es/errors.ts";
 import { migrateMain } from "../src/migrate.ts";
 import { MIGRATIONS } from "../src/postgres/migrations.ts";
+import { logOffsetSql } from "../src/postgres/schema.ts";
 import { migrate, PostgresStore, type TableNames } from "../src/postgres/mod.ts";
 import { ProjectionProcessor } from "../src/projection/mod.ts";
 import { captureCli, runDenoScript } from "./_cli.ts";
@@ -115,6 +116,7 @@ describe("migrate", () => {
       "aggregate_heads",
       "events",
       "projection_checkpoints",
+      "pupsourcing_log_offset",
       "pupsourcing_migrations",
     ]);
     assert.deepEqual(
@@ -129,14 +131,18 @@ describe("migrate", () => {
     const notices: string[] = [];
     const { sql } = await v0Database({ onnotice: (notice) => notices.push(notice.message) });
     const store = new PostgresStore();
-    await appendEvents(sql, store, { aggregates: 3, perAggregate: 2 });
     const processor = new ProjectionProcessor(sql, store, { segments: 4 });
     const seen: string[] = [];
     const counter = {
       name: "counter",
       handle: (e: { eventId: string }) => void seen.push(e.eventId),
     };
+    // Events and checkpoints as earlier versions wrote them: with a log
+    // offset of 0 they are the same rows, and its table goes again.
+    await sql.unsafe(logOffsetSql(store.tables));
+    await appendEvents(sql, store, { aggregates: 3, perAggregate: 2 });
     await processor.run(counter, { mode: "until_caught_up" });
+    await sql`drop table pupsourcing_log_offset`;
     assert.equal(seen.length, 6);
     const kept = await contents(sql);
     assert.equal(kept.events.length, 6);
@@ -170,6 +176,7 @@ describe("migrate", () => {
       aggregateHeadsTable: "heads",
       checkpointsTable: "cp",
       migrationsTable: "SchemaVersions",
+      logOffsetTable: "Offset",
     };
     const logged: unknown[] = [];
     const logger = {
@@ -190,7 +197,13 @@ describe("migrate", () => {
         },
       })),
     );
-    assert.deepEqual(await tablesIn(sql, "Billing"), ["Events", "SchemaVersions", "cp", "heads"]);
+    assert.deepEqual(await tablesIn(sql, "Billing"), [
+      "Events",
+      "Offset",
+      "SchemaVersions",
+      "cp",
+      "heads",
+    ]);
     assert.deepEqual(await tablesIn(sql, "public"), []);
     assert.deepEqual(
       await recorded(sql, '"Billing"."SchemaVersions"'),
@@ -226,6 +239,8 @@ describe("migrate", () => {
     async () => {
       const { url, sql } = await v0Database();
       const store = new PostgresStore();
+      // The appends below need the log offset, which version 2 creates.
+      await sql.unsafe(logOffsetSql(store.tables));
       await store.append(sql, [event("o-1")]);
       const first = db.client({ max: 1 }, url);
       const second = db.client({ max: 1 }, url);
@@ -464,6 +479,8 @@ describe("migrate", () => {
         "billing_checkpoints",
         "--migrations-table",
         "billing_versions",
+        "--log-offset-table",
+        "billing_offset",
       ];
       const first = await cli(args, { DATABASE_URL: "postgres://127.0.0.1:1/not-this-one" });
       assert.equal(first.code, 0, first.stderr);
@@ -476,6 +493,7 @@ describe("migrate", () => {
         "billing_checkpoints",
         "billing_events",
         "billing_heads",
+        "billing_offset",
         "billing_versions",
       ]);
       const again = await cli(args);

@@ -184,14 +184,14 @@ describe("the global log's order", () => {
     const afterwards = await xmax();
 
     assert.ok(error instanceof TransactionIdRegressionError, String(error));
-    assert.equal(error.cursorTransactionId, future);
+    assert.equal(error.storedTransactionId, future);
     assert.ok(
       error.databaseTransactionId >= before - 1n && error.databaseTransactionId < afterwards,
       `databaseTransactionId ${error.databaseTransactionId} outside [${
         before - 1n
       }, ${afterwards})`,
     );
-    assert.match(error.message, /restored into a new cluster, reset the checkpoints/);
+    assert.match(error.message, /moved into a new cluster.*migrate --rebase/);
     // A cursor at the last event, or at the newest transaction id, is fine.
     const atLast = { transactionId: stored.transactionId, globalPosition: stored.globalPosition };
     assert.deepEqual(await store.readEvents(db.sql, { after: atLast }), []);
@@ -212,7 +212,7 @@ describe("the global log's order", () => {
       const at = { transactionId: databaseNext, globalPosition: 0n };
       const error = await store.readEvents(tx, { after: at }).catch((e) => e);
       assert.ok(error instanceof TransactionIdRegressionError, `got ${error}`);
-      assert.equal(error.cursorTransactionId, databaseNext);
+      assert.equal(error.storedTransactionId, databaseNext);
       assert.equal(error.databaseTransactionId, databaseNext - 1n);
       await assert.rejects(store.assertCursorInCluster(tx, at), TransactionIdRegressionError);
 

@@ -359,7 +359,7 @@ describe("projection processor", () => {
     await assert.rejects(
       caughtUp(processor.run(projection, { mode: "until_caught_up" })),
       (e: unknown) =>
-        e instanceof TransactionIdRegressionError && e.cursorTransactionId === 999999999n,
+        e instanceof TransactionIdRegressionError && e.storedTransactionId === 999999999n,
     );
   });
 

@@ -128,36 +128,52 @@ export class DuplicateEventError extends PupsourcingError {
 }
 
 /**
- * A cursor or checkpoint is ahead of the database's transaction ids: the
- * database was most likely restored into a new cluster, whose transaction
- * ids start lower. Reading on would never deliver anything again, so the
- * library refuses.
+ * The log, an aggregate or a cursor holds an order key (a transaction id)
+ * that this database cannot have issued yet: the database was moved into
+ * a new cluster (a dump and restore, a logical replication move), whose
+ * transaction ids start lower than the history's. Appending, reading or
+ * checkpointing on would file new events below the history and below the
+ * checkpoints, or leave the history invisible, so the store refuses
+ * before anything is written or delivered. The fix is one rebase of the
+ * log: `rebaseLog(sql, { store })` from `@getpup/pupsourcing/postgres`,
+ * or `deno task migrate --rebase`; every checkpoint stays valid.
  *
  * @example
  * ```ts
  * import { TransactionIdRegressionError } from "@getpup/pupsourcing";
  *
- * const error = new TransactionIdRegressionError(900n, 12n);
- * console.log(error.cursorTransactionId); // 900n
+ * const error = new TransactionIdRegressionError(20_700n, 754n, "log");
+ * console.log(error.storedTransactionId, error.found); // 20700n "log"
  * ```
  */
 export class TransactionIdRegressionError extends PupsourcingError {
-  /** The transaction id held by the cursor or checkpoint. */
-  readonly cursorTransactionId: bigint;
-  /** The newest transaction id the database has handed out. */
+  /** The stored order key at or above what the database can have issued. */
+  readonly storedTransactionId: bigint;
+  /** The newest order key the database can have issued (its next one minus 1). */
   readonly databaseTransactionId: bigint;
+  /** Where the key was found: the log's newest event, or a cursor or checkpoint. */
+  readonly found: "log" | "cursor";
 
-  /** Creates the error from the two ids. */
-  constructor(cursorTransactionId: bigint, databaseTransactionId: bigint) {
+  /** Creates the error from the two keys and where the stored one was found. */
+  constructor(
+    storedTransactionId: bigint,
+    databaseTransactionId: bigint,
+    found: "log" | "cursor" = "cursor",
+  ) {
     super(
-      `Cursor transaction id ${cursorTransactionId} is ahead of the ` +
-        `database's newest transaction id ${databaseTransactionId}: expected ` +
-        `a cursor from this cluster. If the database was restored into a new ` +
-        `cluster, reset the checkpoints (or rebuild the projections) so they ` +
-        `restart from the beginning of the log.`,
+      `${found === "log" ? "The log holds" : "A cursor or checkpoint holds"} transaction id ` +
+        `${storedTransactionId}, ahead of the newest id this database has issued ` +
+        `(${databaseTransactionId}): expected ids from this cluster. The database was moved ` +
+        `into a new cluster (a dump and restore, a logical replication move) whose ` +
+        `transaction ids start lower; nothing was appended, delivered or checkpointed. ` +
+        `Rebase the log once, with the store's schema and table names: ` +
+        `deno task migrate --rebase (npx pupsourcing-migrate --rebase), or ` +
+        `rebaseLog(sql, { store }) from "@getpup/pupsourcing/postgres". ` +
+        `Every checkpoint stays valid.`,
     );
-    this.cursorTransactionId = cursorTransactionId;
+    this.storedTransactionId = storedTransactionId;
     this.databaseTransactionId = databaseTransactionId;
+    this.found = found;
   }
 }
 

@@ -35,6 +35,7 @@ import {
 import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
 import { inTransaction } from "./driver.ts";
+import { regressionOf } from "./order.ts";
 import {
   claimTransactionNotify,
   notifyInTransaction,
@@ -77,7 +78,7 @@ export async function append(
     rows = await insert(db, store, events, ids, callerIds, expected, carriedNotify);
   } catch (error) {
     const eventId = duplicateIdOf(error, store);
-    if (!eventId) throw error;
+    if (!eventId) throw regressionOf(error) ?? error;
     // A concurrent append stored the id first. On a plain client the failed
     // statement is over and the store can look at what was stored: an exact
     // retry gets its result, as it would have a moment later. In a caller's
@@ -486,7 +487,7 @@ async function explainManyRefusal(
 ): Promise<AppendResult[]> {
   const refused = refusedAggregate(error);
   const duplicate = duplicateIdOf(error, store);
-  if (refused === undefined && duplicate === undefined) throw error;
+  if (refused === undefined && duplicate === undefined) throw regressionOf(error) ?? error;
   const lookup = (p: Planned) => storedRetry(db, store, p.events, p.ids, p.callerIds, p.expected);
   // Every entry with caller-chosen ids is looked at first: a reused id is
   // a duplicate, never a conflict, even when a version was refused too. A

@@ -39,6 +39,7 @@
 import type { Event } from "../es/event.ts";
 import { byteaHex } from "./db.ts";
 import { EVENT_TABLE_COLUMNS } from "./schema.ts";
+import { orderKeySql, regressionGuardSql } from "./order.ts";
 import { quote, type ResolvedTables } from "./tables.ts";
 import { cachedBuild, placeholder, type Template, template } from "./template.ts";
 
@@ -226,44 +227,60 @@ function withDefault(column: ParameterColumn<string>, value: string): string {
  */
 function head(tables: ResolvedTables, shape: AppendShape, count: string): string {
   const heads = quote(tables.aggregateHeads);
-  const unstored = shape.checkIds
-    ? `not exists (select from ${quote(tables.events)}
-        where event_id = any(${$("known")}::text::uuid[]))`
-    : "";
+  const conditions = [guard(tables)];
+  if (shape.checkIds) {
+    conditions.push(`not exists (select from ${quote(tables.events)}
+        where event_id = any(${$("known")}::text::uuid[]))`);
+  }
   const returning =
     "returning h.aggregate_type, h.aggregate_id, h.aggregate_version, h.last_transaction_id";
   if (shape.head === "update") {
-    return `update ${heads} as h set ${movedHead(count)}
+    return `update ${heads} as h set ${movedHead(tables, count)}
       where h.aggregate_type = ${$("aggregateType")}::text
         and h.aggregate_id = ${$("aggregateId")}::text
         and h.aggregate_version = coalesce(${$("exact")}::text::int8, h.aggregate_version)
-        ${unstored && `and ${unstored}`}
+        and ${conditions.join(" and ")}
       ${returning}`;
   }
   // A new head's version is the count, which `excluded` hands to the update.
   const conflict = shape.head === "create"
     ? "do nothing"
-    : `(aggregate_type, aggregate_id) do update set ${movedHead("excluded.aggregate_version")}`;
-  return `insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version)
-    select ${$("aggregateType")}::text, ${$("aggregateId")}::text, ${count}
-    ${unstored && `where ${unstored}`}
+    : `(aggregate_type, aggregate_id) do update set ${
+      movedHead(tables, "excluded.aggregate_version")
+    }`;
+  return `insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version,
+      last_transaction_id)
+    select ${$("aggregateType")}::text, ${$("aggregateId")}::text, ${count}, ${orderKeySql(tables)}
+    where ${conditions.join(" and ")}
     on conflict ${conflict}
     ${returning}`;
 }
 
 /**
+ * The regression guard of an append (see ./order.ts): the statement
+ * refuses as a whole when the log holds ids this cluster has not issued.
+ * Every head's key is the key of an event in the log, so the log's newest
+ * key covers the heads too.
+ */
+function guard(tables: ResolvedTables): string {
+  const [before, after] = regressionGuardSql(tables);
+  return `${before}null${after}`;
+}
+
+/**
  * The SET list that moves an existing head `by` events.
  *
- * The events are filed under the greater of this transaction's id and the
- * one the aggregate's newest event was filed under. A transaction that got
+ * The events are filed under the greater of this transaction's order key
+ * (its id plus the log's offset) and the one the aggregate's newest event
+ * was filed under. A transaction that got
  * its id before another appended to the aggregate and committed would
  * otherwise put its later version first in the log. Filing under a greater
  * id stays gap-safe: readers pass an id only once every transaction below
  * it has ended, this one included.
  */
-function movedHead(by: string): string {
+function movedHead(tables: ResolvedTables, by: string): string {
   return `aggregate_version = h.aggregate_version + ${by},
-    last_transaction_id = greatest(h.last_transaction_id, pg_current_xact_id()),
+    last_transaction_id = greatest(h.last_transaction_id, ${orderKeySql(tables)}),
     updated_at = now()`;
 }
 
@@ -357,7 +374,7 @@ function buildMany(tables: ResolvedTables, shape: AppendManyShape): AppendManySt
   // duplicate. Without such ids the check is left out, as in the
   // one-aggregate append (a generic plan would scan the table for it).
   const unstored = shape.checkIds
-    ? `where not exists (select from ${events} where event_id = any(${$("known")}::text::uuid[]))`
+    ? `and not exists (select from ${events} where event_id = any(${$("known")}::text::uuid[]))`
     : "";
   const notify = shape.notify
     ? `, (select count(pg_notify(${$("channel")}::text, t))
@@ -383,10 +400,12 @@ function buildMany(tables: ResolvedTables, shape: AppendManyShape): AppendManySt
       ) with ordinality as a(aggregate_type, aggregate_id, n, expected, hash, k)
     ),
     head as (
-      insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version)
-      select aggregate_type, aggregate_id, n from input ${unstored} order by k
+      insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version,
+        last_transaction_id)
+      select aggregate_type, aggregate_id, n, ${orderKeySql(tables)} from input
+      where ${guard(tables)} ${unstored} order by k
       on conflict (aggregate_type, aggregate_id) do update set
-        ${movedHead("excluded.aggregate_version")}
+        ${movedHead(tables, "excluded.aggregate_version")}
       returning h.aggregate_type, h.aggregate_id, h.aggregate_version, h.last_transaction_id
     ),
     verdict as (

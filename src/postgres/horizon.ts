@@ -9,6 +9,7 @@
 import type { Db } from "./db.ts";
 import { toBigInt } from "./db.ts";
 import { pendingCountColumn } from "./log.ts";
+import { horizonSql } from "./order.ts";
 import type { ResolvedTables } from "./tables.ts";
 
 /**
@@ -47,7 +48,11 @@ export interface HorizonBlocker {
  * ```
  */
 export interface HorizonReport {
-  /** The oldest transaction id still running: events below it are readable. */
+  /**
+   * The oldest transaction id still running, as an order key (plus the
+   * log's ordering offset, like events' `transactionId`): events below it
+   * are readable.
+   */
   horizon: bigint;
   /** Committed events not readable yet because an older transaction runs. */
   pendingEvents: bigint;
@@ -58,7 +63,7 @@ export interface HorizonReport {
 /** Reads the horizon, the events waiting behind it and the transactions holding it. */
 export async function inspectHorizon(db: Db, tables: ResolvedTables): Promise<HorizonReport> {
   const [[horizon, pending]] = await db`
-    select pg_snapshot_xmin(pg_current_snapshot()), ${pendingCountColumn(db, tables)}
+    select ${db.unsafe(horizonSql(tables))}, ${pendingCountColumn(db, tables)}
   `.values();
   const rows = await db`
     select pid, coalesce(state, 'unknown'), age(backend_xid), xact_start,

@@ -16,9 +16,11 @@ export {
   type LogScope,
   pendingColumn,
   readSegments,
+  regressionGuard,
   type SegmentCursor,
   tipColumns,
   tipOf,
 } from "./log.ts";
 export { missingTable } from "./missing_table.ts";
+export { regressionOf } from "./order.ts";
 export type { ResolvedTables } from "./tables.ts";

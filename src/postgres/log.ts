@@ -4,19 +4,28 @@
  * through it.
  *
  * The global log is read only below the safe horizon, `transaction_id <
- * pg_snapshot_xmin(pg_current_snapshot())`, in `(transaction_id,
- * global_position)` order, after a cursor that is that pair: an event
- * whose transaction commits late is never skipped, it waits below the
- * horizon until every older transaction has ended.
+ * pg_snapshot_xmin(pg_current_snapshot())` plus the log's ordering offset
+ * (see ./order.ts), in `(transaction_id, global_position)` order, after a
+ * cursor that is that pair: an event whose transaction commits late is
+ * never skipped, it waits below the horizon until every older transaction
+ * has ended. Every read carries the regression guard: a log or a cursor
+ * from another cluster's ids refuses the read as a whole.
  *
  * @module
  */
 
+import type { PendingQuery, Row } from "postgres";
 import type { Cursor, PersistedEvent } from "../es/event.ts";
-import { compareCursors, minCursor } from "../es/cursor.ts";
-import { TransactionIdRegressionError } from "../es/errors.ts";
+import { compareCursors, maxCursor, minCursor } from "../es/cursor.ts";
 import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
+import {
+  horizonSql,
+  regressionFromVerdict,
+  regressionGuardSql,
+  regressionOf,
+  regressionVerdictSql,
+} from "./order.ts";
 import type { ResolvedTables } from "./tables.ts";
 
 /** Which events a read takes, filtered in SQL; every field validated already. */
@@ -58,13 +67,52 @@ export function int4Array(values: readonly number[]): string {
   return arrayLiteral(values.map(String));
 }
 
+/** `transaction_id < ` the safe horizon, in order keys. */
+function belowHorizon(db: Db, tables: ResolvedTables) {
+  return db`transaction_id < ${db.unsafe(horizonSql(tables))}`;
+}
+
+/**
+ * The regression guard (see ./order.ts) on the log and on `cursor`: a
+ * cursor, or an xid8 sub-select, such as a projection's furthest
+ * checkpoint. A condition that is true or refuses the statement, run once
+ * per statement, before its scan.
+ */
+export function regressionGuard(
+  db: Db,
+  tables: ResolvedTables,
+  cursor: Cursor | PendingQuery<Row[]>,
+) {
+  return withCursor(db, regressionGuardSql(tables), cursor);
+}
+
+/** The regression verdict on the log and `cursor` (see ./order.ts): null when all is well. */
+function regressionVerdict(db: Db, tables: ResolvedTables, cursor: Cursor) {
+  return withCursor(db, regressionVerdictSql(tables), cursor);
+}
+
+function withCursor(
+  db: Db,
+  [before, after]: [string, string],
+  cursor: Cursor | PendingQuery<Row[]>,
+) {
+  const key = "transactionId" in cursor ? String(cursor.transactionId) : cursor;
+  return db`${db.unsafe(before)}${key}${db.unsafe(after)}`;
+}
+
+/** Rethrows the guard's refusal as a `TransactionIdRegressionError`. */
+function refusal(error: unknown): never {
+  throw regressionOf(error) ?? error;
+}
+
 /**
  * Reads up to `limit` events after `after`, in scope, in log order, below
  * the safe horizon.
  *
- * @throws {TransactionIdRegressionError} when nothing is read and `after`
- * is ahead of the database's transaction ids (a restore into a new
- * cluster).
+ * @throws {TransactionIdRegressionError} when the log or `after` holds a
+ * transaction id this database has not handed out (a move into a new
+ * cluster): nothing is read, and a caller's transaction stays usable (the
+ * statement filters instead of raising; an empty page checks why).
  */
 export async function readAfter(
   db: Db,
@@ -78,12 +126,15 @@ export async function readAfter(
     where (transaction_id, global_position) > (${String(after.transactionId)}::xid8, ${
     String(after.globalPosition)
   }::bigint)
-      and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      and ${belowHorizon(db, tables)}
       ${scopeFilter(db, scope)}
+      and ${regressionVerdict(db, tables, after)} is null
     order by transaction_id, global_position
     limit ${limit}
   `.values();
-  if (rows.length === 0 && after.transactionId > 0n) await assertCursorInCluster(db, after);
+  // The verdict filters out every row of a moved log without raising, so
+  // a caller's transaction stays usable; an empty page says why.
+  if (rows.length === 0) await assertCursorInCluster(db, tables, after);
   return rows.map(decodeEvent);
 }
 
@@ -99,6 +150,10 @@ export async function readAfter(
  * worker count), each row is also compared with its own segment's cursor,
  * looked up by segment number in an array parameter: a per-row subscript,
  * no join, so the plan stays an ordered index scan that stops at `limit`.
+ *
+ * @throws {TransactionIdRegressionError} when the log or a cursor holds a
+ * transaction id this database has not handed out (a move into a new
+ * cluster): nothing is read.
  */
 export async function readSegments(
   db: Db,
@@ -115,12 +170,13 @@ export async function readSegments(
     select ${eventColumns(db)} from ${table(db, tables.events)}
     where (transaction_id, global_position) >
         (${String(from.transactionId)}::xid8, ${String(from.globalPosition)}::bigint)
-      and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      and ${belowHorizon(db, tables)}
       ${scopeFilter(db, { ...scope, segments })}
       ${uniform ? db`` : perSegmentCursor(db, cursors, count)}
+      and ${regressionGuard(db, tables, cursors.map((s) => s.cursor).reduce(maxCursor))}
     order by transaction_id, global_position
     limit ${limit}
-  `.values();
+  `.values().catch(refusal);
   return rows.map(decodeEvent);
 }
 
@@ -150,9 +206,9 @@ export function tipColumns(db: Db, tables: ResolvedTables) {
   // Two uncorrelated subqueries: each runs once (an InitPlan), as one
   // backward step on the (transaction_id, global_position) index.
   return db`
-    (select transaction_id from ${events} where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+    (select transaction_id from ${events} where ${belowHorizon(db, tables)}
      order by transaction_id desc, global_position desc limit 1) as tip_tx,
-    (select global_position from ${events} where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+    (select global_position from ${events} where ${belowHorizon(db, tables)}
      order by transaction_id desc, global_position desc limit 1) as tip_pos`;
 }
 
@@ -171,26 +227,28 @@ export function tipOf(tx: unknown, position: unknown): Cursor | undefined {
 export function pendingColumn(db: Db, tables: ResolvedTables, scope: LogScope) {
   return db`exists (
     select from ${table(db, tables.events)}
-    where transaction_id >= pg_snapshot_xmin(pg_current_snapshot()) ${scopeFilter(db, scope)}
+    where not ${belowHorizon(db, tables)} ${scopeFilter(db, scope)}
   ) as pending`;
 }
 
 /** How many committed events wait behind the horizon, as one column (`pending`). */
 export function pendingCountColumn(db: Db, tables: ResolvedTables) {
   return db`(select count(*) from ${table(db, tables.events)}
-    where transaction_id >= pg_snapshot_xmin(pg_current_snapshot())) as pending`;
+    where not ${belowHorizon(db, tables)}) as pending`;
 }
 
 /**
- * Throws when `cursor` names a transaction the database has not handed
- * out yet, which happens after a restore into a new cluster.
+ * Throws when the log or `cursor` holds a transaction id the database has
+ * not handed out yet, which happens after a move into a new cluster.
  *
  * @throws {TransactionIdRegressionError}
  */
-export async function assertCursorInCluster(db: Db, cursor: Cursor): Promise<void> {
-  const [[next]] = await db`select pg_snapshot_xmax(pg_current_snapshot())`.values();
-  const databaseNext = toBigInt(next);
-  if (cursor.transactionId >= databaseNext) {
-    throw new TransactionIdRegressionError(cursor.transactionId, databaseNext - 1n);
-  }
+export async function assertCursorInCluster(
+  db: Db,
+  tables: ResolvedTables,
+  cursor: Cursor,
+): Promise<void> {
+  const [[verdict]] = await db`select ${regressionVerdict(db, tables, cursor)}`.values();
+  const regression = regressionFromVerdict(verdict as string | null);
+  if (regression) throw regression;
 }

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { initialSchemaSql } from "./schema.ts";
+import { initialSchemaSql, logOffsetSql } from "./schema.ts";
 import type { ResolvedTables } from "./tables.ts";
 
 /** One schema version. */
@@ -28,6 +28,7 @@ export interface Migration {
 /** Every schema version, oldest first. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "event_store", sql: initialSchemaSql },
+  { version: 2, name: "log_offset", sql: logOffsetSql },
 ];
 
 /** `0001_event_store`: the version, zero-padded so files sort, and the name. */

@@ -23,7 +23,8 @@ export function missingTable(error: unknown, tables: ResolvedTables): unknown {
   const e = error as { code?: unknown; message?: unknown };
   if (e?.code !== "42P01" || typeof e.message !== "string") return error;
   const name = UNDEFINED_TABLE.exec(e.message)?.[1];
-  const table = [tables.events, tables.aggregateHeads, tables.checkpoints].find((t) => t === name);
+  const table = [tables.events, tables.aggregateHeads, tables.checkpoints, tables.logOffset]
+    .find((t) => t === name);
   return table === undefined
     ? error
     : new SchemaMissingError(table, tables.schema, { cause: error });

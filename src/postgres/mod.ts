@@ -25,5 +25,6 @@ export {
 } from "./store.ts";
 export type { Db } from "./db.ts";
 export { type AppliedMigration, migrate, type MigrateOptions } from "./migrate.ts";
+export { rebaseLog, type RebaseOptions, type RebaseResult } from "./rebase.ts";
 export type { HorizonBlocker, HorizonReport } from "./horizon.ts";
 export type { ResolvedTables, TableNames } from "./tables.ts";

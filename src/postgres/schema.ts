@@ -109,3 +109,30 @@ CREATE TABLE IF NOT EXISTS ${quote(t.checkpoints)} (
 );
 `;
 }
+
+/**
+ * The DDL of schema version 2: the log's ordering offset, one row.
+ *
+ * The log is ordered by an order key, the transaction id plus this
+ * offset: appends file events under `pg_current_xact_id() + offset` and
+ * readers read below `pg_snapshot_xmin(pg_current_snapshot()) + offset`.
+ * It stays 0 until the database is moved into a cluster whose transaction
+ * ids are lower than the history's (a dump and restore, a logical
+ * replication move); `rebaseLog` then sets it, once, so that new events
+ * follow the history and every checkpoint stays valid.
+ */
+export function logOffsetSql(t: ResolvedTables): string {
+  return `${
+    createSchemaSql(t)
+  }-- The log's ordering offset: an event's order key is its transaction id
+-- plus this offset. 0 until rebaseLog sets it after a move into a new
+-- cluster, whose transaction ids start lower than the history's.
+CREATE TABLE IF NOT EXISTS ${quote(t.logOffset)} (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    transaction_id_offset bigint NOT NULL DEFAULT 0,
+    rebased_at timestamptz
+);
+
+INSERT INTO ${quote(t.logOffset)} (singleton) VALUES (true) ON CONFLICT DO NOTHING;
+`;
+}

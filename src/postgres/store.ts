@@ -122,6 +122,7 @@ const CONFIG_KEYS: readonly (keyof PostgresStoreConfig)[] = [
   "aggregateHeadsTable",
   "checkpointsTable",
   "migrationsTable",
+  "logOffsetTable",
   "logger",
   "notifyChannel",
 ];
@@ -308,8 +309,9 @@ export class PostgresStore {
    * is therefore never skipped; a long-running writing transaction delays
    * readers instead.
    *
-   * @throws {TransactionIdRegressionError} when the cursor is ahead of the
-   * database's transaction ids (a restore into a new cluster).
+   * @throws {TransactionIdRegressionError} when the log or the cursor holds
+   * a transaction id the database has not handed out (a move into a new
+   * cluster; the fix: `rebaseLog`, once). Nothing is read.
    *
    * @example Read everything, page by page
    * ```ts ignore
@@ -333,8 +335,9 @@ export class PostgresStore {
   }
 
   /**
-   * Throws when `cursor` names a transaction the database has not handed
-   * out yet, which happens after a restore into a new cluster.
+   * Throws when the log or `cursor` holds a transaction id the database
+   * has not handed out yet, which happens after a move into a new cluster
+   * (the fix: `rebaseLog`, once).
    *
    * @throws {TransactionIdRegressionError}
    *
@@ -343,8 +346,10 @@ export class PostgresStore {
    * await store.assertCursorInCluster(sql, checkpoint);
    * ```
    */
-  assertCursorInCluster(db: Db, cursor: Cursor): Promise<void> {
-    return assertCursorInCluster(db, cursor);
+  async assertCursorInCluster(db: Db, cursor: Cursor): Promise<void> {
+    await assertCursorInCluster(db, this.tables, cursor).catch((error) => {
+      throw missingTable(error, this.tables);
+    });
   }
 
   /**

@@ -29,6 +29,11 @@ export interface TableNames {
   checkpointsTable?: string;
   /** The schema versions `migrate` has applied; default `pupsourcing_migrations`. */
   migrationsTable?: string;
+  /**
+   * The log's ordering offset (one row, set by `rebaseLog` after a move
+   * into a new cluster); default `pupsourcing_log_offset`.
+   */
+  logOffsetTable?: string;
 }
 
 /**
@@ -47,6 +52,8 @@ export interface ResolvedTables {
   checkpoints: string;
   /** The table of applied schema versions. */
   migrations: string;
+  /** The one-row table of the log's ordering offset. */
+  logOffset: string;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -103,5 +110,6 @@ export function resolveTables(names: TableNames = {}): ResolvedTables {
     aggregateHeads: table("aggregateHeadsTable", names.aggregateHeadsTable, "aggregate_heads"),
     checkpoints: table("checkpointsTable", names.checkpointsTable, "projection_checkpoints"),
     migrations: table("migrationsTable", names.migrationsTable, "pupsourcing_migrations"),
+    logOffset: table("logOffsetTable", names.logOffsetTable, "pupsourcing_log_offset"),
   };
 }

@@ -13,6 +13,8 @@ import {
   int4Array,
   missingTable,
   pendingColumn,
+  regressionGuard,
+  regressionOf,
   table,
   tipColumns,
   tipOf,
@@ -132,7 +134,10 @@ export interface Probe extends CheckpointView {
 /**
  * Reads this worker's checkpoints without locking or writing anything (no
  * transaction id is spent on an idle poll), with the log's tip and whether
- * committed events wait behind the horizon.
+ * committed events wait behind the horizon. Every poll carries the
+ * regression guard, on the log and on the projection's furthest
+ * checkpoint: after a move into a new cluster it refuses with
+ * `TransactionIdRegressionError` instead of idling.
  */
 export async function probeCheckpoints(db: Db, target: Target): Promise<Probe> {
   const { aggregateTypes, eventTypes, segments: count, owned: ids } = target;
@@ -144,11 +149,18 @@ export async function probeCheckpoints(db: Db, target: Target): Promise<Probe> {
     from ${table(db, target.tables.checkpoints)} as c
     where c.projection_name = ${target.name}
       and c.segment = any(${int4Array(target.owned)}::int4[])
+      and ${regressionGuard(db, target.tables, furthest(db, target))}
     order by c.segment
   `.values().catch((error) => {
-    throw missingTable(error, target.tables);
+    throw regressionOf(error) ?? missingTable(error, target.tables);
   });
   return { ...toView(rows), pending: rows.some((row) => row[6] === true) };
+}
+
+/** The projection's furthest checkpoint key, as a sub-select for the regression guard. */
+function furthest(db: Db, target: Target) {
+  return db`(select transaction_id from ${table(db, target.tables.checkpoints)}
+    where projection_name = ${target.name} order by transaction_id desc limit 1)`;
 }
 
 /**

@@ -228,9 +228,11 @@ export class ProjectionProcessor {
   ): Promise<"started" | "aborted"> {
     for (;;) {
       try {
-        await ensureCheckpoints(this.#sql, target);
+        // Checked before the checkpoints are made: a moved log is refused
+        // with nothing written.
         const furthest = await furthestCheckpoint(this.#sql, target);
-        if (furthest) await this.#store.assertCursorInCluster(this.#sql, furthest);
+        await this.#store.assertCursorInCluster(this.#sql, furthest ?? START);
+        await ensureCheckpoints(this.#sql, target);
         backoff.reset();
         return "started";
       } catch (error) {

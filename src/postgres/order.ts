@@ -1,0 +1,115 @@
+/**
+ * The log's order key, and the guard that refuses a log whose keys this
+ * cluster cannot have issued.
+ *
+ * An event's order key is the transaction id it was filed under plus the
+ * log's ordering offset (one row, schema version 2): appends file under
+ * `pg_current_xact_id() + offset`, readers read below
+ * `pg_snapshot_xmin(pg_current_snapshot()) + offset`. Adding one constant
+ * to both sides keeps the ordering rule exact. The offset is 0 until the
+ * database is moved into a cluster whose transaction ids start below the
+ * history's; {@linkcode rebaseLog} then raises it once, past the history.
+ *
+ * The guard: a key that this database has handed out is below
+ * `pg_snapshot_xmax(pg_current_snapshot()) + offset` (the next id, in
+ * keys) for any snapshot that sees it, since every visible key comes from
+ * a transaction that committed before the snapshot was taken, or from
+ * this transaction itself (then its own id plus 1 bounds it). A visible
+ * key at or above it, in the log or in a cursor, means the ids went
+ * backwards. The guard is an uncorrelated sub-select, run once per
+ * statement before its scans (one backward step on the log index); it
+ * raises by casting a marked text to boolean, the one way plain SQL has,
+ * so the very statement that would append or read refuses as a whole.
+ *
+ * xid8 has no arithmetic: keys go through `int8` (xid8 is an unsigned
+ * 64-bit number, but an epoch would have to pass 2^31 to leave int8).
+ *
+ * @module
+ */
+
+import { TransactionIdRegressionError } from "../es/errors.ts";
+import { quote, type ResolvedTables } from "./tables.ts";
+
+/** The offset, 0 if its row is missing: read once per statement (an InitPlan). */
+function offsetSql(tables: ResolvedTables): string {
+  return `coalesce((select transaction_id_offset from ${quote(tables.logOffset)}), 0)`;
+}
+
+/** The order key this transaction files its events under. */
+export function orderKeySql(tables: ResolvedTables): string {
+  return `(pg_current_xact_id()::text::int8 + ${offsetSql(tables)})::text::xid8`;
+}
+
+/** The safe horizon as an order key: events below it are readable. */
+export function horizonSql(tables: ResolvedTables): string {
+  return `(pg_snapshot_xmin(pg_current_snapshot())::text::int8 + ${offsetSql(tables)})::text::xid8`;
+}
+
+/**
+ * The order key the next transaction will get: nothing visible is at or
+ * above it. This transaction's own events are visible to it before it
+ * commits, and its id can be at or above the snapshot's xmax (when no
+ * transaction ended since it took its id), hence the greater of the two.
+ */
+function nextKeySql(tables: ResolvedTables): string {
+  return `(greatest(pg_snapshot_xmax(pg_current_snapshot())::text::int8,
+      pg_current_xact_id_if_assigned()::text::int8 + 1) + ${offsetSql(tables)})::text::xid8`;
+}
+
+const MARK = "pupsourcing: transaction id regression";
+
+/**
+ * A sub-select that is null while the log's newest visible key and the
+ * cursor are below the next key this database would hand out, and
+ * otherwise the verdict `log|cursor <stored key> <next key>`: the SQL text
+ * before and after the cursor (an xid8 expression, a parameter, or
+ * `null`), which the caller puts between them.
+ */
+export function regressionVerdictSql(tables: ResolvedTables): [string, string] {
+  const events = quote(tables.events);
+  return [
+    `(select case
+      when g.newest >= g.next then 'log ' || g.newest || ' ' || g.next
+      when g.cursor >= g.next then 'cursor ' || g.cursor || ' ' || g.next end
+    from (select ${nextKeySql(tables)} as next, (`,
+    `)::xid8 as cursor,
+      (select transaction_id from ${events}
+       order by transaction_id desc, global_position desc limit 1) as newest) g)`,
+  ];
+}
+
+/**
+ * The guard: a condition that is true, or raises with the verdict of
+ * {@linkcode regressionVerdictSql}, refusing the whole statement (and
+ * aborting its transaction). Text before and after the cursor.
+ */
+export function regressionGuardSql(tables: ResolvedTables): [string, string] {
+  const [before, after] = regressionVerdictSql(tables);
+  return [`coalesce(('${MARK} ' || ${before}`, `${after})::boolean, true)`];
+}
+
+/** The error a verdict of {@linkcode regressionVerdictSql} stands for; `undefined` for null. */
+export function regressionFromVerdict(
+  verdict: string | null | undefined,
+): TransactionIdRegressionError | undefined {
+  const found = verdict ? /^(log|cursor) (\d+) (\d+)$/.exec(verdict) : null;
+  return found
+    ? new TransactionIdRegressionError(
+      BigInt(found[2]),
+      BigInt(found[3]) - 1n,
+      found[1] as "log" | "cursor",
+    )
+    : undefined;
+}
+
+/**
+ * The {@linkcode TransactionIdRegressionError} that a statement's guard
+ * raised, or `undefined` for any other error.
+ */
+export function regressionOf(error: unknown): TransactionIdRegressionError | undefined {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (code !== "22P02" || typeof message !== "string") return undefined;
+  const at = message.indexOf(`${MARK} `);
+  if (at < 0) return undefined;
+  return regressionFromVerdict(message.slice(at + MARK.length + 1).replace(/"$/, ""));
+}
