@@ -42,3 +42,12 @@ export { MAX_APPEND_PAYLOAD_BYTES, MAX_EVENT_PAYLOAD_BYTES } from "./limits.ts";
 export type { LogFields, Logger } from "./logger.ts";
 export { isUuid, uuidv7 } from "./uuid.ts";
 export { fnv1a32, segmentOf } from "./segment.ts";
+export type {
+  AppendOptions,
+  EventStore,
+  ReadEventsOptions,
+  ReadStreamOptions,
+  Snapshot,
+  SnapshotStore,
+} from "./store.ts";
+export { InMemoryStore } from "./memory_store.ts";

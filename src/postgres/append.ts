@@ -15,11 +15,11 @@
  * @module
  */
 
-import type { AppendResult, Event, ExpectedVersion, PersistedEvent } from "../es/event.ts";
+import type { AppendResult, Event, ExpectedVersion } from "../es/event.ts";
 import { DuplicateEventError, OptimisticConcurrencyError } from "../es/errors.ts";
 import { describeExpected } from "../es/errors.ts";
 import { fnv1a32 } from "../es/segment.ts";
-import { uuidv7 } from "../es/uuid.ts";
+import { asRetry, eventIds, persistedEvent, toResult } from "../es/stored.ts";
 import type { ValidAppend } from "../es/validate.ts";
 import {
   appendManyStatement,
@@ -253,79 +253,6 @@ async function storedRetry(
     clash.eventId,
     `an event already stored as ${clash.aggregateType} "${clash.aggregateId}" version ${clash.aggregateVersion}`,
   );
-}
-
-/**
- * The stored events if they are exactly this append, done before: every id
- * stored, for this aggregate, at consecutive versions in the same order,
- * starting where the expected version says.
- */
-function asRetry(
-  stored: PersistedEvent[],
-  ids: string[],
-  aggregateType: string,
-  aggregateId: string,
-  expected: ExpectedVersion,
-): PersistedEvent[] | undefined {
-  if (stored.length !== ids.length) return undefined;
-  const byId = new Map(stored.map((event) => [event.eventId, event]));
-  const ordered = ids.map((id) => byId.get(id));
-  const first = ordered[0]?.aggregateVersion;
-  if (first === undefined) return undefined;
-  const expectedFirst = expected === "no_stream"
-    ? 1n
-    : typeof expected === "bigint"
-    ? expected + 1n
-    : first;
-  if (first !== expectedFirst) return undefined;
-  const matches = ordered.every((event, i) =>
-    event !== undefined && event.aggregateType === aggregateType &&
-    event.aggregateId === aggregateId &&
-    event.aggregateVersion === first + BigInt(i)
-  );
-  return matches ? ordered as PersistedEvent[] : undefined;
-}
-
-/**
- * The ids the events will be stored under: the caller's, in lower case,
- * or new UUIDv7s. Only the caller's (`callerIds`) can be stored already.
- */
-function eventIds(events: readonly Event[]): { ids: string[]; callerIds: string[] } {
-  const ids = events.map((event) => event.eventId?.toLowerCase() ?? uuidv7());
-  const callerIds = events.flatMap((event, i) => event.eventId === undefined ? [] : [ids[i]]);
-  return { ids, callerIds };
-}
-
-/** What the store assigned an appended event. */
-type Assigned = Pick<
-  PersistedEvent,
-  "globalPosition" | "transactionId" | "aggregateVersion" | "createdAt"
->;
-
-/** An appended event as stored: the caller's fields, their defaults, and what was assigned. */
-function persistedEvent(event: Event, eventId: string, assigned: Assigned): PersistedEvent {
-  return {
-    ...assigned,
-    aggregateType: event.aggregateType,
-    aggregateId: event.aggregateId,
-    eventId,
-    eventType: event.eventType,
-    eventVersion: event.eventVersion ?? 1,
-    payload: event.payload,
-    metadata: event.metadata ?? null,
-    traceId: event.traceId ?? null,
-    correlationId: event.correlationId ?? null,
-    causationId: event.causationId ?? null,
-  };
-}
-
-function toResult(events: PersistedEvent[]): AppendResult {
-  return {
-    events,
-    globalPositions: events.map((event) => event.globalPosition),
-    fromVersion: events[0].aggregateVersion - 1n,
-    toVersion: events[events.length - 1].aggregateVersion,
-  };
 }
 
 /** The event id of a unique violation on the events' `event_id`, if that is what `error` is. */

@@ -14,6 +14,12 @@ import type {
   Stream,
 } from "../es/event.ts";
 import type { Logger } from "../es/logger.ts";
+import type {
+  AppendOptions,
+  EventStore,
+  ReadEventsOptions,
+  ReadStreamOptions,
+} from "../es/store.ts";
 import { checkOptions } from "../es/options.ts";
 import {
   requireName,
@@ -57,63 +63,7 @@ export interface PostgresStoreConfig extends TableNames {
   notifyChannel?: string | false;
 }
 
-/**
- * Options of {@linkcode PostgresStore.append}.
- *
- * @example
- * ```ts
- * import type { AppendOptions } from "@getpup/pupsourcing/postgres";
- *
- * const options: AppendOptions = { expectedVersion: "no_stream" };
- * ```
- */
-export interface AppendOptions {
-  /** What the aggregate's version must be; default `"any"`. */
-  expectedVersion?: ExpectedVersion;
-}
-
-/**
- * Options of {@linkcode PostgresStore.readEvents}.
- *
- * @example Page through the whole log
- * ```ts
- * import type { ReadEventsOptions } from "@getpup/pupsourcing/postgres";
- *
- * const options: ReadEventsOptions = { limit: 500, eventTypes: ["OrderPlaced"] };
- * ```
- */
-export interface ReadEventsOptions {
-  /** Read the events after this cursor; default: from the start. */
-  after?: Cursor;
-  /** At most this many events; default 1000. */
-  limit?: number;
-  /** Only events of these aggregate types; default: all. */
-  aggregateTypes?: readonly string[];
-  /** Only events of these event types; default: all. */
-  eventTypes?: readonly string[];
-  /**
-   * Only events whose segment (`segmentOf(aggregateId, count)`) is one of
-   * `ids`; default: all.
-   */
-  segments?: { count: number; ids: readonly number[] };
-}
-
-/**
- * Options of {@linkcode PostgresStore.readAggregateStream}.
- *
- * @example Read versions 5 to 10
- * ```ts
- * import type { ReadStreamOptions } from "@getpup/pupsourcing/postgres";
- *
- * const options: ReadStreamOptions = { fromVersion: 5n, toVersion: 10n };
- * ```
- */
-export interface ReadStreamOptions {
-  /** The first version to read (inclusive); default: the first. */
-  fromVersion?: bigint;
-  /** The last version to read (inclusive); default: the last. */
-  toVersion?: bigint;
-}
+export type { AppendOptions, ReadEventsOptions, ReadStreamOptions };
 
 /** Every key of {@linkcode PostgresStoreConfig}, to refuse any other. */
 const CONFIG_KEYS: readonly (keyof PostgresStoreConfig)[] = [
@@ -123,6 +73,7 @@ const CONFIG_KEYS: readonly (keyof PostgresStoreConfig)[] = [
   "checkpointsTable",
   "migrationsTable",
   "logOffsetTable",
+  "snapshotsTable",
   "logger",
   "notifyChannel",
 ];
@@ -150,7 +101,7 @@ export const DEFAULT_NOTIFY_CHANNEL = "pupsourcing_events";
  * const page = await store.readEvents(sql, { limit: 100 });
  * ```
  */
-export class PostgresStore {
+export class PostgresStore implements EventStore<Db> {
   /** The validated table names. */
   readonly tables: ResolvedTables;
   /** The NOTIFY channel, or `undefined` when wake-ups are off. */

@@ -34,6 +34,8 @@ export interface TableNames {
    * into a new cluster); default `pupsourcing_log_offset`.
    */
   logOffsetTable?: string;
+  /** Aggregates' snapshots (`PostgresSnapshotStore`); default `snapshots`. */
+  snapshotsTable?: string;
 }
 
 /**
@@ -54,6 +56,8 @@ export interface ResolvedTables {
   migrations: string;
   /** The one-row table of the log's ordering offset. */
   logOffset: string;
+  /** The snapshots table. */
+  snapshots: string;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -111,5 +115,6 @@ export function resolveTables(names: TableNames = {}): ResolvedTables {
     checkpoints: table("checkpointsTable", names.checkpointsTable, "projection_checkpoints"),
     migrations: table("migrationsTable", names.migrationsTable, "pupsourcing_migrations"),
     logOffset: table("logOffsetTable", names.logOffsetTable, "pupsourcing_log_offset"),
+    snapshots: table("snapshotsTable", names.snapshotsTable, "snapshots"),
   };
 }
