@@ -51,3 +51,28 @@ export type {
   SnapshotStore,
 } from "./store.ts";
 export { InMemoryStore } from "./memory_store.ts";
+export {
+  type EncodedEvent,
+  type EventCodec,
+  EventDecodeError,
+  type EventSchema,
+  jsonCodec,
+  type JsonCodecOptions,
+  type StoredForm,
+  type TypedEvent,
+  UnknownEventTypeError,
+  type Upcaster,
+} from "./codec.ts";
+export { fromJsonBytes, toJsonBytes } from "./json.ts";
+export {
+  type AggregateState,
+  aggregateStream,
+  type CommandOptions,
+  type CommandResult,
+  DeciderError,
+  handleCommand,
+  type StateOptions,
+  type StreamName,
+} from "./command.ts";
+export { type SnapshotPolicy } from "./snapshot.ts";
+export { uuidv5 } from "./uuid_v5.ts";

@@ -30,6 +30,11 @@ export function uuidv7(): string {
   }
   bytes[6] = (bytes[6] & 0x0f) | 0x70;
   bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  return formatUuid(bytes);
+}
+
+/** The canonical 36-character form of 16 bytes. */
+export function formatUuid(bytes: Uint8Array): string {
   let out = "";
   for (let i = 0; i < 16; i++) {
     if (i === 4 || i === 6 || i === 8 || i === 10) out += "-";
