@@ -13,6 +13,7 @@
  */
 
 import { initialSchemaSql, logOffsetSql } from "./schema.ts";
+import { snapshotsSql } from "./snapshots.ts";
 import type { ResolvedTables } from "./tables.ts";
 
 /** One schema version. */
@@ -29,6 +30,7 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "event_store", sql: initialSchemaSql },
   { version: 2, name: "log_offset", sql: logOffsetSql },
+  { version: 3, name: "snapshots", sql: snapshotsSql },
 ];
 
 /** `0001_event_store`: the version, zero-padded so files sort, and the name. */

@@ -24,6 +24,7 @@ export {
   type ReadStreamOptions,
 } from "./store.ts";
 export type { Db } from "./db.ts";
+export { PostgresSnapshotStore } from "./snapshots.ts";
 export { type AppliedMigration, migrate, type MigrateOptions } from "./migrate.ts";
 export { rebaseLog, type RebaseOptions, type RebaseResult } from "./rebase.ts";
 export type { HorizonBlocker, HorizonReport } from "./horizon.ts";
