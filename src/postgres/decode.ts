@@ -76,7 +76,7 @@ export function decodeEvent(row: readonly unknown[]): PersistedEvent {
  * a Node `Buffer`'s `slice` shares memory where a `Uint8Array`'s copies,
  * so the bytes are handed out as a `Uint8Array` view of the same memory.
  */
-function fromBase64(text: string): Uint8Array {
+export function fromBase64(text: string): Uint8Array {
   const bytes = Buffer.from(text, "base64");
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

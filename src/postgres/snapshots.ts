@@ -9,6 +9,7 @@
 
 import type { Snapshot, SnapshotStore } from "../es/store.ts";
 import { byteaHex, type Db, table, toBigInt } from "./db.ts";
+import { fromBase64 } from "./decode.ts";
 import { inTransaction } from "./driver.ts";
 import { missingTable } from "./missing_table.ts";
 import { quote, type ResolvedTables } from "./tables.ts";
@@ -69,7 +70,9 @@ export class PostgresSnapshotStore implements SnapshotStore<Db> {
     snapshotVersion: number,
   ): Promise<Snapshot | undefined> {
     const [row] = await db`
-      select s.aggregate_version, s.state from ${table(db, this.tables.snapshots)} s
+      select s.aggregate_version, encode(s.state, 'base64') from ${
+      table(db, this.tables.snapshots)
+    } s
       join ${table(db, this.tables.aggregateHeads)} h
         on h.aggregate_type = s.aggregate_type and h.aggregate_id = s.aggregate_id
       where s.aggregate_type = ${aggregateType} and s.aggregate_id = ${aggregateId}
@@ -79,13 +82,13 @@ export class PostgresSnapshotStore implements SnapshotStore<Db> {
       throw missingTable(error, this.tables);
     });
     if (!row) return undefined;
-    const [version, state] = row as [unknown, Uint8Array];
+    const [version, state] = row as [unknown, string];
     return {
       aggregateType,
       aggregateId,
       aggregateVersion: toBigInt(version),
       snapshotVersion,
-      state: new Uint8Array(state),
+      state: fromBase64(state),
     };
   }
 
@@ -103,7 +106,7 @@ export class PostgresSnapshotStore implements SnapshotStore<Db> {
     await db`
       insert into ${t} (aggregate_type, aggregate_id, snapshot_version, aggregate_version, state)
       values (${snapshot.aggregateType}, ${snapshot.aggregateId}, ${snapshot.snapshotVersion},
-        ${String(snapshot.aggregateVersion)}::bigint, ${byteaHex(snapshot.state)}::bytea)
+        ${String(snapshot.aggregateVersion)}::bigint, ${byteaHex(snapshot.state)}::text::bytea)
       on conflict (aggregate_type, aggregate_id, snapshot_version) do update
         set aggregate_version = excluded.aggregate_version, state = excluded.state,
           created_at = now()
