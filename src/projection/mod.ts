@@ -37,3 +37,9 @@ export { type ProcessorConfig, ProjectionProcessor } from "./processor.ts";
 export type { RunMode, RunOptions, RunOutcome } from "./run.ts";
 export type { ResolvedConfig } from "./config.ts";
 export { DEFAULT_SEGMENTS, MAX_SEGMENTS, ownedSegments, validatePartitioning } from "./segments.ts";
+export {
+  type TypedHandlers,
+  type TypedProjection,
+  typedProjection,
+  type TypedProjectionOptions,
+} from "./typed.ts";

@@ -22,3 +22,13 @@
 
 export { startTestDatabase } from "./server.ts";
 export type { TestDatabase, TestDatabaseOptions } from "./server.ts";
+export {
+  type DeciderSpec,
+  deciderSpec,
+  type DeciderSpecOptions,
+  type DeciderThen,
+  type GivenEvent,
+  type ProjectionSpec,
+  projectionSpec,
+  type ProjectionSpecOptions,
+} from "./spec.ts";
