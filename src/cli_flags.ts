@@ -18,12 +18,14 @@ export const TABLE_FLAGS: {
   "aggregate-heads-table": { type: "string" };
   "checkpoints-table": { type: "string" };
   "log-offset-table": { type: "string" };
+  "snapshots-table": { type: "string" };
 } = {
   schema: { type: "string" },
   "events-table": { type: "string" },
   "aggregate-heads-table": { type: "string" },
   "checkpoints-table": { type: "string" },
   "log-offset-table": { type: "string" },
+  "snapshots-table": { type: "string" },
 };
 
 /** The usage lines of {@linkcode TABLE_FLAGS}. */
@@ -33,6 +35,7 @@ export const TABLE_FLAGS_USAGE =
   --aggregate-heads-table <name> default: aggregate_heads
   --checkpoints-table <name>     default: projection_checkpoints
   --log-offset-table <name>      default: pupsourcing_log_offset
+  --snapshots-table <name>       default: snapshots
 `;
 
 /**
@@ -54,6 +57,7 @@ export function tableNames(flags: {
   "aggregate-heads-table"?: string;
   "checkpoints-table"?: string;
   "log-offset-table"?: string;
+  "snapshots-table"?: string;
 }): TableNames {
   return {
     schema: flags.schema,
@@ -61,5 +65,6 @@ export function tableNames(flags: {
     aggregateHeadsTable: flags["aggregate-heads-table"],
     checkpointsTable: flags["checkpoints-table"],
     logOffsetTable: flags["log-offset-table"],
+    snapshotsTable: flags["snapshots-table"],
   };
 }

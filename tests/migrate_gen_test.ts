@@ -40,6 +40,7 @@ describe("migrate-gen", () => {
         "events",
         "projection_checkpoints",
         "pupsourcing_log_offset",
+        "snapshots",
       ]);
       const columns = await db.sql`
         select column_name, data_type from information_schema.columns
@@ -73,6 +74,7 @@ describe("migrate-gen", () => {
         aggregateHeadsTable: "heads",
         checkpointsTable: "cp",
         logOffsetTable: "offset",
+        snapshotsTable: "Snapshots",
       };
       const text = generateMigration(names);
       await db.sql.unsafe(text);
@@ -85,6 +87,7 @@ describe("migrate-gen", () => {
           'CREATE TABLE IF NOT EXISTS "Billing"."heads" (',
           'CREATE TABLE IF NOT EXISTS "Billing"."cp" (',
           'CREATE TABLE IF NOT EXISTS "Billing"."offset" (',
+          'CREATE TABLE IF NOT EXISTS "Billing"."Snapshots" (',
           'CONSTRAINT "BillingEvents_event_id_key" UNIQUE (event_id)',
           'CREATE INDEX IF NOT EXISTS "BillingEvents_log_idx"',
         ]
@@ -96,7 +99,13 @@ describe("migrate-gen", () => {
       const tables = await db.sql`
         select table_name from information_schema.tables
         where table_schema = 'Billing' order by table_name`;
-      assert.deepEqual(tables.map((t) => t.table_name), ["BillingEvents", "cp", "heads", "offset"]);
+      assert.deepEqual(tables.map((t) => t.table_name), [
+        "BillingEvents",
+        "Snapshots",
+        "cp",
+        "heads",
+        "offset",
+      ]);
       const store = new PostgresStore(names);
       assert.deepEqual((await store.append(db.sql, [event("o-1")])).globalPositions, [1n]);
     });

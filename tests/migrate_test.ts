@@ -118,6 +118,7 @@ describe("migrate", () => {
       "projection_checkpoints",
       "pupsourcing_log_offset",
       "pupsourcing_migrations",
+      "snapshots",
     ]);
     assert.deepEqual(
       await recorded(sql),
@@ -177,6 +178,7 @@ describe("migrate", () => {
       checkpointsTable: "cp",
       migrationsTable: "SchemaVersions",
       logOffsetTable: "Offset",
+      snapshotsTable: "Snapshots",
     };
     const logged: unknown[] = [];
     const logger = {
@@ -201,6 +203,7 @@ describe("migrate", () => {
       "Events",
       "Offset",
       "SchemaVersions",
+      "Snapshots",
       "cp",
       "heads",
     ]);
@@ -481,6 +484,8 @@ describe("migrate", () => {
         "billing_versions",
         "--log-offset-table",
         "billing_offset",
+        "--snapshots-table",
+        "billing_snapshots",
       ];
       const first = await cli(args, { DATABASE_URL: "postgres://127.0.0.1:1/not-this-one" });
       assert.equal(first.code, 0, first.stderr);
@@ -494,6 +499,7 @@ describe("migrate", () => {
         "billing_events",
         "billing_heads",
         "billing_offset",
+        "billing_snapshots",
         "billing_versions",
       ]);
       const again = await cli(args);

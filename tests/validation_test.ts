@@ -249,6 +249,7 @@ const nameFields: (keyof TableNames)[] = [
   "aggregateHeadsTable",
   "checkpointsTable",
   "migrationsTable",
+  "snapshotsTable",
 ];
 
 /** Asserts that `attempt` throws a ValidationError naming `field`, synchronously or not. */
