@@ -7,7 +7,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import postgres from "postgres";
+import type postgres from "postgres";
 import { migrate } from "../src/postgres/mod.ts";
 import { typedProjection } from "../src/projection/mod.ts";
 import { deciderSpec, projectionSpec } from "../src/testing/mod.ts";

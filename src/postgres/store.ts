@@ -9,7 +9,6 @@ import type {
   AppendResult,
   Cursor,
   Event,
-  ExpectedVersion,
   PersistedEvent,
   Stream,
 } from "../es/event.ts";

@@ -16,9 +16,6 @@ import { checkOptions } from "../es/options.ts";
 import { show } from "../es/validate.ts";
 import type { Projection } from "./projection.ts";
 
-// deno-lint-ignore no-explicit-any -- works with clients configured with any custom type map
-type Tx = TransactionSql<any>;
-
 /**
  * One handler per event type of the union `E`, each given its event typed,
  * the batch's transaction, and the stored event (positions, ids, metadata).
@@ -38,7 +35,8 @@ type Tx = TransactionSql<any>;
 export type TypedHandlers<E extends TypedEvent> = {
   [Type in E["type"]]?: (
     event: Extract<E, { type: Type }>,
-    tx: Tx,
+    // deno-lint-ignore no-explicit-any -- works with clients configured with any custom type map
+    tx: TransactionSql<any>,
     stored: PersistedEvent,
   ) => void | Promise<void>;
 };
@@ -68,7 +66,8 @@ export interface TypedProjectionOptions<E extends TypedEvent> {
   /** Only events of these aggregate types; default: all. */
   aggregateTypes?: readonly string[];
   /** Creates the read model's tables (idempotently); call it before running. */
-  init?: (tx: Tx) => Promise<void>;
+  // deno-lint-ignore no-explicit-any -- works with clients configured with any custom type map
+  init?: (tx: TransactionSql<any>) => Promise<void>;
 }
 
 /**
@@ -90,7 +89,8 @@ export interface TypedProjection<E extends TypedEvent> extends Projection {
   /** The handlers' event types: the projection's scope. */
   readonly eventTypes: readonly E["type"][];
   /** Creates the read model's tables; a no-op when none was given. */
-  init(tx: Tx): Promise<void>;
+  // deno-lint-ignore no-explicit-any -- works with clients configured with any custom type map
+  init(tx: TransactionSql<any>): Promise<void>;
 }
 
 /**
@@ -156,6 +156,8 @@ export function typedProjection<E extends TypedEvent>(
   if (init !== undefined && typeof init !== "function") {
     throw new ValidationError("options.init", "a function (tx) => Promise<void>", show(init));
   }
+  // deno-lint-ignore no-explicit-any -- any client configuration
+  type Tx = TransactionSql<any>;
   type Handler = (event: E, tx: Tx, stored: PersistedEvent) => void | Promise<void>;
   const projection: TypedProjection<E> = {
     name: name!,

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import postgres from "postgres";
+import postgres, { type Sql, type TransactionSql } from "postgres";
 import type { TypedEvent } from "../es/codec.ts";
 import { DeciderError, handleCommand, type StateOptions, type StreamName } from "../es/command.ts";
 import type { Event } from "../es/event.ts";
@@ -191,7 +191,7 @@ export interface ProjectionSpecOptions {
    * started on the first run and stopped by `close()`.
    */
   // deno-lint-ignore no-explicit-any -- any client configuration
-  sql?: postgres.Sql<any>;
+  sql?: Sql<any>;
 }
 
 /**
@@ -213,7 +213,7 @@ export interface ProjectionSpec {
      * with the same transaction, which is rolled back afterwards.
      */
     // deno-lint-ignore no-explicit-any -- any client configuration
-    then(assertions: (tx: postgres.TransactionSql<any>) => Promise<void>): Promise<void>;
+    then(assertions: (tx: TransactionSql<any>) => Promise<void>): Promise<void>;
   };
   /** Closes the client and stops the throwaway server, when the spec started them. */
   close(): Promise<void>;
@@ -249,7 +249,7 @@ export function projectionSpec<E extends TypedEvent>(
   options: ProjectionSpecOptions = {},
 ): ProjectionSpec {
   const store = new PostgresStore({ notifyChannel: false });
-  let started: Promise<{ server?: TestDatabase; sql: postgres.Sql }> | undefined;
+  let started: Promise<{ server?: TestDatabase; sql: Sql }> | undefined;
   const connect = () =>
     started ??= (async () => {
       if (options.sql) return { sql: options.sql };
