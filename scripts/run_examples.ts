@@ -30,13 +30,23 @@ const EXAMPLES: Record<string, string[]> = {
   "scaling.ts": [],
   "stop_resume.ts": [],
   "with_logging.ts": [],
+  "bank_account/main.ts": [],
 };
 
 const TIMEOUT_MS = 120_000;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const examplesDir = join(root, "examples");
-const onDisk = readdirSync(examplesDir).filter((f) => f.endsWith(".ts") && !f.startsWith("_"));
+// An example is a file, or a folder with a main.ts (a small application).
+const onDisk = readdirSync(examplesDir, { withFileTypes: true }).flatMap((entry) => {
+  if (entry.name.startsWith("_")) return [];
+  if (entry.isDirectory()) {
+    return readdirSync(join(examplesDir, entry.name)).includes("main.ts")
+      ? [`${entry.name}/main.ts`]
+      : [];
+  }
+  return entry.name.endsWith(".ts") ? [entry.name] : [];
+});
 const unlisted = onDisk.filter((file) => !(file in EXAMPLES));
 const wanted = process.argv.slice(2).map((name) => name.endsWith(".ts") ? name : `${name}.ts`);
 const selected = (wanted.length > 0 ? wanted : Object.keys(EXAMPLES))
