@@ -22,6 +22,8 @@ export interface Config {
   streamReads: number;
   /** Appends whose wake-up latency is measured per repetition (W6). */
   latencyAppends: number;
+  /** Commands per repetition on a snapshotted aggregate (W7); fewer without snapshots. */
+  commands: number;
 }
 
 /** The configuration for `--quick` or a full run. */
@@ -37,6 +39,7 @@ export function config(quick: boolean): Config {
       fixtureVersions: 1000,
       streamReads: 10,
       latencyAppends: 30,
+      commands: 20,
     }
     : {
       quick,
@@ -48,5 +51,6 @@ export function config(quick: boolean): Config {
       fixtureVersions: 1000,
       streamReads: 100,
       latencyAppends: 200,
+      commands: 100,
     };
 }

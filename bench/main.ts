@@ -25,6 +25,7 @@ import { w4Log, w4Stream } from "./workloads/read.ts";
 import { w5 } from "./workloads/projection.ts";
 import { w6 } from "./workloads/wakeup.ts";
 import { pgbenchW1 } from "./workloads/pgbench.ts";
+import { w7 } from "./workloads/command.ts";
 
 const { values: flags } = parseArgs({
   args: process.argv.slice(2),
@@ -63,6 +64,7 @@ try {
     await step("W5", () => w5(db, cfg, fixture));
   }
   await step("W6", () => w6(db, cfg));
+  await step("W7", () => w7(db, cfg));
 } finally {
   await db.close();
 }
