@@ -6,7 +6,7 @@
  * @module
  */
 
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { handleCommand, UnknownEventTypeError, ValidationError } from "../src/es/mod.ts";
 import { ProjectionProcessor, typedProjection } from "../src/projection/mod.ts";
