@@ -7,8 +7,15 @@
  * @module
  */
 
-import { type Projection, ProjectionProcessor } from "../src/projection/mod.ts";
-import { json, openExampleDb, parse } from "./_db.ts";
+import { jsonCodec, type TypedEvent } from "../src/es/mod.ts";
+import { ProjectionProcessor, typedProjection } from "../src/projection/mod.ts";
+import { openExampleDb } from "./_db.ts";
+
+/** A user's events, typed, and the codec that stores them as JSON. */
+type UserEvent =
+  | TypedEvent<"UserRegistered", { email: string }>
+  | TypedEvent<"EmailChanged", { email: string }>;
+const codec = jsonCodec<UserEvent>({ events: { UserRegistered: {}, EmailChanged: {} } });
 
 const db = await openExampleDb();
 const { sql, store } = db;
@@ -21,14 +28,12 @@ const appended = await store.append(sql, [
   {
     aggregateType: "User",
     aggregateId: "user-1",
-    eventType: "UserRegistered",
-    payload: json({ email: "ada@example.com" }),
+    ...codec.encode({ type: "UserRegistered", data: { email: "ada@example.com" } }),
   },
   {
     aggregateType: "User",
     aggregateId: "user-1",
-    eventType: "EmailChanged",
-    payload: json({ email: "ada@lovelace.dev" }),
+    ...codec.encode({ type: "EmailChanged", data: { email: "ada@lovelace.dev" } }),
   },
 ], { expectedVersion: "no_stream" });
 console.log(
@@ -37,22 +42,27 @@ console.log(
   }`,
 );
 
-// The handler writes through `tx`: the batch's transaction, which also
-// moves the checkpoint, so the read model is updated exactly once.
+// Each handler writes through `tx`: the batch's transaction, which also
+// moves the checkpoint, so the read model is updated exactly once. Each
+// gets its event decoded and typed; the projection reads only the event
+// types it has handlers for.
 let handled = 0;
-const users: Projection = {
+const users = typedProjection<UserEvent>({
   name: "users",
+  codec,
   aggregateTypes: ["User"],
-  async handle(event, tx) {
-    handled++;
-    const { email } = parse<{ email: string }>(event.payload);
-    if (event.eventType === "UserRegistered") {
-      await tx`insert into users (id, email) values (${event.aggregateId}, ${email})`;
-    } else if (event.eventType === "EmailChanged") {
-      await tx`update users set email = ${email}, renamed = renamed + 1 where id = ${event.aggregateId}`;
-    }
+  handlers: {
+    async UserRegistered(event, tx, { aggregateId }) {
+      handled++;
+      await tx`insert into users (id, email) values (${aggregateId}, ${event.data.email})`;
+    },
+    async EmailChanged(event, tx, { aggregateId }) {
+      handled++;
+      await tx`update users set email = ${event.data.email}, renamed = renamed + 1
+        where id = ${aggregateId}`;
+    },
   },
-};
+});
 
 const processor = new ProjectionProcessor(sql, store);
 

@@ -11,31 +11,40 @@
  * @module
  */
 
-import { OptimisticConcurrencyError, type PersistedEvent } from "../mod.ts";
-import { json, openExampleDb, parse } from "./_db.ts";
+import { aggregateStream, jsonCodec, OptimisticConcurrencyError, type TypedEvent } from "../mod.ts";
+import { openExampleDb } from "./_db.ts";
 
 const db = await openExampleDb();
 const { sql, store } = db;
 const ACCOUNTS = ["acc-1", "acc-2", "acc-3", "acc-4", "acc-5"];
 const OPENING = 100;
 
-type Movement = { amount: number };
+/** An account's events, typed, and their codec. */
+type Movement =
+  | TypedEvent<"Credited", { amount: number }>
+  | TypedEvent<"Debited", { amount: number }>;
+const codec = jsonCodec<Movement>({ events: { Credited: {}, Debited: {} } });
 
 /** An account's balance and version, rebuilt from its stream. */
 async function load(id: string): Promise<{ balance: number; version: bigint }> {
-  const stream = await store.readAggregateStream(sql, "Account", id);
-  const balance = stream.events.reduce((sum: number, e: PersistedEvent) => {
-    const { amount } = parse<Movement>(e.payload);
-    return e.eventType === "Debited" ? sum - amount : sum + amount;
-  }, 0);
-  return { balance, version: stream.version };
+  const { state, version } = await aggregateStream(
+    store,
+    sql,
+    { aggregateType: "Account", aggregateId: id },
+    {
+      initialState: () => 0,
+      evolve: (balance, e: Movement) =>
+        e.type === "Debited" ? balance - e.data.amount : balance + e.data.amount,
+      codec,
+    },
+  );
+  return { balance: state, version };
 }
 
-const movement = (id: string, eventType: string, amount: number) => ({
+const movement = (id: string, type: Movement["type"], amount: number) => ({
   aggregateType: "Account",
   aggregateId: id,
-  eventType,
-  payload: json({ amount }),
+  ...codec.encode({ type, data: { amount } }),
 });
 
 // Open every account in one statement: each must be new.
