@@ -612,6 +612,10 @@ describe("runner", () => {
         ],
         [["--partitions=4"], {}, "--partitions", '"--partitions"'],
         [["--total-partition", "4"], {}, "--total-partition", '"--total-partition"'],
+        [["--partiton-key", "1"], {}, "--partiton-key", '"--partiton-key"'],
+        [["--totl-partitons=2"], {}, "--totl-partitons", '"--totl-partitons"'],
+        [["--total-partitions", "2"], {}, "--partition-key", "none"],
+        [[], { TOTAL_PARTITIONS: "3" }, "--partition-key", "none"],
       ];
       for (const [args, env, field, got] of cases) {
         assert.throws(() => partitionConfigFromArgs(args, env), (error: unknown) => {

@@ -53,7 +53,7 @@ function closest(key: string, known: readonly string[]): string | undefined {
 }
 
 /** Levenshtein distance, two rows at a time. */
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const current = [i];

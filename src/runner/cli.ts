@@ -7,6 +7,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { ValidationError } from "../es/errors.ts";
+import { editDistance } from "../es/options.ts";
 
 /**
  * Which partition this process runs: the two processor settings that
@@ -42,8 +43,11 @@ const FLAGS = {
  * Other arguments are left alone, so an application can parse its own
  * flags from the same command line: this function only looks at its two
  * flags. To catch typos that would otherwise silently run partition 0, an
- * unknown flag whose name contains `partition` (such as
- * `--partitions-key`) is refused.
+ * unknown flag whose name contains `partition`, or is a few letters away
+ * from one of the two (such as `--partitions-key` or `--partiton-key`), is
+ * refused; and a total above 1 needs an explicit key, since every process
+ * that forgot it would run partition 0 while another partition's segments
+ * wait for ever.
  *
  * @param args The command-line arguments; default `process.argv.slice(2)`.
  * @param env The environment; default `process.env`.
@@ -89,7 +93,7 @@ export function partitionConfigFromArgs(
     const ours = token.name === FLAGS.partitionKey.flag ||
       token.name === FLAGS.totalPartitions.flag;
     if (!ours) {
-      if (token.name.toLowerCase().includes("partition")) {
+      if (looksLikeOurs(token.name)) {
         throw new ValidationError(
           token.rawName,
           "--partition-key or --total-partitions (or a flag without 'partition' in its name)",
@@ -127,6 +131,14 @@ export function partitionConfigFromArgs(
   const total = read("totalPartitions", 1, 1);
   const partitionKey = key.value;
   const totalPartitions = total.value;
+  if (totalPartitions > 1 && key.source === "the default") {
+    throw new ValidationError(
+      "--partition-key",
+      `this process's partition in 0..${totalPartitions - 1} (--partition-key or PARTITION_KEY), ` +
+        `since ${total.source} says ${totalPartitions} partitions`,
+      "none",
+    );
+  }
   if (partitionKey >= totalPartitions) {
     throw new ValidationError(
       key.source,
@@ -136,6 +148,13 @@ export function partitionConfigFromArgs(
     );
   }
   return { partitionKey, totalPartitions };
+}
+
+/** Whether an unknown flag is probably a misspelling of one of ours. */
+function looksLikeOurs(name: string): boolean {
+  const lower = name.toLowerCase();
+  return lower.includes("partition") ||
+    Object.values(FLAGS).some(({ flag }) => editDistance(lower, flag) <= 3);
 }
 
 function integer(field: string, text: string, min: number): number {
