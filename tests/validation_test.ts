@@ -22,6 +22,12 @@ const noDatabase = new Proxy(() => {}, {
   get: () => assert.fail("the client was used before the input was validated"),
 }) as unknown as Db;
 
+/** A client shaped like postgres.js's that fails the test if any query is sent. */
+const unconnected = Object.assign(() => assert.fail("SQL ran before the input was validated"), {
+  unsafe: () => assert.fail("SQL ran before the input was validated"),
+  begin: () => assert.fail("a transaction began before the input was validated"),
+}) as unknown as Db;
+
 const ID = "0190a6e0-0000-7000-8000-000000000001";
 const e = event("o-1");
 
@@ -629,7 +635,7 @@ describe("validation", () => {
 
     it("a projection's name and scope", async () => {
       const store = new PostgresStore();
-      const processor = new ProjectionProcessor(noDatabase as never, store);
+      const processor = new ProjectionProcessor(unconnected as never, store);
       const handle = () => {};
       await assertInvalid(
         () => processor.run({ name: "totals\uD800", handle }, { mode: "until_caught_up" }),
@@ -715,5 +721,55 @@ describe("validation", () => {
       );
       assert.equal(error.got, "Date +010000-01-01T00:00:00.000Z");
     });
+  });
+});
+
+describe("mistakes a new user makes are named", () => {
+  const store = new PostgresStore();
+
+  it("refuses a misspelt event field instead of dropping it", async () => {
+    const misspelt = { ...e, aggregateID: "o-2" } as unknown as Event;
+    await assert.rejects(store.append(noDatabase, [misspelt]), (error: unknown) => {
+      assert.ok(error instanceof ValidationError);
+      assert.equal(error.field, "events[0].aggregateID");
+      assert.match(error.message, /did you mean "aggregateId"/);
+      return true;
+    });
+  });
+
+  it("refuses what is not a postgres.js client, for the store and the processor", async () => {
+    await assert.rejects(
+      store.append("postgres://localhost/app" as unknown as Db, [e]),
+      { name: "ValidationError", message: /^Invalid db: expected a postgres\.js client/ },
+    );
+    await assert.rejects(
+      store.readEvents({} as unknown as Db),
+      { name: "ValidationError", message: /^Invalid db:/ },
+    );
+    assert.throws(
+      () => new ProjectionProcessor(store as never, store),
+      { name: "ValidationError", message: /^Invalid sql:/ },
+    );
+    assert.throws(
+      () => new ProjectionProcessor(unconnected as never, undefined as never),
+      {
+        name: "ValidationError",
+        message: /^Invalid store: expected a PostgresStore, got undefined/,
+      },
+    );
+  });
+
+  it("refuses a misspelt scope field of a projection, which would take every event", async () => {
+    const processor = new ProjectionProcessor(unconnected as never, store);
+    for (const key of ["aggregateType", "eventtypes", "aggregate_types"]) {
+      await assert.rejects(
+        processor.run({ name: "p", handle() {}, [key]: ["User"] } as never),
+        (error: unknown) => {
+          assert.ok(error instanceof ValidationError, `${key}: ${error}`);
+          assert.equal(error.field, `projection.${key}`);
+          return true;
+        },
+      );
+    }
   });
 });

@@ -167,8 +167,9 @@ export class TransactionIdRegressionError extends PupsourcingError {
         `into a new cluster (a dump and restore, a logical replication move) whose ` +
         `transaction ids start lower; nothing was appended, delivered or checkpointed. ` +
         `Rebase the log once, with the store's schema and table names: ` +
-        `deno task migrate --rebase (npx pupsourcing-migrate --rebase), or ` +
-        `rebaseLog(sql, { store }) from "@getpup/pupsourcing/postgres". ` +
+        `rebaseLog(sql, { store }) in code, or the command with --rebase: ` +
+        `npx pupsourcing-migrate --rebase (Node, Bun), ` +
+        `deno run -A jsr:@getpup/pupsourcing/migrate --rebase (Deno). ` +
         `Every checkpoint stays valid.`,
     );
     this.storedTransactionId = storedTransactionId;
@@ -293,8 +294,10 @@ export class SchemaMissingError extends PupsourcingError {
       `Table ${table} does not exist in ${
         schema === undefined ? "the search_path" : `schema "${schema}"`
       }: expected a database with the pupsourcing schema, got one without it. ` +
-        `Run the migrations: migrate(sql) from "@getpup/pupsourcing/postgres", ` +
-        `or deno task migrate (with the same schema and table names as the store).`,
+        `Run the migrations, with the same schema and table names as the store: ` +
+        `migrate(sql, { store }) in code, or the command: npx pupsourcing-migrate ` +
+        `(Node, Bun), deno run -A jsr:@getpup/pupsourcing/migrate (Deno), ` +
+        `deno task migrate (in a clone of pupsourcing).`,
       options,
     );
     this.table = table;

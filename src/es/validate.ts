@@ -253,6 +253,21 @@ function validateSegments(segments: unknown): { count: number; ids: number[] } |
   return { count: count as number, ids: [...ids] };
 }
 
+/** The fields of an {@linkcode Event}: any other is refused as a misspelling. */
+const EVENT_KEYS: ReadonlySet<keyof Event> = new Set<keyof Event>([
+  "aggregateType",
+  "aggregateId",
+  "eventType",
+  "payload",
+  "eventId",
+  "eventVersion",
+  "metadata",
+  "traceId",
+  "correlationId",
+  "causationId",
+  "createdAt",
+]);
+
 /**
  * Checks the events of one append: at least one, all of one aggregate, and
  * every field of the right type. `path` names them in errors; `tally`
@@ -276,6 +291,10 @@ export function validateEvents(
       throw new ValidationError(at, "an event object", show(candidate));
     }
     const event = candidate as Partial<Event>;
+    // A misspelt field (`aggregateID`, `meta`) would be dropped without a word.
+    for (const key in event) {
+      if (!EVENT_KEYS.has(key as keyof Event)) checkOptions(at, event, [...EVENT_KEYS]);
+    }
     requireName(`${at}.aggregateType`, event.aggregateType);
     requireName(`${at}.aggregateId`, event.aggregateId);
     requireName(`${at}.eventType`, event.eventType);

@@ -6,6 +6,8 @@
 
 import { Buffer } from "node:buffer";
 import type { ReservedSql, Sql, TransactionSql } from "postgres";
+import { ValidationError } from "../es/errors.ts";
+import { show } from "../es/show.ts";
 import { quote } from "./tables.ts";
 
 /**
@@ -24,6 +26,32 @@ import { quote } from "./tables.ts";
  */
 // deno-lint-ignore no-explicit-any -- accepts clients configured with any custom type map
 export type Db = Sql<any> | TransactionSql<any> | ReservedSql<any>;
+
+/**
+ * Throws unless `db` is a postgres.js client. With `ownTransactions` (why
+ * it needs them), it must be one that opens its own: the `sql` of
+ * `postgres(url)`, not the `tx` of `sql.begin` or a reserved connection,
+ * which have no `begin()`.
+ *
+ * @throws {ValidationError} naming `field`.
+ */
+export function requireClient(field: string, db: unknown, ownTransactions?: string): void {
+  if (typeof db === "function" && typeof (db as Db).unsafe === "function") {
+    if (ownTransactions === undefined || typeof (db as Sql).begin === "function") return;
+    throw new ValidationError(
+      field,
+      `a postgres.js client from postgres(url): ${ownTransactions}`,
+      "a client without begin(): the tx of sql.begin, or a reserved connection",
+    );
+  }
+  throw new ValidationError(
+    field,
+    ownTransactions === undefined
+      ? "a postgres.js client: the sql of postgres(url), a tx of sql.begin, or sql.reserve()"
+      : `a postgres.js client from postgres(url): ${ownTransactions}`,
+    show(db),
+  );
+}
 
 /** Turns an `int8`/`xid8` column (a string, or a bigint with custom types) into a bigint. */
 export function toBigInt(value: unknown): bigint {

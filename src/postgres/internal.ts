@@ -8,7 +8,7 @@
  * @module
  */
 
-export { type Db, table, toBigInt } from "./db.ts";
+export { type Db, requireClient, table, toBigInt } from "./db.ts";
 export { beginGuarded } from "./driver.ts";
 export {
   assertCursorInCluster,

@@ -8,7 +8,7 @@ import type { Sql } from "postgres";
 import { ValidationError } from "../es/errors.ts";
 import { checkOptions } from "../es/options.ts";
 import { show } from "../es/validate.ts";
-import { table } from "./db.ts";
+import { requireClient, table } from "./db.ts";
 import { PostgresStore } from "./store.ts";
 import { quote } from "./tables.ts";
 
@@ -97,15 +97,7 @@ export async function rebaseLog(
   options?: RebaseOptions,
 ): Promise<RebaseResult> {
   const { store = new PostgresStore() } = checkOptions("options", options, ["store"] as const);
-  if (typeof sql !== "function" || typeof sql.begin !== "function") {
-    throw new ValidationError(
-      "sql",
-      "a postgres.js client from postgres(url): the rebase runs in its own transaction",
-      typeof sql === "function"
-        ? "a client without begin(): the tx of sql.begin, or a reserved connection"
-        : show(sql),
-    );
-  }
+  requireClient("sql", sql, "the rebase runs in its own transaction");
   if (!(store instanceof PostgresStore)) {
     throw new ValidationError("options.store", "a PostgresStore", show(store));
   }

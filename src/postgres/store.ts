@@ -31,7 +31,7 @@ import {
 import { append, type AppendContext, appendMany } from "./append.ts";
 import { type HorizonReport, inspectHorizon } from "./horizon.ts";
 import type { Db } from "./db.ts";
-import { table } from "./db.ts";
+import { requireClient, table } from "./db.ts";
 import { decodeEvent, eventColumns } from "./decode.ts";
 import { assertCursorInCluster, readAfter } from "./log.ts";
 import { missingTable } from "./missing_table.ts";
@@ -155,6 +155,7 @@ export class PostgresStore implements EventStore<Db> {
   ): Promise<AppendResult> {
     validateEvents(events);
     const expected = validateAppendOptions(options);
+    requireClient("db", db);
     try {
       return await append(db, this.#context, events, expected);
     } catch (error) {
@@ -199,6 +200,7 @@ export class PostgresStore implements EventStore<Db> {
    */
   async appendMany(db: Db, appends: readonly AggregateAppend[]): Promise<AppendResult[]> {
     const valid = validateAppends(appends);
+    requireClient("db", db);
     try {
       return await appendMany(db, this.#context, valid);
     } catch (error) {
@@ -228,6 +230,7 @@ export class PostgresStore implements EventStore<Db> {
     requireName("aggregateType", aggregateType);
     requireName("aggregateId", aggregateId);
     const { fromVersion: from, toVersion: to } = validateStreamOptions(options);
+    requireClient("db", db);
     this.logger?.debug("reading aggregate stream", {
       aggregateType,
       aggregateId,
@@ -276,6 +279,7 @@ export class PostgresStore implements EventStore<Db> {
    */
   async readEvents(db: Db, options: ReadEventsOptions = {}): Promise<PersistedEvent[]> {
     const { after, limit, ...scope } = validateReadOptions(options);
+    requireClient("db", db);
     this.logger?.debug("reading events", { after, limit });
     const events = await readAfter(db, this.tables, after, limit, scope).catch((error) => {
       throw missingTable(error, this.tables);

@@ -6,7 +6,10 @@
 
 import type { Sql } from "postgres";
 import { type Cursor, START } from "../es/event.ts";
-import type { PostgresStore } from "../postgres/mod.ts";
+import { PostgresStore } from "../postgres/mod.ts";
+import { requireClient } from "../postgres/internal.ts";
+import { ValidationError } from "../es/errors.ts";
+import { show } from "../es/show.ts";
 import { runBatch } from "./batch.ts";
 import {
   ensureCheckpoints,
@@ -110,6 +113,10 @@ export class ProjectionProcessor {
     store: PostgresStore,
     config: ProcessorConfig = {},
   ) {
+    requireClient("sql", sql, "each batch runs in a transaction of its own");
+    if (!(store instanceof PostgresStore)) {
+      throw new ValidationError("store", "a PostgresStore", show(store));
+    }
     this.config = Object.freeze(resolveConfig(config, store.notifyChannel));
     const { partitionKey, totalPartitions, segments } = this.config;
     this.segments = Object.freeze(ownedSegments(partitionKey, totalPartitions, segments));

@@ -8,6 +8,7 @@
 import type { TransactionSql } from "postgres";
 import type { PersistedEvent } from "../es/event.ts";
 import { ValidationError } from "../es/errors.ts";
+import { editDistance } from "../es/options.ts";
 import { requireName, show } from "../es/validate.ts";
 
 /**
@@ -51,6 +52,9 @@ export interface Projection {
   handle(event: PersistedEvent, tx: TransactionSql<any>): void | Promise<void>;
 }
 
+/** The fields that narrow a projection's scope. */
+const SCOPE_FIELDS = ["aggregateTypes", "eventTypes"] as const;
+
 /** Checks a projection before it runs. */
 export function validateProjection(projection: Projection): void {
   if (typeof projection !== "object" || projection === null) {
@@ -60,7 +64,21 @@ export function validateProjection(projection: Projection): void {
   if (typeof projection.handle !== "function") {
     throw new ValidationError("projection.handle", "a function", show(projection.handle));
   }
-  for (const field of ["aggregateTypes", "eventTypes"] as const) {
+  // A projection may carry fields of its own, but one a few letters from
+  // a scope field (`aggregateType`) would silently widen the scope to all.
+  for (const key of Object.keys(projection)) {
+    const meant = SCOPE_FIELDS.find((field) =>
+      key !== field && editDistance(key.toLowerCase(), field.toLowerCase()) <= 2
+    );
+    if (meant) {
+      throw new ValidationError(
+        `projection.${key}`,
+        `"${meant}" (a misspelt scope field would take every event)`,
+        `"${key}"`,
+      );
+    }
+  }
+  for (const field of SCOPE_FIELDS) {
     const names = projection[field];
     if (names === undefined) continue;
     if (!Array.isArray(names) || names.length === 0) {
