@@ -8,9 +8,18 @@
  * @module
  */
 
-import type { Projection } from "../src/projection/mod.ts";
+import { jsonCodec, type TypedEvent } from "../src/es/mod.ts";
+import { type Projection, typedProjection } from "../src/projection/mod.ts";
 import { runMultipleProjections } from "../src/runner/mod.ts";
-import { json, openExampleDb, parse } from "./_db.ts";
+import { openExampleDb } from "./_db.ts";
+
+/** The users' and the orders' events, typed, and their codecs. */
+type UserEvent = TypedEvent<"UserRegistered", { name: string }>;
+type OrderEvent =
+  | TypedEvent<"OrderPlaced", { customer: string; cents: number }>
+  | TypedEvent<"OrderShipped", Record<string, never>>;
+const users = jsonCodec<UserEvent>({ events: { UserRegistered: {} } });
+const orders = jsonCodec<OrderEvent>({ events: { OrderPlaced: {}, OrderShipped: {} } });
 
 const db = await openExampleDb();
 const { sql, store } = db;
@@ -24,22 +33,22 @@ for (let u = 1; u <= 5; u++) {
   await store.append(sql, [{
     aggregateType: "User",
     aggregateId: `user-${u}`,
-    eventType: "UserRegistered",
-    payload: json({ name: `User ${u}` }),
+    ...users.encode({ type: "UserRegistered", data: { name: `User ${u}` } }),
   }], { expectedVersion: "no_stream" });
   for (let o = 1; o <= u; o++) {
     await store.append(sql, [
       {
         aggregateType: "Order",
         aggregateId: `order-${u}-${o}`,
-        eventType: "OrderPlaced",
-        payload: json({ customer: `user-${u}`, cents: 1000 * o }),
+        ...orders.encode({
+          type: "OrderPlaced",
+          data: { customer: `user-${u}`, cents: 1000 * o },
+        }),
       },
       {
         aggregateType: "Order",
         aggregateId: `order-${u}-${o}`,
-        eventType: "OrderShipped",
-        payload: json({}),
+        ...orders.encode({ type: "OrderShipped", data: {} }),
       },
     ], { expectedVersion: "no_stream" });
   }
@@ -47,23 +56,28 @@ for (let u = 1; u <= 5; u++) {
 const [{ count: totalEvents }] = await sql`select count(*)::int as count from events`;
 console.log(`appended ${totalEvents} events: 5 users, 15 orders (placed and shipped)`);
 
-const userCount: Projection = {
+// The typed projections' scopes are their handlers' event types; the
+// untyped one, with no scope, sees every event.
+const userCount = typedProjection<UserEvent>({
   name: "user_count",
-  eventTypes: ["UserRegistered"],
-  async handle(_event, tx) {
-    await tx`update user_count set n = n + 1`;
+  codec: users,
+  handlers: {
+    async UserRegistered(_event, tx) {
+      await tx`update user_count set n = n + 1`;
+    },
   },
-};
-const revenue: Projection = {
+});
+const revenue = typedProjection<OrderEvent>({
   name: "revenue",
+  codec: orders,
   aggregateTypes: ["Order"],
-  eventTypes: ["OrderPlaced"],
-  async handle(event, tx) {
-    const { customer, cents } = parse<{ customer: string; cents: number }>(event.payload);
-    await tx`insert into revenue (customer, cents) values (${customer}, ${cents})
-      on conflict (customer) do update set cents = revenue.cents + excluded.cents`;
+  handlers: {
+    async OrderPlaced({ data: { customer, cents } }, tx) {
+      await tx`insert into revenue (customer, cents) values (${customer}, ${cents})
+        on conflict (customer) do update set cents = revenue.cents + excluded.cents`;
+    },
   },
-};
+});
 const activity: Projection = {
   name: "activity",
   async handle(event, tx) {

@@ -26,9 +26,9 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type Projection, ProjectionProcessor, type RunMode } from "../src/projection/mod.ts";
-import { ValidationError } from "../mod.ts";
+import { jsonCodec, type TypedEvent, ValidationError } from "../mod.ts";
 import { type PartitionConfig, partitionConfigFromArgs } from "../src/runner/mod.ts";
-import { connectExampleDb, type ExampleDb, json, openExampleDb } from "./_db.ts";
+import { connectExampleDb, type ExampleDb, openExampleDb } from "./_db.ts";
 
 // The script's own flags. The partition flags are declared too, so that a
 // strict parse accepts them; partitionConfigFromArgs reads their values
@@ -45,6 +45,10 @@ const { values: flags } = parseArgs({
 const AGGREGATES = 60;
 const EVENTS_PER_AGGREGATE = 5;
 
+/** A sensor's event, typed, and its codec. */
+type SensorEvent = TypedEvent<"Reading", { round: number; value: number }>;
+const codec = jsonCodec<SensorEvent>({ events: { Reading: {} } });
+
 async function createReadModel(db: ExampleDb): Promise<void> {
   await db.sql`create table if not exists partitioned_log (
     event_id uuid primary key,
@@ -58,8 +62,7 @@ async function seed(db: ExampleDb): Promise<number> {
       await db.store.append(db.sql, [{
         aggregateType: "Sensor",
         aggregateId: `sensor-${i}`,
-        eventType: "Reading",
-        payload: json({ round, value: (i * 7 + round) % 100 }),
+        ...codec.encode({ type: "Reading", data: { round, value: (i * 7 + round) % 100 } }),
       }]);
     }
   }

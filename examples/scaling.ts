@@ -11,14 +11,18 @@
  * @module
  */
 
-import { segmentOf } from "../mod.ts";
+import { jsonCodec, segmentOf, type TypedEvent } from "../mod.ts";
 import type { Projection } from "../src/projection/mod.ts";
 import { runProjectionPartitions } from "../src/runner/mod.ts";
-import { json, openExampleDb } from "./_db.ts";
+import { openExampleDb } from "./_db.ts";
 
 const SEGMENTS = 16;
 const STEPS = [1, 2, 4, 3, 1];
 const AGGREGATES = 24;
+
+/** A counter's event, typed, and its codec. */
+type CounterEvent = TypedEvent<"Incremented", { step: number }>;
+const codec = jsonCodec<CounterEvent>({ events: { Incremented: {} } });
 
 const db = await openExampleDb();
 const { sql, store } = db;
@@ -45,8 +49,7 @@ for (const [step, count] of STEPS.entries()) {
     await store.append(sql, [{
       aggregateType: "Counter",
       aggregateId: `counter-${i}`,
-      eventType: "Incremented",
-      payload: json({ step }),
+      ...codec.encode({ type: "Incremented", data: { step } }),
     }]);
     appended++;
   }

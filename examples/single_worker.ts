@@ -17,8 +17,13 @@
 
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { type Projection, ProjectionProcessor } from "../src/projection/mod.ts";
-import { json, openExampleDb, parse } from "./_db.ts";
+import { jsonCodec, type TypedEvent } from "../src/es/mod.ts";
+import { ProjectionProcessor, typedProjection } from "../src/projection/mod.ts";
+import { openExampleDb } from "./_db.ts";
+
+/** A user's event, typed, and its codec. */
+type UserEvent = TypedEvent<"UserRegistered", { email: string }>;
+const codec = jsonCodec<UserEvent>({ events: { UserRegistered: {} } });
 
 const { values: flags } = parseArgs({
   options: { "stop-after": { type: "string" } },
@@ -38,23 +43,23 @@ async function registerUser(): Promise<void> {
   await store.append(sql, [{
     aggregateType: "User",
     aggregateId: id,
-    eventType: "UserRegistered",
-    payload: json({ email: `${id}@example.com` }),
+    ...codec.encode({ type: "UserRegistered", data: { email: `${id}@example.com` } }),
   }], { expectedVersion: "no_stream" });
 }
 for (let i = 0; i < 3; i++) await registerUser();
 console.log(`appended ${appended} users before starting`);
 
 let handled = 0;
-const directory: Projection = {
+const directory = typedProjection<UserEvent>({
   name: "user_directory",
-  eventTypes: ["UserRegistered"],
-  async handle(event, tx) {
-    const { email } = parse<{ email: string }>(event.payload);
-    await tx`insert into user_directory (id, email) values (${event.aggregateId}, ${email})`;
-    handled++;
+  codec,
+  handlers: {
+    async UserRegistered(event, tx, { aggregateId }) {
+      await tx`insert into user_directory (id, email) values (${aggregateId}, ${event.data.email})`;
+      handled++;
+    },
   },
-};
+});
 
 // Graceful shutdown: a signal aborts the controller; the processor finishes
 // (or rolls back) the batch in flight and `run` resolves.

@@ -10,11 +10,16 @@
  */
 
 import postgres from "postgres";
+import { jsonCodec, type TypedEvent } from "../src/es/mod.ts";
 import { type Projection, ProjectionProcessor, type RunOutcome } from "../src/projection/mod.ts";
-import { json, openExampleDb } from "./_db.ts";
+import { openExampleDb } from "./_db.ts";
 
 const TOTAL = 50;
 const STOP_AFTER = 20;
+
+/** A job's event, typed, and its codec. */
+type JobEvent = TypedEvent<"JobRan", { i: number }>;
+const codec = jsonCodec<JobEvent>({ events: { JobRan: {} } });
 
 const db = await openExampleDb();
 const { store } = db;
@@ -23,8 +28,7 @@ for (let i = 0; i < TOTAL; i++) {
   await store.append(db.sql, [{
     aggregateType: "Job",
     aggregateId: `job-${i % 10}`,
-    eventType: "JobRan",
-    payload: json({ i }),
+    ...codec.encode({ type: "JobRan", data: { i } }),
   }]);
 }
 console.log(`appended ${TOTAL} events`);

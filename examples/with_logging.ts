@@ -11,10 +11,10 @@
  */
 
 import { parseArgs } from "node:util";
-import type { LogFields, Logger } from "../mod.ts";
-import { PostgresStore, ProjectionError } from "../mod.ts";
+import type { LogFields, Logger, TypedEvent } from "../mod.ts";
+import { jsonCodec, PostgresStore, ProjectionError } from "../mod.ts";
 import { type Projection, ProjectionProcessor } from "../src/projection/mod.ts";
-import { json, openExampleDb } from "./_db.ts";
+import { openExampleDb } from "./_db.ts";
 
 const { values: flags } = parseArgs({ options: { debug: { type: "boolean", default: false } } });
 
@@ -36,6 +36,10 @@ function consoleLogger(prefix: string, debug: boolean): Logger {
   };
 }
 
+/** A cart's event, typed, and its codec. */
+type CartEvent = TypedEvent<"ItemAdded", { sku: string }>;
+const codec = jsonCodec<CartEvent>({ events: { ItemAdded: {} } });
+
 const db = await openExampleDb();
 const store = new PostgresStore({ logger: consoleLogger("store", flags.debug) });
 
@@ -43,22 +47,19 @@ await store.append(db.sql, [
   {
     aggregateType: "Cart",
     aggregateId: "cart-1",
-    eventType: "ItemAdded",
-    payload: json({ sku: "A" }),
+    ...codec.encode({ type: "ItemAdded", data: { sku: "A" } }),
   },
   {
     aggregateType: "Cart",
     aggregateId: "cart-1",
-    eventType: "ItemAdded",
-    payload: json({ sku: "B" }),
+    ...codec.encode({ type: "ItemAdded", data: { sku: "B" } }),
   },
 ], { expectedVersion: "no_stream" });
 await store.append(db.sql, [
   {
     aggregateType: "Cart",
     aggregateId: "cart-2",
-    eventType: "ItemAdded",
-    payload: json({ sku: "C" }),
+    ...codec.encode({ type: "ItemAdded", data: { sku: "C" } }),
   },
 ]);
 

@@ -11,10 +11,14 @@
  */
 
 import { parseArgs } from "node:util";
-import { segmentOf } from "../mod.ts";
-import type { Projection } from "../src/projection/mod.ts";
+import { jsonCodec, segmentOf, type TypedEvent } from "../mod.ts";
+import { typedProjection } from "../src/projection/mod.ts";
 import { runProjectionPartitions } from "../src/runner/mod.ts";
-import { json, openExampleDb, parse } from "./_db.ts";
+import { openExampleDb } from "./_db.ts";
+
+/** An account's event, typed, and its codec. */
+type AccountEvent = TypedEvent<"Deposited", { amount: number }>;
+const codec = jsonCodec<AccountEvent>({ events: { Deposited: {} } });
 
 const { values: flags } = parseArgs({
   options: { workers: { type: "string", default: "4" } },
@@ -34,25 +38,26 @@ for (let round = 1; round <= 5; round++) {
     await store.append(sql, [{
       aggregateType: "Account",
       aggregateId: `account-${i}`,
-      eventType: "Deposited",
-      payload: json({ amount }),
+      ...codec.encode({ type: "Deposited", data: { amount } }),
     }]);
   }
 }
 console.log(`appended 200 deposits to 40 accounts`);
 
 const handledBySegment = new Map<number, number>();
-const balances: Projection = {
+const balances = typedProjection<AccountEvent>({
   name: "balances",
+  codec,
   aggregateTypes: ["Account"],
-  async handle(event, tx) {
-    const { amount } = parse<{ amount: number }>(event.payload);
-    await tx`insert into balances (account, balance) values (${event.aggregateId}, ${amount})
-      on conflict (account) do update set balance = balances.balance + excluded.balance`;
-    const segment = segmentOf(event.aggregateId, 16);
-    handledBySegment.set(segment, (handledBySegment.get(segment) ?? 0) + 1);
+  handlers: {
+    async Deposited({ data: { amount } }, tx, { aggregateId }) {
+      await tx`insert into balances (account, balance) values (${aggregateId}, ${amount})
+        on conflict (account) do update set balance = balances.balance + excluded.balance`;
+      const segment = segmentOf(aggregateId, 16);
+      handledBySegment.set(segment, (handledBySegment.get(segment) ?? 0) + 1);
+    },
   },
-};
+});
 
 // Each worker holds a pooled connection while it processes a batch: the
 // default pool of 10 serves up to 10 workers without waiting.
