@@ -19,6 +19,7 @@ export const TABLE_FLAGS: {
   "checkpoints-table": { type: "string" };
   "log-offset-table": { type: "string" };
   "snapshots-table": { type: "string" };
+  "parked-events-table": { type: "string" };
 } = {
   schema: { type: "string" },
   "events-table": { type: "string" },
@@ -26,6 +27,7 @@ export const TABLE_FLAGS: {
   "checkpoints-table": { type: "string" },
   "log-offset-table": { type: "string" },
   "snapshots-table": { type: "string" },
+  "parked-events-table": { type: "string" },
 };
 
 /** The usage lines of {@linkcode TABLE_FLAGS}. */
@@ -36,6 +38,7 @@ export const TABLE_FLAGS_USAGE =
   --checkpoints-table <name>     default: projection_checkpoints
   --log-offset-table <name>      default: pupsourcing_log_offset
   --snapshots-table <name>       default: snapshots
+  --parked-events-table <name>   default: projection_parked_events
 `;
 
 /**
@@ -58,6 +61,7 @@ export function tableNames(flags: {
   "checkpoints-table"?: string;
   "log-offset-table"?: string;
   "snapshots-table"?: string;
+  "parked-events-table"?: string;
 }): TableNames {
   return {
     schema: flags.schema,
@@ -66,5 +70,6 @@ export function tableNames(flags: {
     checkpointsTable: flags["checkpoints-table"],
     logOffsetTable: flags["log-offset-table"],
     snapshotsTable: flags["snapshots-table"],
+    parkedEventsTable: flags["parked-events-table"],
   };
 }

@@ -39,6 +39,7 @@ describe("migrate-gen", () => {
         "aggregate_heads",
         "events",
         "projection_checkpoints",
+        "projection_parked_events",
         "pupsourcing_log_offset",
         "snapshots",
       ]);
@@ -75,6 +76,7 @@ describe("migrate-gen", () => {
         checkpointsTable: "cp",
         logOffsetTable: "offset",
         snapshotsTable: "Snapshots",
+        parkedEventsTable: "Parked",
       };
       const text = generateMigration(names);
       await db.sql.unsafe(text);
@@ -101,6 +103,7 @@ describe("migrate-gen", () => {
         where table_schema = 'Billing' order by table_name`;
       assert.deepEqual(tables.map((t) => t.table_name), [
         "BillingEvents",
+        "Parked",
         "Snapshots",
         "cp",
         "heads",

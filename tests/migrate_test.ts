@@ -116,6 +116,7 @@ describe("migrate", () => {
       "aggregate_heads",
       "events",
       "projection_checkpoints",
+      "projection_parked_events",
       "pupsourcing_log_offset",
       "pupsourcing_migrations",
       "snapshots",
@@ -179,6 +180,7 @@ describe("migrate", () => {
       migrationsTable: "SchemaVersions",
       logOffsetTable: "Offset",
       snapshotsTable: "Snapshots",
+      parkedEventsTable: "Parked",
     };
     const logged: unknown[] = [];
     const logger = {
@@ -202,6 +204,7 @@ describe("migrate", () => {
     assert.deepEqual(await tablesIn(sql, "Billing"), [
       "Events",
       "Offset",
+      "Parked",
       "SchemaVersions",
       "Snapshots",
       "cp",
@@ -486,6 +489,8 @@ describe("migrate", () => {
         "billing_offset",
         "--snapshots-table",
         "billing_snapshots",
+        "--parked-events-table",
+        "billing_parked",
       ];
       const first = await cli(args, { DATABASE_URL: "postgres://127.0.0.1:1/not-this-one" });
       assert.equal(first.code, 0, first.stderr);
@@ -499,6 +504,7 @@ describe("migrate", () => {
         "billing_events",
         "billing_heads",
         "billing_offset",
+        "billing_parked",
         "billing_snapshots",
         "billing_versions",
       ]);

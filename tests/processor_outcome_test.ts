@@ -72,13 +72,29 @@ describe("ProjectionProcessor.run's outcome", () => {
       20_000,
       "the first catch-up",
     );
-    assert.deepEqual(first, { status: "caught_up", processed: 5, batches: 3, retries: 0 });
+    assert.deepEqual(first, {
+      status: "caught_up",
+      processed: 5,
+      batches: 3,
+      retries: 0,
+      retried: 0,
+      skipped: 0,
+      parked: 0,
+    });
     const second = await within(
       processor.run(projection, { mode: "until_caught_up" }),
       20_000,
       "the second catch-up",
     );
-    assert.deepEqual(second, { status: "caught_up", processed: 0, batches: 0, retries: 0 });
+    assert.deepEqual(second, {
+      status: "caught_up",
+      processed: 0,
+      batches: 0,
+      retries: 0,
+      retried: 0,
+      skipped: 0,
+      parked: 0,
+    });
     assert.equal(projection.seen, 5);
   });
 
@@ -104,6 +120,9 @@ describe("ProjectionProcessor.run's outcome", () => {
       processed: 0,
       batches: 0,
       retries: 0,
+      retried: 0,
+      skipped: 0,
+      parked: 0,
     });
   });
 
@@ -127,6 +146,9 @@ describe("ProjectionProcessor.run's outcome", () => {
       processed: 4,
       batches: 1,
       retries: 0,
+      retried: 0,
+      skipped: 0,
+      parked: 0,
     });
   });
 

@@ -256,6 +256,7 @@ const nameFields: (keyof TableNames)[] = [
   "checkpointsTable",
   "migrationsTable",
   "snapshotsTable",
+  "parkedEventsTable",
 ];
 
 /** Asserts that `attempt` throws a ValidationError naming `field`, synchronously or not. */

@@ -56,6 +56,9 @@ export function inTransaction(db: Db): db is TransactionSql<any> {
  *   transaction: porsager/postgres#1216 (fix proposed in #1215). The `tx`
  *   the body gets refuses every statement from then on with a
  *   `CONNECTION_CLOSED` error.
+ * - **Nothing after the body.** Once the body has failed, `tx` refuses
+ *   every statement too: work the body gave up waiting for (a handler
+ *   past its timeout) cannot send one behind the ROLLBACK.
  * - **No overlap with a retry.** Work passed to `track` (a handler call,
  *   which may await other things than the database) is waited for before
  *   the rejection comes: the caller may run the transaction again at
@@ -100,6 +103,10 @@ export async function beginGuarded<T>(
         if (gone || (isConnectionLoss(error) && await closesWithin(goneSignal))) {
           return await forever();
         }
+        // The ROLLBACK goes out next: work the body left running (a handler
+        // given up on after a timeout) must send nothing after it, where it
+        // would run outside the transaction.
+        gone = true;
         throw error;
       }
     }) as T;

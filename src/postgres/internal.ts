@@ -8,13 +8,14 @@
  * @module
  */
 
-export { type Db, requireClient, table, toBigInt } from "./db.ts";
+export { arrayLiteral, type Db, requireClient, table, toBigInt } from "./db.ts";
 export { beginGuarded } from "./driver.ts";
 export {
   assertCursorInCluster,
   int4Array,
   type LogScope,
   pendingColumn,
+  readAtPositions,
   readSegments,
   regressionGuard,
   type SegmentCursor,

@@ -238,6 +238,25 @@ export function pendingCountColumn(db: Db, tables: ResolvedTables) {
 }
 
 /**
+ * The events at `positions` (global positions), in log order: the events
+ * a projection parked, read again for a listing or a replay. Positions
+ * with no event are left out.
+ */
+export async function readAtPositions(
+  db: Db,
+  tables: ResolvedTables,
+  positions: readonly bigint[],
+): Promise<PersistedEvent[]> {
+  if (positions.length === 0) return [];
+  const rows = await db`
+    select ${eventColumns(db)} from ${table(db, tables.events)}
+    where global_position = any(${arrayLiteral(positions.map(String))}::int8[])
+    order by transaction_id, global_position
+  `.values();
+  return rows.map(decodeEvent);
+}
+
+/**
  * Throws when the log or `cursor` holds a transaction id the database has
  * not handed out yet, which happens after a move into a new cluster.
  *

@@ -23,7 +23,13 @@ export function missingTable(error: unknown, tables: ResolvedTables): unknown {
   const e = error as { code?: unknown; message?: unknown };
   if (e?.code !== "42P01" || typeof e.message !== "string") return error;
   const name = UNDEFINED_TABLE.exec(e.message)?.[1];
-  const table = [tables.events, tables.aggregateHeads, tables.checkpoints, tables.logOffset]
+  const table = [
+    tables.events,
+    tables.aggregateHeads,
+    tables.checkpoints,
+    tables.logOffset,
+    tables.parkedEvents,
+  ]
     .find((t) => t === name);
   return table === undefined
     ? error

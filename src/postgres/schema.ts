@@ -136,3 +136,48 @@ CREATE TABLE IF NOT EXISTS ${quote(t.logOffset)} (
 INSERT INTO ${quote(t.logOffset)} (singleton) VALUES (true) ON CONFLICT DO NOTHING;
 `;
 }
+
+/**
+ * The DDL of schema version 4: the events projections parked or skipped
+ * after their handler failed. A row is keyed by the projection and the
+ * event's global position, and holds the event's identity (the event
+ * itself stays in the log, read by position on replay), why it is there
+ * (`failed`, or `held` behind an earlier parked event of its aggregate),
+ * the last error and the attempts. Rows are never deleted: `resolved` and
+ * `discarded` ones stay for audit. The partial index finds an aggregate's
+ * open rows, which a batch checks to keep the aggregate's order.
+ */
+export function parkedEventsSql(t: ResolvedTables): string {
+  const parked = quote(t.parkedEvents);
+  return `${
+    createSchemaSql(t)
+  }-- Events a projection's handler failed on (or that wait behind one of the
+-- same aggregate), moved here in the transaction that moved the checkpoint
+-- past them.
+CREATE TABLE IF NOT EXISTS ${parked} (
+    projection_name text NOT NULL,
+    global_position bigint NOT NULL,
+    transaction_id xid8 NOT NULL,
+    event_id uuid NOT NULL,
+    aggregate_type text NOT NULL,
+    aggregate_id text NOT NULL,
+    aggregate_version bigint NOT NULL,
+    event_type text NOT NULL,
+    status text NOT NULL,
+    reason text NOT NULL,
+    error text,
+    attempts integer NOT NULL,
+    parked_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (projection_name, global_position),
+    CONSTRAINT ${quote(derivedName(t.parkedEvents, "status_check"))}
+        CHECK (status IN ('parked', 'skipped', 'resolved', 'discarded')),
+    CONSTRAINT ${quote(derivedName(t.parkedEvents, "reason_check"))}
+        CHECK (reason IN ('failed', 'held'))
+);
+
+CREATE INDEX IF NOT EXISTS ${quote(derivedName(t.parkedEvents, "open_idx"))}
+    ON ${parked} (projection_name, aggregate_type, aggregate_id, global_position)
+    WHERE status = 'parked';
+`;
+}

@@ -73,6 +73,7 @@ const CONFIG_KEYS: readonly (keyof PostgresStoreConfig)[] = [
   "migrationsTable",
   "logOffsetTable",
   "snapshotsTable",
+  "parkedEventsTable",
   "logger",
   "notifyChannel",
 ];

@@ -36,6 +36,8 @@ export interface TableNames {
   logOffsetTable?: string;
   /** Aggregates' snapshots (`PostgresSnapshotStore`); default `snapshots`. */
   snapshotsTable?: string;
+  /** Events a projection parked or skipped after its handler failed; default `projection_parked_events`. */
+  parkedEventsTable?: string;
 }
 
 /**
@@ -58,6 +60,8 @@ export interface ResolvedTables {
   logOffset: string;
   /** The snapshots table. */
   snapshots: string;
+  /** The projections' parked (and skipped) events. */
+  parkedEvents: string;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -116,5 +120,10 @@ export function resolveTables(names: TableNames = {}): ResolvedTables {
     migrations: table("migrationsTable", names.migrationsTable, "pupsourcing_migrations"),
     logOffset: table("logOffsetTable", names.logOffsetTable, "pupsourcing_log_offset"),
     snapshots: table("snapshotsTable", names.snapshotsTable, "snapshots"),
+    parkedEvents: table(
+      "parkedEventsTable",
+      names.parkedEventsTable,
+      "projection_parked_events",
+    ),
   };
 }

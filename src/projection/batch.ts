@@ -1,7 +1,8 @@
 /**
  * One batch: one transaction that locks the worker's checkpoint rows,
  * reads the batch, runs the handler on each event and moves the
- * checkpoints, all or nothing.
+ * checkpoints, all or nothing; and, when a handler fails, the run again
+ * up to the failing event that keeps what came before it.
  *
  * @module
  */
@@ -13,9 +14,13 @@ import { ProjectionError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
 import { beginGuarded, missingTable, readSegments } from "../postgres/internal.ts";
 import { advanceCheckpoints, lockCheckpoints, segmentCountMismatch } from "./checkpoints.ts";
+import type { Failures } from "./failures.ts";
+import { callHandler } from "./handler.ts";
+import { aggregateKey, openParkedAggregates, recordParked } from "./parked.ts";
+import { type ResolvedPolicy, retryDelay } from "./policy.ts";
 import type { Projection } from "./projection.ts";
 import type { Target } from "./target.ts";
-import { isConnectionLoss } from "./transient.ts";
+import { isConnectionLoss, isTransientDatabaseError } from "./transient.ts";
 
 /** What a batch did. */
 export interface BatchOutcome {
@@ -23,119 +28,269 @@ export interface BatchOutcome {
   aborted: boolean;
   /** Events handled and committed. */
   processed: number;
-  /** The read hit the batch size: more events are probably waiting. */
+  /** More events are probably waiting: the read hit the batch size, or stopped at a failure. */
   full: boolean;
   /** Some checkpoint moved. */
   advanced: boolean;
+  /** Handler failures to be retried later (their segment waits). */
+  retried: number;
+  /** Events recorded as skipped. */
+  skipped: number;
+  /** Events parked: failed, or held behind a parked event of their aggregate. */
+  parked: number;
+}
+
+/** How a worker runs its batches. */
+export interface BatchOptions {
+  batchSize: number;
+  signal: AbortSignal | undefined;
+  logger: Logger | undefined;
+  policy: ResolvedPolicy;
+  failures: Failures;
 }
 
 /** Thrown inside the transaction to roll it back on abort. */
 class Aborted extends Error {}
 
+/** A handler failure that is not a transient database error: the policy decides. */
+class HandlerFailed extends Error {
+  constructor(readonly error: ProjectionError) {
+    super(error.message);
+  }
+}
+
+/**
+ * Where a run again stops: at `event`, whose handler is not called; the
+ * events before it commit, and `skip` and `park` record it, moving the
+ * checkpoint past it.
+ */
+interface Cut {
+  event: PersistedEvent;
+  action: "retry" | "stop" | "skip" | "park";
+  attempts: number;
+  error: ProjectionError;
+}
+
+/** What one transaction of a batch committed. */
+interface Committed {
+  locked: number;
+  handled: PersistedEvent[];
+  full: boolean;
+  checkpoint: Cursor | undefined;
+  skipped: number;
+  parked: number;
+}
+
+const IDLE: BatchOutcome = Object.freeze({
+  aborted: false,
+  processed: 0,
+  full: false,
+  advanced: false,
+  retried: 0,
+  skipped: 0,
+  parked: 0,
+});
+
 /**
  * Runs one batch in its own transaction (READ COMMITTED: each statement
  * sees the latest commits, and so the latest horizon): lock, read,
- * handle, advance.
+ * handle, advance. Segments waiting out a retry's backoff are left out.
  *
- * A handler failure rolls back the handler writes of the whole batch with
- * its checkpoint and rejects with a {@linkcode ProjectionError}. An abort
- * is honoured between events: a handler that is running keeps its
- * transaction until it returns (abandoning it would let its later queries
- * run outside any transaction), then the batch is rolled back.
+ * A handler failure rolls the transaction back, and the batch runs again
+ * up to the failing event, which is not handled: the events before it
+ * commit with the checkpoint (one transaction more, and only on failure;
+ * a savepoint per event would cost two round trips on every event). Then
+ * the error policy applies: a retry holds the event's segment back for
+ * the backoff; `stop` rejects with the {@linkcode ProjectionError};
+ * `skip` and `park` record the event in the parked-events table in the
+ * transaction that moves the checkpoint past it. With `park` (and
+ * `park: "aggregate"`), the events of an aggregate with a parked event
+ * are parked behind it instead of handled.
+ *
+ * An abort is honoured between events: a handler that is running keeps
+ * its transaction until it returns (abandoning it would let its later
+ * queries run outside any transaction), then the batch is rolled back.
  *
  * When the connection is lost mid-batch, the rejection (the raw
  * connection error, or a `ProjectionError` whose cause it is) comes only
  * after a handler still running has returned, and nothing more is sent on
  * the dead transaction: the caller may run the batch again at once (see
- * `beginGuarded` in src/postgres/driver.ts).
+ * `beginGuarded` in src/postgres/driver.ts). It is no handler failure:
+ * the policy never sees it.
  */
 export async function runBatch(
   // deno-lint-ignore no-explicit-any -- any client configuration
   sql: Sql<any>,
   target: Target,
   projection: Projection,
-  batchSize: number,
-  signal: AbortSignal | undefined,
-  logger: Logger | undefined,
+  options: BatchOptions,
 ): Promise<BatchOutcome> {
-  let locked = 0;
-  let checkpoint: Cursor | undefined;
-  let processed = 0;
-  let full = false;
-  try {
-    await beginGuarded(sql, async (tx, track) => {
-      // Lock this worker's segments (those no other processor holds).
-      const view = await lockCheckpoints(tx, target);
-      locked = view.rows.length;
-      if (locked === 0) return;
-      const mismatch = view.rows.find((row) => row.segmentCount !== target.segments);
-      if (mismatch) throw segmentCountMismatch(target.name, mismatch.segmentCount, target.segments);
-
-      // Read their share of the log after their cursors.
-      const { aggregateTypes, eventTypes } = target;
-      const events = await readSegments(tx, target.tables, view.rows, target.segments, batchSize, {
-        aggregateTypes,
-        eventTypes,
-      });
-
-      // Handle each event, in order.
-      for (const event of events) {
-        if (signal?.aborted) throw new Aborted();
-        await track(handle(projection, event, tx, logger));
-      }
-      if (signal?.aborted) throw new Aborted();
-      processed = events.length;
-      full = events.length === batchSize;
-
-      // Advance. A full batch has seen every event of these segments up to
-      // its last one; a short batch has seen everything below the horizon,
-      // so the segments can move on to the tip even past events out of scope.
-      const last = events.at(-1);
-      let next = last ? cursorOf(last) : undefined;
-      if (!full && view.tip) next = next ? maxCursor(next, view.tip) : view.tip;
-      if (next && view.rows.some((row) => compareCursors(row.cursor, next) < 0)) {
-        await advanceCheckpoints(tx, target, view.rows.map((row) => row.segment), next);
-        checkpoint = next;
-      }
-    }, (error) => isConnectionLoss(error instanceof ProjectionError ? error.cause : error));
-  } catch (error) {
-    if (error instanceof Aborted) {
-      return { aborted: true, processed: 0, full: false, advanced: false };
+  const { failures, policy, logger } = options;
+  const owned = failures.ready(target.owned);
+  if (owned.length === 0) return IDLE;
+  const share = owned === target.owned ? target : { ...target, owned };
+  let cut: Cut | undefined;
+  let done: Committed;
+  for (;;) {
+    try {
+      done = await transaction(sql, share, projection, options, cut);
+      break;
+    } catch (error) {
+      if (error instanceof Aborted) return { ...IDLE, aborted: true };
+      if (!(error instanceof HandlerFailed)) throw missingTable(error, target.tables);
+      const { event } = error.error;
+      const attempts = failures.fail(event);
+      const action = attempts <= policy.retries ? "retry" : policy.then;
+      cut = { event, action, attempts, error: error.error };
     }
-    throw missingTable(error, target.tables);
   }
-  if (logger && (processed > 0 || checkpoint)) {
+  failures.settle(done.handled);
+  if (cut && cut.action !== "retry" && cut.action !== "stop") failures.settle([cut.event]);
+  if (cut?.action === "retry") failures.wait(cut.event, retryDelay(policy, cut.attempts));
+  const processed = done.handled.length;
+  if (logger && (processed > 0 || done.checkpoint || cut)) {
     const fields = {
       projection: projection.name,
       processed,
-      skippedSegments: target.owned.length - locked,
-      checkpoint,
+      skippedSegments: target.owned.length - done.locked,
+      checkpoint: done.checkpoint,
     };
     if (processed > 0) logger.info("events processed", fields);
     else logger.debug("batch processed", fields);
+    if (cut) logFailure(logger, projection.name, cut, policy);
   }
-  return { aborted: false, processed, full, advanced: checkpoint !== undefined };
+  if (cut?.action === "stop") throw cut.error;
+  return {
+    aborted: false,
+    processed,
+    full: done.full,
+    advanced: done.checkpoint !== undefined,
+    retried: cut?.action === "retry" ? 1 : 0,
+    skipped: done.skipped,
+    parked: done.parked,
+  };
 }
 
-async function handle(
-  projection: Projection,
-  event: PersistedEvent,
+/** One transaction: lock, read, handle up to `cut` (if any), advance. */
+async function transaction(
   // deno-lint-ignore no-explicit-any -- any client configuration
-  tx: TransactionSql<any>,
-  logger: Logger | undefined,
-): Promise<void> {
-  try {
-    await projection.handle(event, tx);
-  } catch (cause) {
-    logger?.error("projection handler error", {
-      projection: projection.name,
-      position: event.globalPosition,
-      transactionId: event.transactionId,
-      aggregateType: event.aggregateType,
-      aggregateId: event.aggregateId,
-      eventType: event.eventType,
-      error: cause,
+  sql: Sql<any>,
+  target: Target,
+  projection: Projection,
+  { batchSize, signal, logger, policy }: BatchOptions,
+  cut: Cut | undefined,
+): Promise<Committed> {
+  const done: Committed = {
+    locked: 0,
+    handled: [],
+    full: false,
+    checkpoint: undefined,
+    skipped: 0,
+    parked: 0,
+  };
+  await beginGuarded(sql, async (tx, track) => {
+    // Lock this worker's segments (those no other processor holds).
+    const view = await lockCheckpoints(tx, target);
+    done.locked = view.rows.length;
+    if (done.locked === 0) return;
+    const mismatch = view.rows.find((row) => row.segmentCount !== target.segments);
+    if (mismatch) throw segmentCountMismatch(target.name, mismatch.segmentCount, target.segments);
+
+    // Read their share of the log after their cursors.
+    const { aggregateTypes, eventTypes } = target;
+    let events = await readSegments(tx, target.tables, view.rows, target.segments, batchSize, {
+      aggregateTypes,
+      eventTypes,
     });
-    throw new ProjectionError(projection.name, event, cause);
-  }
+    done.full = events.length === batchSize;
+
+    // A run again stops at the failing event (and takes it, to record it).
+    let last: PersistedEvent | undefined;
+    let recordCut = false;
+    if (cut) {
+      const at = cursorOf(cut.event);
+      const stop = events.findIndex((event) => compareCursors(cursorOf(event), at) >= 0);
+      if (stop >= 0) {
+        recordCut = events[stop].globalPosition === cut.event.globalPosition &&
+          (cut.action === "skip" || cut.action === "park");
+        events = events.slice(0, stop);
+        done.full = true;
+      }
+    }
+
+    // Aggregates with a parked event: their later events wait behind it.
+    const held = policy.then === "park" && policy.keepOrder && events.length > 0
+      ? await openParkedAggregates(tx, target, events)
+      : undefined;
+
+    // Handle each event, in order.
+    for (const event of events) {
+      if (signal?.aborted) throw new Aborted();
+      last = event;
+      if (held?.has(aggregateKey(event))) {
+        await recordParked(tx, target, event, { status: "parked", reason: "held", attempts: 0 });
+        done.parked++;
+        continue;
+      }
+      try {
+        await track(callHandler(projection, event, tx, policy.handlerTimeoutMs, logger));
+      } catch (error) {
+        if (error instanceof ProjectionError && !isTransientDatabaseError(error.cause)) {
+          throw new HandlerFailed(error);
+        }
+        throw error;
+      }
+      done.handled.push(event);
+    }
+    if (signal?.aborted) throw new Aborted();
+    if (cut && recordCut) {
+      const status = cut.action === "park" ? "parked" : "skipped";
+      const error = describe(cut.error.cause);
+      await recordParked(tx, target, cut.event, {
+        status,
+        reason: "failed",
+        error,
+        attempts: cut.attempts,
+      });
+      if (status === "parked") done.parked++;
+      else done.skipped++;
+      last = cut.event;
+    }
+
+    // Advance. A full batch has seen every event of these segments up to
+    // its last one; a short batch has seen everything below the horizon,
+    // so the segments can move on to the tip even past events out of scope.
+    let next = last ? cursorOf(last) : undefined;
+    if (!done.full && view.tip) next = next ? maxCursor(next, view.tip) : view.tip;
+    if (next && view.rows.some((row) => compareCursors(row.cursor, next) < 0)) {
+      await advanceCheckpoints(tx, target, view.rows.map((row) => row.segment), next);
+      done.checkpoint = next;
+    }
+  }, (error) => isConnectionLoss(error instanceof ProjectionError ? error.cause : error));
+  return done;
+}
+
+/** A handler's error as text for the parked row. */
+function describe(cause: unknown): string {
+  return cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+}
+
+function logFailure(logger: Logger, projection: string, cut: Cut, policy: ResolvedPolicy): void {
+  const { event, action, attempts } = cut;
+  const fields = {
+    projection,
+    position: event.globalPosition,
+    aggregateType: event.aggregateType,
+    aggregateId: event.aggregateId,
+    eventType: event.eventType,
+    attempts,
+    error: cut.error.cause,
+  };
+  if (action === "retry") {
+    logger.error("projection handler failed, retrying", {
+      ...fields,
+      delayMs: retryDelay(policy, attempts),
+    });
+  } else if (action === "skip") logger.error("projection event skipped", fields);
+  else if (action === "park") logger.error("projection event parked", fields);
 }

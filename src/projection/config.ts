@@ -8,6 +8,7 @@ import { ValidationError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
 import { checkOptions } from "../es/options.ts";
 import { show } from "../es/validate.ts";
+import { type ErrorPolicy, type ResolvedPolicy, resolvePolicy } from "./policy.ts";
 import { DEFAULT_SEGMENTS, validatePartitioning } from "./segments.ts";
 
 /**
@@ -80,6 +81,12 @@ export interface ProcessorConfig {
    * forever, logging each retry.
    */
   catchUpTimeout?: number;
+  /**
+   * What to do when a handler fails, for projections without an
+   * `onError` of their own; default: stop at once, as a `ProjectionError`
+   * (see {@linkcode ErrorPolicy}).
+   */
+  onError?: ErrorPolicy;
   /** Where the processor logs; default: no logging at all. */
   logger?: Logger;
 }
@@ -95,6 +102,7 @@ const CONFIG_KEYS: readonly (keyof ProcessorConfig)[] = [
   "wakeUp",
   "retryTransientErrors",
   "catchUpTimeout",
+  "onError",
   "logger",
 ];
 
@@ -137,6 +145,8 @@ export interface ResolvedConfig {
   retryTransientErrors: boolean;
   /** Milliseconds without reaching the database before an `"until_caught_up"` run gives up. */
   catchUpTimeout: number;
+  /** The error policy of projections without their own. */
+  onError: ResolvedPolicy;
   /** The logger, if any. */
   logger: Logger | undefined;
 }
@@ -219,6 +229,7 @@ export function resolveConfig(
     wakeUp,
     retryTransientErrors,
     catchUpTimeout,
+    onError: resolvePolicy("onError", config.onError),
     logger: config.logger,
   };
 }

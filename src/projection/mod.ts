@@ -33,6 +33,8 @@
  */
 
 export type { Projection } from "./projection.ts";
+export type { ErrorPolicy } from "./policy.ts";
+export { HandlerTimeoutError } from "./handler.ts";
 export { type ProcessorConfig, ProjectionProcessor } from "./processor.ts";
 export type { RunMode, RunOptions, RunOutcome } from "./run.ts";
 export type { ResolvedConfig } from "./config.ts";

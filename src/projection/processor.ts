@@ -19,6 +19,8 @@ import {
 } from "./checkpoints.ts";
 import { type ProcessorConfig, resolveConfig, type ResolvedConfig } from "./config.ts";
 import { compareCursors } from "../es/cursor.ts";
+import { Failures } from "./failures.ts";
+import { type ResolvedPolicy, resolvePolicy } from "./policy.ts";
 import { type Projection, validateProjection } from "./projection.ts";
 import { checkRunOptions, type RunMode, type RunOptions, type RunOutcome } from "./run.ts";
 import { ownedSegments } from "./segments.ts";
@@ -35,6 +37,9 @@ type StopReason = "aborted" | "caught up" | "failed";
 interface Tally {
   processed: number;
   batches: number;
+  retried: number;
+  skipped: number;
+  parked: number;
 }
 
 /**
@@ -159,11 +164,12 @@ export class ProjectionProcessor {
    * @example Catch up in a test
    * ```ts ignore
    * const outcome = await processor.run(projection, { mode: "until_caught_up" });
-   * console.log(outcome); // { status: "caught_up", processed: 42, batches: 1, retries: 0 }
+   * console.log(outcome.status, outcome.processed); // caught_up 42
    * ```
    */
   async run(projection: Projection, options?: RunOptions): Promise<RunOutcome> {
     validateProjection(projection);
+    const policy = resolvePolicy("projection.onError", projection.onError, this.config.onError);
     const { signal, mode = "continuous" } = checkRunOptions("options", options, ["signal", "mode"]);
     const { logger, partitionKey, totalPartitions, batchSize, segments } = this.config;
     const target: Target = {
@@ -192,7 +198,7 @@ export class ProjectionProcessor {
       logger,
       projection: projection.name,
     });
-    const tally: Tally = { processed: 0, batches: 0 };
+    const tally: Tally = { processed: 0, batches: 0, retried: 0, skipped: 0, parked: 0 };
     try {
       if (await this.#start(target, backoff, signal) === "aborted") {
         reason = "aborted";
@@ -209,7 +215,7 @@ export class ProjectionProcessor {
             logger,
           );
         }
-        reason = await this.#loop(projection, target, mode, alarm, backoff, tally, signal);
+        reason = await this.#loop(projection, policy, target, mode, alarm, backoff, tally, signal);
       }
     } finally {
       await listener?.stop();
@@ -220,6 +226,9 @@ export class ProjectionProcessor {
       processed: tally.processed,
       batches: tally.batches,
       retries: backoff.retries,
+      retried: tally.retried,
+      skipped: tally.skipped,
+      parked: tally.parked,
     };
   }
 
@@ -250,6 +259,7 @@ export class ProjectionProcessor {
 
   async #loop(
     projection: Projection,
+    policy: ResolvedPolicy,
     target: Target,
     mode: RunMode,
     alarm: Alarm,
@@ -260,6 +270,7 @@ export class ProjectionProcessor {
     const { batchSize, pollInterval, maxPollInterval, logger } = this.config;
     let goal: Cursor | undefined;
     let idlePolls = 0;
+    const failures = new Failures(target.segments);
     for (;;) {
       if (signal?.aborted) return "aborted";
       let probe: Probe;
@@ -282,19 +293,22 @@ export class ProjectionProcessor {
         }
         if (tip && probe.rows.some((row) => compareCursors(row.cursor, tip) < 0)) {
           for (;;) {
-            const outcome = await runBatch(
-              this.#sql,
-              target,
-              projection,
+            const outcome = await runBatch(this.#sql, target, projection, {
               batchSize,
               signal,
               logger,
-            );
+              policy,
+              failures,
+            });
             if (outcome.aborted) return "aborted";
             backoff.reset();
-            processed += outcome.processed;
+            // Parked and skipped events are progress too: look again at once.
+            processed += outcome.processed + outcome.parked + outcome.skipped;
             tally.processed += outcome.processed;
             if (outcome.processed > 0) tally.batches++;
+            tally.retried += outcome.retried;
+            tally.skipped += outcome.skipped;
+            tally.parked += outcome.parked;
             advanced ||= outcome.advanced;
             if (!outcome.full || signal?.aborted) break;
           }
@@ -313,7 +327,12 @@ export class ProjectionProcessor {
       // Committed events wait behind an open transaction: the horizon may
       // pass them any moment, and no NOTIFY will say so.
       if (probe.pending) idlePolls = 0;
-      const delay = Math.min(pollInterval * 2 ** idlePolls, maxPollInterval);
+      // A segment waiting for a retry is polled again when it is due.
+      const delay = Math.min(
+        pollInterval * 2 ** idlePolls,
+        maxPollInterval,
+        failures.nextDueIn() ?? Infinity,
+      );
       idlePolls = Math.min(idlePolls + 1, 30);
       if (await alarm.sleep(delay, signal) === "aborted") return "aborted";
     }

@@ -10,6 +10,7 @@ import type { PersistedEvent } from "../es/event.ts";
 import { ValidationError } from "../es/errors.ts";
 import { editDistance } from "../es/options.ts";
 import { requireName, show } from "../es/validate.ts";
+import type { ErrorPolicy } from "./policy.ts";
 
 /**
  * A projection: it turns events into a read model, a side effect or other
@@ -43,10 +44,18 @@ export interface Projection {
   /** Only events of these event types (filtered in SQL); default: all. */
   eventTypes?: readonly string[];
   /**
+   * What to do when `handle` fails: retry, then stop, skip or park (see
+   * {@linkcode ErrorPolicy}); default: the processor's `onError`, whose
+   * own default stops the run at the first failure.
+   */
+  onError?: ErrorPolicy;
+  /**
    * Handles one event. Use `tx` for every write that must happen exactly
    * once: it is the batch's transaction, committed together with the
-   * checkpoint. A throw rolls the whole batch back and stops the processor
-   * with a `ProjectionError`; the event is delivered again on the next run.
+   * checkpoint. A throw undoes this handler's writes, commits the events
+   * of the batch before it, and hands the event to `onError`; by default
+   * the processor stops with a `ProjectionError`, and the event is
+   * delivered again on the next run.
    */
   // deno-lint-ignore no-explicit-any -- works with clients configured with any custom type map
   handle(event: PersistedEvent, tx: TransactionSql<any>): void | Promise<void>;

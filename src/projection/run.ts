@@ -8,6 +8,7 @@
 import { ValidationError } from "../es/errors.ts";
 import { checkOptions } from "../es/options.ts";
 import { show } from "../es/show.ts";
+import type { ErrorPolicy } from "./policy.ts";
 
 /**
  * How long {@linkcode ProjectionProcessor.run} runs:
@@ -56,6 +57,10 @@ export interface RunOptions {
  *   event in them.
  * - `retries`: transient database errors this run waited out (each one
  *   also logged).
+ * - `retried`, `skipped`, `parked`: handler failures this run retried
+ *   (see {@linkcode ErrorPolicy}), events it recorded as skipped, and
+ *   events it parked (failed, or held behind a parked event of their
+ *   aggregate).
  *
  * @example Tell a finished catch-up from an interrupted one
  * ```ts
@@ -66,7 +71,15 @@ export interface RunOptions {
  *     ? `caught up: ${outcome.processed} events in ${outcome.batches} batches`
  *     : `stopped early after ${outcome.processed} events`;
  * }
- * console.log(report({ status: "caught_up", processed: 5, batches: 3, retries: 0 }));
+ * console.log(report({
+ *   status: "caught_up",
+ *   processed: 5,
+ *   batches: 3,
+ *   retries: 0,
+ *   retried: 0,
+ *   skipped: 0,
+ *   parked: 0,
+ * }));
  * ```
  */
 export interface RunOutcome {
@@ -78,6 +91,12 @@ export interface RunOutcome {
   batches: number;
   /** Transient database errors retried. */
   retries: number;
+  /** Handler failures retried by the error policy. */
+  retried: number;
+  /** Events recorded as skipped by the error policy. */
+  skipped: number;
+  /** Events parked by the error policy. */
+  parked: number;
 }
 
 /**

@@ -32,6 +32,9 @@ import type { RunMode, RunOptions, RunOutcome } from "../projection/mod.ts";
  *   processed: 3,
  *   batches: 1,
  *   retries: 0,
+ *   retried: 0,
+ *   skipped: 0,
+ *   parked: 0,
  * }])); // true
  * ```
  */
@@ -57,7 +60,15 @@ export interface Worker {
 }
 
 /** The outcome of a worker that never ran. */
-const NOT_STARTED: RunOutcome = { status: "aborted", processed: 0, batches: 0, retries: 0 };
+const NOT_STARTED: RunOutcome = {
+  status: "aborted",
+  processed: 0,
+  batches: 0,
+  retries: 0,
+  retried: 0,
+  skipped: 0,
+  parked: 0,
+};
 
 /**
  * Starts every worker at once and waits until all have settled.

@@ -1,0 +1,66 @@
+/**
+ * Calling a projection's handler on one event: a throw of any value, and
+ * a handler that has not settled within the policy's `handlerTimeoutMs`,
+ * both become a {@linkcode ProjectionError}. A timed-out handler is left
+ * running, but its rejection, whenever it comes, is observed here, and
+ * its later statements are refused by the batch's guarded transaction.
+ *
+ * @module
+ */
+
+import type { TransactionSql } from "postgres";
+import type { PersistedEvent } from "../es/event.ts";
+import { ProjectionError } from "../es/errors.ts";
+import type { Logger } from "../es/logger.ts";
+import type { Projection } from "./projection.ts";
+
+/** What a handler that did not settle in time is failed with (as the `ProjectionError`'s cause). */
+export class HandlerTimeoutError extends Error {
+  /** Creates the error for a handler that ran longer than `timeoutMs`. */
+  constructor(timeoutMs: number) {
+    super(`the handler did not settle within handlerTimeoutMs (${timeoutMs} ms)`);
+    this.name = "HandlerTimeoutError";
+  }
+}
+
+/**
+ * Runs `projection.handle(event, tx)`; any failure is logged and rejects
+ * as a {@linkcode ProjectionError} whose cause is what the handler threw.
+ */
+export async function callHandler(
+  projection: Projection,
+  event: PersistedEvent,
+  // deno-lint-ignore no-explicit-any -- any client configuration
+  tx: TransactionSql<any>,
+  timeoutMs: number | undefined,
+  logger: Logger | undefined,
+): Promise<void> {
+  try {
+    if (timeoutMs === undefined) await projection.handle(event, tx);
+    else await withTimeout(Promise.resolve().then(() => projection.handle(event, tx)), timeoutMs);
+  } catch (cause) {
+    logger?.error("projection handler error", {
+      projection: projection.name,
+      position: event.globalPosition,
+      transactionId: event.transactionId,
+      aggregateType: event.aggregateType,
+      aggregateId: event.aggregateId,
+      eventType: event.eventType,
+      error: cause,
+    });
+    throw new ProjectionError(projection.name, event, cause);
+  }
+}
+
+/** `work`, or a {@linkcode HandlerTimeoutError} once `timeoutMs` has passed. */
+async function withTimeout(work: Promise<unknown>, timeoutMs: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new HandlerTimeoutError(timeoutMs)), timeoutMs);
+  });
+  try {
+    await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
