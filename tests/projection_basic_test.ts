@@ -5,7 +5,6 @@ import {
   type PersistedEvent,
   ProjectionError,
   segmentOf,
-  START,
   TransactionIdRegressionError,
   ValidationError,
 } from "../src/es/mod.ts";

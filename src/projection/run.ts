@@ -8,7 +8,6 @@
 import { ValidationError } from "../es/errors.ts";
 import { checkOptions } from "../es/options.ts";
 import { show } from "../es/show.ts";
-import type { ErrorPolicy } from "./policy.ts";
 
 /**
  * How long {@linkcode ProjectionProcessor.run} runs:
@@ -58,7 +57,7 @@ export interface RunOptions {
  * - `retries`: transient database errors this run waited out (each one
  *   also logged).
  * - `retried`, `skipped`, `parked`: handler failures this run retried
- *   (see {@linkcode ErrorPolicy}), events it recorded as skipped, and
+ *   (see `ErrorPolicy`), events it recorded as skipped, and
  *   events it parked (failed, or held behind a parked event of their
  *   aggregate).
  *
