@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Sql, TransactionSql } from "postgres";
+import type { Sql } from "postgres";
 import { compareCursors, cursorOf, maxCursor } from "../es/cursor.ts";
 import type { Cursor, PersistedEvent } from "../es/event.ts";
 import { ProjectionError } from "../es/errors.ts";
