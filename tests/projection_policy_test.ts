@@ -2,11 +2,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { type PersistedEvent, ProjectionError, segmentOf, ValidationError } from "../src/es/mod.ts";
 import type { PostgresStore } from "../src/postgres/mod.ts";
-import {
-  type ErrorPolicy,
-  type Projection,
-  ProjectionProcessor,
-} from "../src/projection/mod.ts";
+import { type ErrorPolicy, type Projection, ProjectionProcessor } from "../src/projection/mod.ts";
 import postgres from "postgres";
 import { setupDatabase, type TestDb } from "./_db.ts";
 import {
@@ -269,8 +265,9 @@ describe("projection error policy", () => {
       onError: { then: "park", park: "event", handlerTimeoutMs: 200 },
       async handle(event, tx) {
         if (event.globalPosition === appended[1].globalPosition) {
-          await new Promise((resolve) => setTimeout(resolve, 600));
-          // Past its timeout: the transaction is over, this must not land.
+          // Wakes right after its timeout, as the ROLLBACK goes out: the
+          // transaction is over, this write must not land.
+          await new Promise((resolve) => setTimeout(resolve, 200));
           await Promise.resolve(model.handle(event, tx)).then(late.resolve, late.resolve);
           throw new Error("rejects after its transaction ended");
         }
