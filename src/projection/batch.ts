@@ -16,7 +16,7 @@ import { beginGuarded, missingTable, readSegments } from "../postgres/internal.t
 import { advanceCheckpoints, lockCheckpoints, segmentCountMismatch } from "./checkpoints.ts";
 import type { Failures } from "./failures.ts";
 import { callHandler } from "./handler.ts";
-import { aggregateKey, openParkedAggregates, recordParked } from "./parked.ts";
+import { aggregateKey, errorText, openParkedAggregates, recordParked } from "./parked.ts";
 import { type ResolvedPolicy, retryDelay } from "./policy.ts";
 import type { Projection } from "./projection.ts";
 import type { Target } from "./target.ts";
@@ -245,7 +245,7 @@ async function transaction(
     if (signal?.aborted) throw new Aborted();
     if (cut && recordCut) {
       const status = cut.action === "park" ? "parked" : "skipped";
-      const error = describe(cut.error.cause);
+      const error = errorText(cut.error.cause);
       await recordParked(tx, target, cut.event, {
         status,
         reason: "failed",
@@ -268,11 +268,6 @@ async function transaction(
     }
   }, (error) => isConnectionLoss(error instanceof ProjectionError ? error.cause : error));
   return done;
-}
-
-/** A handler's error as text for the parked row. */
-function describe(cause: unknown): string {
-  return cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
 }
 
 function logFailure(logger: Logger, projection: string, cut: Cut, policy: ResolvedPolicy): void {

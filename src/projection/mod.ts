@@ -35,6 +35,15 @@
 export type { Projection } from "./projection.ts";
 export type { ErrorPolicy } from "./policy.ts";
 export { HandlerTimeoutError } from "./handler.ts";
+export {
+  discardParked,
+  listParked,
+  type ListParkedOptions,
+  type ParkedEvent,
+  type ParkedFilter,
+} from "./parked_admin.ts";
+export type { ParkedReason, ParkedStatus } from "./parked.ts";
+export { type ReplayOptions, type ReplayOutcome, replayParked } from "./replay.ts";
 export { type ProcessorConfig, ProjectionProcessor } from "./processor.ts";
 export type { RunMode, RunOptions, RunOutcome } from "./run.ts";
 export type { ResolvedConfig } from "./config.ts";

@@ -63,3 +63,8 @@ export async function recordParked(
       ${entry.status}, ${entry.reason}, ${entry.error ?? null}, ${entry.attempts})
   `;
 }
+
+/** A handler's error as the text a parked row keeps. */
+export function errorText(cause: unknown): string {
+  return cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+}
