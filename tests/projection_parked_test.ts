@@ -8,6 +8,11 @@ import {
   ProjectionProcessor,
   replayParked,
 } from "../src/projection/mod.ts";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parkedMain } from "../src/parked_cli.ts";
+import { captureCli } from "./_cli.ts";
 import { setupDatabase, type TestDb } from "./_db.ts";
 import { appendEvents, appliedTimes, createReadModel, readModelProjection } from "./_projection.ts";
 
@@ -124,5 +129,58 @@ describe("parked events: list, replay, discard", () => {
       discardParked(db.sql, store, "p", { eventIds: ["nope"] }),
       (e: unknown) => e instanceof ValidationError && e.field === "filter.eventIds",
     );
+  });
+
+  it("the parked command lists, replays from a module, and discards", async () => {
+    const { store, appended } = await parkedStore([1, 5]);
+    const schema = store.tables.schema!;
+    const base = ["--database-url", db.url, "--schema", schema];
+    const listed = await captureCli(() => parkedMain(["list", ...base, "--projection", "p"]));
+    assert.equal(listed.code, 0, listed.stderr);
+    const lines = listed.stdout.trim().split("\n").map((line) => line.split("\t"));
+    assert.deepEqual(
+      lines.map((l) => l[1]),
+      [1, 2, 3, 5, 6, 7].map((i) => String(appended[i].globalPosition)),
+    );
+    assert.deepEqual(lines.map((l) => l[6]), ["failed", "held", "held", "failed", "held", "held"]);
+
+    const discarded = await captureCli(() =>
+      parkedMain(["discard", ...base, "--projection", "p", "--event-id", appended[5].eventId])
+    );
+    assert.equal(discarded.stdout, "Discarded 1 parked event(s)\n");
+
+    const dir = await mkdtemp(join(tmpdir(), "parked-"));
+    try {
+      const module = join(dir, "fixed.ts");
+      await writeFile(
+        module,
+        `import { PostgresStore } from ${
+          JSON.stringify(new URL("../src/postgres/mod.ts", import.meta.url).href)
+        };
+import { readModelProjection } from ${
+          JSON.stringify(new URL("./_projection.ts", import.meta.url).href)
+        };
+export const fixed = readModelProjection(new PostgresStore({ schema: ${
+          JSON.stringify(schema)
+        } }), "p");
+`,
+      );
+      const replayed = await captureCli(() =>
+        parkedMain(["replay", ...base, "--projection-module", module, "--export", "fixed"])
+      );
+      assert.equal(
+        replayed.stdout,
+        "Replayed 5 parked event(s); 0 failed again\n",
+        replayed.stderr,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    const applied = await appliedTimes(db.sql, store);
+    assert.deepEqual(new Set(applied.keys()), new Set(ids(appended.filter((_, i) => i !== 5))));
+
+    const bad = await captureCli(() => parkedMain(["discard", ...base]));
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /discard needs --projection/);
   });
 });
