@@ -31,6 +31,7 @@ const EXAMPLES: Record<string, string[]> = {
   "stop_resume.ts": [],
   "with_logging.ts": [],
   "bank_account/main.ts": [],
+  "poison_events.ts": [],
 };
 
 const TIMEOUT_MS = 120_000;
