@@ -40,7 +40,7 @@ try {
     }]);
   }
 
-  function balances(parse: (amount: unknown) => number): Projection {
+  const balances = (parse: (amount: unknown) => number): Projection => {
     return {
       name: "balances",
       onError: { retries: 2, backoff: { initialMs: 10, maxMs: 100 }, then: "park" },
@@ -54,7 +54,7 @@ try {
             set balance = balances.balance + excluded.balance, version = excluded.version`;
       },
     };
-  }
+  };
   const buggy = balances((amount) => {
     if (typeof amount !== "number") throw new TypeError(`not an amount: ${JSON.stringify(amount)}`);
     return amount;

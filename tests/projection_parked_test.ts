@@ -11,7 +11,7 @@ import {
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parkedMain } from "../src/parked_cli.ts";
+import { parkedMain } from "../scripts/parked.ts";
 import { captureCli } from "./_cli.ts";
 import { setupDatabase, type TestDb } from "./_db.ts";
 import { appendEvents, appliedTimes, createReadModel, readModelProjection } from "./_projection.ts";

@@ -14,7 +14,18 @@ import { ProjectionError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
 import type { Projection } from "./projection.ts";
 
-/** What a handler that did not settle in time is failed with (as the `ProjectionError`'s cause). */
+/**
+ * What a handler that did not settle within `handlerTimeoutMs` is failed
+ * with: the `cause` of its `ProjectionError`, and the error a parked row
+ * records.
+ *
+ * @example
+ * ```ts
+ * import { HandlerTimeoutError } from "@getpup/pupsourcing/projection";
+ *
+ * console.log(new HandlerTimeoutError(500).message);
+ * ```
+ */
 export class HandlerTimeoutError extends Error {
   /** Creates the error for a handler that ran longer than `timeoutMs`. */
   constructor(timeoutMs: number) {

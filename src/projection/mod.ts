@@ -33,7 +33,7 @@
  */
 
 export type { Projection } from "./projection.ts";
-export type { ErrorPolicy } from "./policy.ts";
+export type { ErrorPolicy, ResolvedPolicy } from "./policy.ts";
 export { HandlerTimeoutError } from "./handler.ts";
 export {
   discardParked,

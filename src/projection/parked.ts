@@ -12,9 +12,29 @@ import type { PersistedEvent } from "../es/event.ts";
 import { arrayLiteral, type Db, table } from "../postgres/internal.ts";
 import type { Target } from "./target.ts";
 
-/** What a parked row says about its event. */
+/**
+ * What a parked row says about its event: `parked` (waiting for a replay
+ * or a discard), `skipped`, `resolved` (replayed) or `discarded`.
+ *
+ * @example
+ * ```ts
+ * import type { ParkedStatus } from "@getpup/pupsourcing/projection";
+ *
+ * const waiting: ParkedStatus = "parked";
+ * ```
+ */
 export type ParkedStatus = "parked" | "skipped" | "resolved" | "discarded";
-/** Why an event was parked: its handler failed, or it waits behind one that did. */
+/**
+ * Why an event was parked: its handler failed, or it waits behind one of
+ * its aggregate that did.
+ *
+ * @example
+ * ```ts
+ * import type { ParkedReason } from "@getpup/pupsourcing/projection";
+ *
+ * const reason: ParkedReason = "held";
+ * ```
+ */
 export type ParkedReason = "failed" | "held";
 
 /** An aggregate as one string key: its type and id. */

@@ -50,7 +50,17 @@ export interface ParkedEvent {
   updatedAt: Date;
 }
 
-/** Which parked events an operation takes. */
+/**
+ * Which parked events an operation takes: an aggregate's, or those with
+ * the given event ids (both: those of the aggregate with these ids).
+ *
+ * @example
+ * ```ts
+ * import type { ParkedFilter } from "@getpup/pupsourcing/projection";
+ *
+ * const filter: ParkedFilter = { aggregate: { type: "Account", id: "acc-7" } };
+ * ```
+ */
 export interface ParkedFilter {
   /** Only this aggregate's events. */
   aggregate?: { type: string; id: string };
@@ -58,7 +68,16 @@ export interface ParkedFilter {
   eventIds?: readonly string[];
 }
 
-/** Options of {@linkcode listParked}. */
+/**
+ * Options of {@linkcode listParked}.
+ *
+ * @example
+ * ```ts
+ * import type { ListParkedOptions } from "@getpup/pupsourcing/projection";
+ *
+ * const options: ListParkedOptions = { projection: "balances", status: "all" };
+ * ```
+ */
 export interface ListParkedOptions {
   /** Only this projection's rows; default: every projection's. */
   projection?: string;

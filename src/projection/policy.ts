@@ -65,14 +65,29 @@ export interface ErrorPolicy {
   handlerTimeoutMs?: number;
 }
 
-/** A validated {@linkcode ErrorPolicy}, defaults filled in. */
+/**
+ * A validated {@linkcode ErrorPolicy}, defaults filled in, as
+ * `ProjectionProcessor.config.onError` shows the processor's default.
+ *
+ * @example
+ * ```ts
+ * import type { ResolvedPolicy } from "@getpup/pupsourcing/projection";
+ *
+ * const describe = (p: ResolvedPolicy) => `${p.retries} retries, then ${p.then}`;
+ * ```
+ */
 export interface ResolvedPolicy {
+  /** Handler runs after the first failure. */
   retries: number;
+  /** The first retry's wait, in milliseconds. */
   initialMs: number;
+  /** The longest wait, in milliseconds. */
   maxMs: number;
+  /** What happens after the last retry. */
   then: "stop" | "skip" | "park";
   /** Park an aggregate's later events behind its parked ones. */
   keepOrder: boolean;
+  /** Milliseconds after which a handler counts as failed, if set. */
   handlerTimeoutMs: number | undefined;
 }
 

@@ -18,13 +18,31 @@ import { resolvePolicy } from "./policy.ts";
 import { type Projection, validateProjection } from "./projection.ts";
 import { isConnectionLoss, isTransientDatabaseError } from "./transient.ts";
 
-/** Options of {@linkcode replayParked}: which events, and where to log. */
+/**
+ * Options of {@linkcode replayParked}: which events, and where to log.
+ *
+ * @example
+ * ```ts
+ * import type { ReplayOptions } from "@getpup/pupsourcing/projection";
+ *
+ * const options: ReplayOptions = { aggregate: { type: "Account", id: "acc-7" }, logger: console };
+ * ```
+ */
 export interface ReplayOptions extends ParkedFilter {
   /** Where failures are logged; default: nowhere. */
   logger?: Logger;
 }
 
-/** What {@linkcode replayParked} did. */
+/**
+ * What {@linkcode replayParked} did.
+ *
+ * @example
+ * ```ts
+ * import type { ReplayOutcome } from "@getpup/pupsourcing/projection";
+ *
+ * const done = (outcome: ReplayOutcome) => outcome.failed === 0;
+ * ```
+ */
 export interface ReplayOutcome {
   /** Events applied and marked resolved. */
   resolved: number;

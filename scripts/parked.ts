@@ -11,7 +11,7 @@
  *
  * @example Run it from a script
  * ```ts ignore
- * import { parkedMain } from "./parked_cli.ts";
+ * import { parkedMain } from "./parked.ts";
  *
  * const code = await parkedMain(["list", "--projection", "balances"]);
  * ```
@@ -30,13 +30,13 @@ import {
   tableNames,
   UsageError,
   usageErrors,
-} from "./cli_flags.ts";
-import { PupsourcingError } from "./es/errors.ts";
-import { PostgresStore } from "./postgres/store.ts";
-import type { ListParkedOptions, ParkedFilter } from "./projection/parked_admin.ts";
-import { discardParked, listParked } from "./projection/parked_admin.ts";
-import type { Projection } from "./projection/projection.ts";
-import { replayParked } from "./projection/replay.ts";
+} from "../src/cli_flags.ts";
+import { PupsourcingError } from "../src/es/errors.ts";
+import { PostgresStore } from "../src/postgres/store.ts";
+import type { ListParkedOptions, ParkedFilter } from "../src/projection/parked_admin.ts";
+import { discardParked, listParked } from "../src/projection/parked_admin.ts";
+import type { Projection } from "../src/projection/projection.ts";
+import { replayParked } from "../src/projection/replay.ts";
 
 const USAGE = `Usage: parked <list|replay|discard> [options]
 
