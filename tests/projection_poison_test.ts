@@ -1,10 +1,10 @@
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import type { PersistedEvent } from "../src/es/mod.ts";
 import type { PostgresStore } from "../src/postgres/mod.ts";
 import { type ErrorPolicy, ProjectionProcessor, replayParked } from "../src/projection/mod.ts";
+import { fixtureCommand } from "./_child.ts";
 import { setupDatabase, type TestDb } from "./_db.ts";
 import {
   balanceProjection,
@@ -15,14 +15,12 @@ import {
   parkedOf,
   violationsOf,
 } from "./_poison.ts";
-import { appendEvents, within } from "./_projection.ts";
+import { appendEvents, caughtUp, within } from "./_projection.ts";
 
-const WORKER = fileURLToPath(new URL("./fixtures/poison_worker.ts", import.meta.url));
-
+/** A worker or replayer process on the runtime (and the build of the library) this test runs on. */
 function start(url: string, schema: string, args: string[]): ChildProcess {
-  return spawn("deno", ["run", "-A", WORKER, url, schema, "poisoned", ...args], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const [command, argv] = fixtureCommand("poison_worker", [url, schema, "poisoned", ...args]);
+  return spawn(command, argv, { stdio: ["ignore", "ignore", "pipe"] });
 }
 
 async function kill(child: ChildProcess): Promise<void> {
@@ -67,10 +65,10 @@ async function assertParked(
 
 /** Asserts that the replayed read model is the one a run without failures builds. */
 async function assertLikeClean(db: TestDb, store: PostgresStore) {
-  await new ProjectionProcessor(db.sql, store).run(
+  await caughtUp(new ProjectionProcessor(db.sql, store).run(
     balanceProjection(store, "clean", { failing: false }),
     { mode: "until_caught_up" },
-  );
+  ));
   assert.deepEqual(
     await balancesOf(db.sql, store, "poisoned"),
     await balancesOf(db.sql, store, "clean"),
@@ -85,41 +83,53 @@ describe("poison events at scale and across crashes", () => {
   before(async () => db = await setupDatabase());
   after(() => db.close());
 
-  it("10,000 events over 4 workers: good ones once, poison parked once, aggregates held in order; replay completes", async () => {
-    const store = await db.freshStore();
-    await createBalances(db.sql, store);
-    const all = await appendEvents(db.sql, store, { aggregates: 500, perAggregate: 20 });
-    assert.equal(all.length, 10_000);
-    const onError: ErrorPolicy = { retries: 2, backoff: { initialMs: 5, maxMs: 20 }, then: "park" };
-    const outcomes = await within(
-      Promise.all(
-        [0, 1, 2, 3].map((partitionKey) =>
-          new ProjectionProcessor(db.client(), store, { partitionKey, totalPartitions: 4 }).run(
-            balanceProjection(store, "poisoned", { failing: true, onError }),
-            { mode: "until_caught_up" },
-          )
+  it(
+    "10,000 events over 4 workers: good ones once, poison parked once, aggregates held in order; replay completes",
+    {
+      timeout: 240_000,
+    },
+    async () => {
+      const store = await db.freshStore();
+      await createBalances(db.sql, store);
+      const all = await appendEvents(db.sql, store, { aggregates: 500, perAggregate: 20 });
+      assert.equal(all.length, 10_000);
+      const onError: ErrorPolicy = {
+        retries: 2,
+        backoff: { initialMs: 5, maxMs: 20 },
+        then: "park",
+      };
+      const outcomes = await within(
+        Promise.all(
+          [0, 1, 2, 3].map((partitionKey) =>
+            new ProjectionProcessor(db.client(), store, { partitionKey, totalPartitions: 4 }).run(
+              balanceProjection(store, "poisoned", { failing: true, onError }),
+              { mode: "until_caught_up" },
+            )
+          ),
         ),
-      ),
-      180_000,
-      "4 workers catching up on 10,000 events",
-    );
-    const { poison, held } = poisonAndHeld(all);
-    // Every worker caught up: no poison stopped any segment for good.
-    assert.ok(outcomes.every((o) => o.status === "caught_up"));
-    assert.equal(outcomes.reduce((n, o) => n + o.parked, 0), poison.length + held.length);
-    // Two retries per poison event, and two failures per flaky one before it succeeds.
-    assert.equal(outcomes.reduce((n, o) => n + o.retried, 0), 2 * poison.length + 2 * 10);
-    await assertParked(db, store, all, 20);
+        180_000,
+        "4 workers catching up on 10,000 events",
+      );
+      const { poison, held } = poisonAndHeld(all);
+      // Every worker caught up: no poison stopped any segment for good.
+      assert.ok(outcomes.every((o) => o.status === "caught_up"));
+      assert.equal(outcomes.reduce((n, o) => n + o.parked, 0), poison.length + held.length);
+      // Two retries per poison event, and two failures per flaky one before it succeeds.
+      assert.equal(outcomes.reduce((n, o) => n + o.retried, 0), 2 * poison.length + 2 * 10);
+      await assertParked(db, store, all, 20);
 
-    const fixed = balanceProjection(store, "poisoned", { failing: false });
-    assert.deepEqual(await replayParked(db.sql, store, fixed), {
-      resolved: poison.length + held.length,
-      failed: 0,
-    });
-    await assertLikeClean(db, store);
-  });
+      const fixed = balanceProjection(store, "poisoned", { failing: false });
+      assert.deepEqual(await within(replayParked(db.sql, store, fixed), 60_000, "the replay"), {
+        resolved: poison.length + held.length,
+        failed: 0,
+      });
+      await assertLikeClean(db, store);
+    },
+  );
 
-  it("SIGKILL during retries, parking and replay, several rounds: nothing lost, nothing twice", async () => {
+  it("SIGKILL during retries, parking and replay, several rounds: nothing lost, nothing twice", {
+    timeout: 240_000,
+  }, async () => {
     const store = await db.freshStore();
     await createBalances(db.sql, store);
     const schema = store.tables.schema!;
@@ -157,10 +167,10 @@ describe("poison events at scale and across crashes", () => {
     }
     assert.ok(killedMidRun > 0, "at least one round was killed before parking everything");
     const onError: ErrorPolicy = { retries: 2, backoff: { initialMs: 5, maxMs: 20 }, then: "park" };
-    await new ProjectionProcessor(db.sql, store, { segments: 8 }).run(
+    await caughtUp(new ProjectionProcessor(db.sql, store, { segments: 8 }).run(
       balanceProjection(store, "poisoned", { failing: true, onError }),
       { mode: "until_caught_up" },
-    );
+    ));
     await assertParked(db, store, all, 10);
 
     // Replays killed mid-way.
@@ -190,7 +200,11 @@ describe("poison events at scale and across crashes", () => {
       if (await resolved() < 24) killedMidReplay++;
     }
     assert.ok(killedMidReplay > 0, "at least one replay was killed before it finished");
-    await replayParked(db.sql, store, balanceProjection(store, "poisoned", { failing: false }));
+    await within(
+      replayParked(db.sql, store, balanceProjection(store, "poisoned", { failing: false })),
+      60_000,
+      "the last replay",
+    );
     await assertLikeClean(db, store);
   });
 });

@@ -1,4 +1,4 @@
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type PersistedEvent, ProjectionError, segmentOf, ValidationError } from "../src/es/mod.ts";
 import type { PostgresStore } from "../src/postgres/mod.ts";
@@ -8,9 +8,11 @@ import { setupDatabase, type TestDb } from "./_db.ts";
 import {
   appendEvents,
   appliedTimes,
+  caughtUp,
   checkpointRows,
   createReadModel,
   readModelProjection,
+  waitUntil,
   within,
 } from "./_projection.ts";
 
@@ -84,10 +86,10 @@ describe("projection error policy", () => {
       ["park", "projection.onError"],
     ];
     for (const [onError, field] of bad) {
-      const error = await new ProjectionProcessor(nowhere, store).run(
+      const error = await caughtUp(new ProjectionProcessor(nowhere, store).run(
         { name: "p", handle, onError } as unknown as Projection,
         { mode: "until_caught_up" },
-      ).then(() => assert.fail("run resolved"), (e: unknown) => e);
+      )).then(() => assert.fail("run resolved"), (e: unknown) => e);
       assert.ok(error instanceof ValidationError, `${field}: ${error}`);
       assert.equal(error.field, field);
     }
@@ -109,8 +111,8 @@ describe("projection error policy", () => {
         backoff: FAST,
         then,
       });
-      const outcome = await new ProjectionProcessor(db.sql, store, { batchSize: 5 })
-        .run(projection, { mode: "until_caught_up" });
+      const outcome = await caughtUp(new ProjectionProcessor(db.sql, store, { batchSize: 5 })
+        .run(projection, { mode: "until_caught_up" }));
       assert.equal(outcome.retried, 4);
       assert.equal(outcome.skipped + outcome.parked, 0);
       const applied = await appliedTimes(db.sql, store);
@@ -131,7 +133,7 @@ describe("projection error policy", () => {
       backoff: FAST,
     });
     const processor = new ProjectionProcessor(db.sql, store, { batchSize: 100 });
-    const error = await processor.run(projection, { mode: "until_caught_up" })
+    const error = await caughtUp(processor.run(projection, { mode: "until_caught_up" }))
       .then(() => assert.fail("run resolved"), (e: unknown) => e);
     assert.ok(error instanceof ProjectionError);
     assert.deepEqual(error.event, poison);
@@ -154,8 +156,8 @@ describe("projection error policy", () => {
       backoff: FAST,
       then: "skip",
     });
-    const outcome = await new ProjectionProcessor(db.sql, store, { batchSize: 4 })
-      .run(projection, { mode: "until_caught_up" });
+    const outcome = await caughtUp(new ProjectionProcessor(db.sql, store, { batchSize: 4 })
+      .run(projection, { mode: "until_caught_up" }));
     assert.equal(outcome.skipped, 1);
     assert.equal(outcome.retried, 1);
     const expected = appended.filter((e) => e !== poison);
@@ -176,8 +178,8 @@ describe("projection error policy", () => {
     const appended = await appendEvents(db.sql, store, { aggregates: 3, perAggregate: 4 });
     const poison = appended[5]; // acc-1, version 2
     const projection = failingOn(store, "parks", { always: [poison] }, { then: "park" });
-    const outcome = await new ProjectionProcessor(db.sql, store, { batchSize: 3 })
-      .run(projection, { mode: "until_caught_up" });
+    const outcome = await caughtUp(new ProjectionProcessor(db.sql, store, { batchSize: 3 })
+      .run(projection, { mode: "until_caught_up" }));
     const held = appended.slice(6, 8); // acc-1, versions 3 and 4
     assert.equal(outcome.parked, 3);
     const expected = appended.filter((e) => e !== poison && !held.includes(e));
@@ -199,8 +201,8 @@ describe("projection error policy", () => {
     });
     const more = await store.append(db.sql, [deposit("acc-1")]);
     const other = await store.append(db.sql, [deposit("acc-0")]);
-    await new ProjectionProcessor(db.sql, store, { batchSize: 3 })
-      .run(projection, { mode: "until_caught_up" });
+    await caughtUp(new ProjectionProcessor(db.sql, store, { batchSize: 3 })
+      .run(projection, { mode: "until_caught_up" }));
     const parked = await parkedRows(db.sql, store, "parks");
     assert.deepEqual(parked.at(-1)?.position, more.events[0].globalPosition);
     assert.equal((await appliedTimes(db.sql, store)).get(other.events[0].eventId), 1);
@@ -215,8 +217,8 @@ describe("projection error policy", () => {
       then: "park",
       park: "event",
     });
-    const outcome = await new ProjectionProcessor(db.sql, store)
-      .run(projection, { mode: "until_caught_up" });
+    const outcome = await caughtUp(new ProjectionProcessor(db.sql, store)
+      .run(projection, { mode: "until_caught_up" }));
     assert.equal(outcome.parked, 1);
     const expected = appended.filter((e) => e !== poison);
     assert.deepEqual([...(await appliedTimes(db.sql, store)).keys()], ids(expected));
@@ -236,13 +238,10 @@ describe("projection error policy", () => {
     const controller = new AbortController();
     const run = new ProjectionProcessor(db.sql, store, { segments: 4, batchSize: 5 })
       .run(projection, { signal: controller.signal });
-    const deadline = Date.now() + 20_000;
-    for (;;) {
+    await waitUntil("the other segments' events to be applied", async () => {
       const applied = await appliedTimes(db.sql, store);
-      if (others.every((e) => applied.has(e.eventId))) break;
-      assert.ok(Date.now() < deadline, "the other segments' events were not all applied in 20 s");
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+      return others.every((e) => applied.has(e.eventId));
+    }, 20_000);
     controller.abort();
     const outcome = await within(run, 20_000, "the run to stop");
     assert.equal(outcome.retried, 1);
@@ -275,8 +274,8 @@ describe("projection error policy", () => {
         await model.handle(event, tx);
       },
     };
-    const outcome = await new ProjectionProcessor(db.sql, store)
-      .run(projection, { mode: "until_caught_up" });
+    const outcome = await caughtUp(new ProjectionProcessor(db.sql, store)
+      .run(projection, { mode: "until_caught_up" }));
     assert.equal(outcome.parked, 2);
     const refused = await within(late.promise, 10_000, "the late write");
     assert.ok(refused instanceof Error && /CONNECTION_CLOSED/.test(refused.message), `${refused}`);
@@ -305,8 +304,8 @@ describe("projection error policy", () => {
         }
       },
     };
-    const outcome = await new ProjectionProcessor(db.sql, store, { pollInterval: 5 })
-      .run(projection, { mode: "until_caught_up" });
+    const outcome = await caughtUp(new ProjectionProcessor(db.sql, store, { pollInterval: 5 })
+      .run(projection, { mode: "until_caught_up" }));
     assert.equal(outcome.retries, 2);
     assert.equal(outcome.retried + outcome.parked, 0);
     assert.deepEqual([...(await appliedTimes(db.sql, store)).keys()], ids(appended));
