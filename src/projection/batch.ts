@@ -136,7 +136,11 @@ export async function runBatch(
       done = await transaction(sql, share, projection, options, cut);
       break;
     } catch (error) {
-      if (error instanceof Aborted) return { ...IDLE, aborted: true };
+      if (error instanceof Aborted) {
+        // Stopping does not hide a failure that stops the run anyway.
+        if (cut?.action === "stop") throw cut.error;
+        return { ...IDLE, aborted: true };
+      }
       if (!(error instanceof HandlerFailed)) throw missingTable(error, target.tables);
       const { event } = error.error;
       const attempts = failures.fail(event);
