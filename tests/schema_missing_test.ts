@@ -26,7 +26,7 @@ describe("a database without the schema", () => {
     assert.equal(error.schema, schema);
     assert.equal(error.code, "42P01");
     assert.equal((error.cause as { code?: string }).code, "42P01");
-    assert.match(error.message, /migrate\(sql\)/);
+    assert.match(error.message, /migrate\(sql, \{ store \}\)/);
     assert.match(error.message, schema ? new RegExp(`schema "${schema}"`) : /search_path/);
     return true;
   };
