@@ -25,7 +25,14 @@ import type {
   Snapshot,
   SnapshotStore,
 } from "./store.ts";
-import { asRetry, eventIds, persistedEvent, toResult } from "./stored.ts";
+import {
+  allRetried,
+  asRetry,
+  describeStored,
+  eventIds,
+  persistedEvent,
+  toResult,
+} from "./stored.ts";
 import {
   requireName,
   validateAppendOptions,
@@ -286,17 +293,8 @@ export class InMemoryStore implements EventStore<unknown>, SnapshotStore<unknown
    * id) is a conflict. Synchronous, so no other call runs in between.
    */
   #appendAll(planned: Planned[]): AppendResult[] {
-    const retries = planned.map((p) => this.#storedRetry(p));
-    if (retries.every((retry) => retry !== undefined)) return retries as AppendResult[];
-    const partial = retries.find((retry) => retry !== undefined);
-    if (partial) {
-      const [stored] = partial.events;
-      throw new DuplicateEventError(
-        stored.eventId,
-        `${describe(stored)}, while other entries of this append were not stored: ` +
-          "it is no retry of an earlier append",
-      );
-    }
+    const retried = allRetried(planned.map((p) => this.#storedRetry(p)));
+    if (retried) return retried;
     for (const p of [...planned].sort(lockOrder)) {
       const { aggregateType, aggregateId } = p.events[0];
       const actual = BigInt(this.#streams.get(key(aggregateType, aggregateId))?.length ?? 0);
@@ -338,7 +336,7 @@ export class InMemoryStore implements EventStore<unknown>, SnapshotStore<unknown
     const { aggregateType, aggregateId } = p.events[0];
     const retry = asRetry(stored, p.ids, aggregateType, aggregateId, p.expected);
     if (retry) return toResult(retry.map(copy));
-    throw new DuplicateEventError(stored[0].eventId, describe(stored[0]));
+    throw new DuplicateEventError(stored[0].eventId, describeStored(stored[0]));
   }
 }
 
@@ -362,11 +360,6 @@ function lockOrder(a: Planned, b: Planned): number {
   const [x, y] = [a.events[0], b.events[0]];
   if (x.aggregateType !== y.aggregateType) return x.aggregateType < y.aggregateType ? -1 : 1;
   return x.aggregateId < y.aggregateId ? -1 : 1;
-}
-
-function describe(stored: PersistedEvent): string {
-  return `an event already stored as ${stored.aggregateType} "${stored.aggregateId}" ` +
-    `version ${stored.aggregateVersion}`;
 }
 
 /** A stored event handed out: its payload a copy, so a caller cannot change the store. */

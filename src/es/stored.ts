@@ -7,6 +7,7 @@
  */
 
 import type { AppendResult, Event, ExpectedVersion, PersistedEvent } from "./event.ts";
+import { DuplicateEventError } from "./errors.ts";
 import { uuidv7 } from "./uuid.ts";
 
 /**
@@ -81,4 +82,34 @@ export function asRetry(
     event.aggregateVersion === first + BigInt(i)
   );
   return matches ? ordered as PersistedEvent[] : undefined;
+}
+
+/** How a stored event is named in a duplicate's message. */
+export function describeStored(stored: PersistedEvent): string {
+  return `an event already stored as ${stored.aggregateType} "${stored.aggregateId}" ` +
+    `version ${stored.aggregateVersion}`;
+}
+
+/**
+ * What the entries of an append to several aggregates are, given each
+ * one's exact-retry result: all retries give the earlier results, none
+ * gives `undefined` (go on to explain the refusal).
+ *
+ * @throws {DuplicateEventError} when some entries were stored and others
+ * not: no retry of an earlier append.
+ */
+export function allRetried(
+  retries: readonly (AppendResult | undefined)[],
+  options?: ErrorOptions,
+): AppendResult[] | undefined {
+  if (retries.every((retry) => retry !== undefined)) return retries as AppendResult[];
+  const partial = retries.find((retry) => retry !== undefined);
+  if (!partial) return undefined;
+  const [stored] = partial.events;
+  throw new DuplicateEventError(
+    stored.eventId,
+    `${describeStored(stored)}, while other entries of this append were not stored: ` +
+      "it is no retry of an earlier append",
+    options,
+  );
 }

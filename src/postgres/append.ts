@@ -19,7 +19,14 @@ import type { AppendResult, Event, ExpectedVersion } from "../es/event.ts";
 import { DuplicateEventError, OptimisticConcurrencyError } from "../es/errors.ts";
 import { describeExpected } from "../es/errors.ts";
 import { fnv1a32 } from "../es/segment.ts";
-import { asRetry, eventIds, persistedEvent, toResult } from "../es/stored.ts";
+import {
+  allRetried,
+  asRetry,
+  describeStored,
+  eventIds,
+  persistedEvent,
+  toResult,
+} from "../es/stored.ts";
 import type { ValidAppend } from "../es/validate.ts";
 import {
   appendManyStatement,
@@ -251,7 +258,7 @@ async function storedRetry(
   const clash = ids.map((id) => stored.find((event) => event.eventId === id)).find(Boolean)!;
   throw new DuplicateEventError(
     clash.eventId,
-    `an event already stored as ${clash.aggregateType} "${clash.aggregateId}" version ${clash.aggregateVersion}`,
+    describeStored(clash),
   );
 }
 
@@ -425,18 +432,8 @@ async function explainManyRefusal(
   const retries = await Promise.all(planned.map(lookup)).catch((cause) => {
     throw abortedByRefusal(cause) ? error : cause;
   });
-  if (retries.every((retry) => retry !== undefined)) return retries as AppendResult[];
-  const partial = retries.find((retry) => retry !== undefined);
-  if (partial) {
-    const [stored] = partial.events;
-    throw new DuplicateEventError(
-      stored.eventId,
-      `an event already stored as ${stored.aggregateType} "${stored.aggregateId}" version ` +
-        `${stored.aggregateVersion}, while other entries of this append were not stored: ` +
-        "it is no retry of an earlier append",
-      { cause: error },
-    );
-  }
+  const retried = allRetried(retries, { cause: error });
+  if (retried) return retried;
   if (duplicate !== undefined) {
     throw new DuplicateEventError(duplicate, "a concurrent append that stored it first", {
       cause: error,
