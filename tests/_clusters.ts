@@ -11,6 +11,7 @@
 import { execFile } from "node:child_process";
 import { access, chown, mkdtemp, rm } from "node:fs/promises";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { freePort } from "./_ports.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -88,17 +89,6 @@ export function runTool(bin: string, tool: string, args: string[]): Promise<stri
     execFile(command, all, { timeout: 60_000 }, (error, stdout, stderr) => {
       if (error) reject(new Error(`${tool} ${args.join(" ")} failed: ${stderr || error}`));
       else resolve(stdout);
-    });
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
     });
   });
 }

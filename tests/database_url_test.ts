@@ -8,25 +8,13 @@
 import { describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { describeDatabaseUrl } from "../src/testing/database_url.ts";
 import { fixtureCommand } from "./_child.ts";
+import { freePort } from "./_ports.ts";
 
 const PASSWORD = "s3cret-Pa55word";
-
-/** A port on 127.0.0.1 that was free a moment ago: nothing listens on it. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Runs `command` with `DATABASE_URL` set; fails if it has not exited within 60 s. */
 function runWithUrl(
@@ -63,7 +51,7 @@ function assertExplains(output: string, port: number): void {
 
 describe("a DATABASE_URL that cannot be reached", () => {
   it("is named by startTestDatabase() of ./testing, without the password", async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const url = `postgres://alice:${PASSWORD}@127.0.0.1:${port}/app`;
     const [command, args] = fixtureCommand("database_url_child", ["testing"]);
     const { code, output } = await runWithUrl(command, args, url);
@@ -72,7 +60,7 @@ describe("a DATABASE_URL that cannot be reached", () => {
   });
 
   it("is named by the tests' database helper", async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const url = `postgres://alice:${PASSWORD}@127.0.0.1:${port}/app`;
     const [command, args] = fixtureCommand("database_url_child", ["tests"]);
     const { code, output } = await runWithUrl(command, args, url);
@@ -81,7 +69,7 @@ describe("a DATABASE_URL that cannot be reached", () => {
   });
 
   it("is named by the demo, in a message without a stack trace", async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const url = `postgres://alice:${PASSWORD}@127.0.0.1:${port}/app`;
     const demo = fileURLToPath(new URL("../examples/demo.ts", import.meta.url));
     // The demo is Deno's (`deno task demo`), whatever runs this test.
