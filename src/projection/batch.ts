@@ -52,6 +52,9 @@ export interface BatchOptions {
 /** Thrown inside the transaction to roll it back on abort. */
 class Aborted extends Error {}
 
+/** A batch handler failed: the batch runs again one event at a time, to find the event. */
+class BatchHandlerFailed extends Error {}
+
 /** A handler failure that is not a transient database error: the policy decides. */
 class HandlerFailed extends Error {
   constructor(readonly error: ProjectionError) {
@@ -130,12 +133,17 @@ export async function runBatch(
   if (owned.length === 0) return IDLE;
   const share = owned === target.owned ? target : { ...target, owned };
   let cut: Cut | undefined;
+  let oneByOne = projection.handleBatch === undefined;
   let done: Committed;
   for (;;) {
     try {
-      done = await transaction(sql, share, projection, options, cut);
+      done = await transaction(sql, share, projection, options, cut, oneByOne);
       break;
     } catch (error) {
+      if (error instanceof BatchHandlerFailed) {
+        oneByOne = true;
+        continue;
+      }
       if (error instanceof Aborted) {
         // Stopping does not hide a failure that stops the run anyway.
         if (cut?.action === "stop") throw cut.error;
@@ -183,6 +191,7 @@ async function transaction(
   projection: Projection,
   { batchSize, signal, logger, policy }: BatchOptions,
   cut: Cut | undefined,
+  oneByOne: boolean,
 ): Promise<Committed> {
   const done: Committed = {
     locked: 0,
@@ -208,6 +217,15 @@ async function transaction(
     });
     done.full = events.length === batchSize;
 
+    // A handler's failure, unless a transient database error, is the policy's.
+    const handled = (work: Promise<void>) =>
+      track(work).catch((error) => {
+        if (error instanceof ProjectionError && !isTransientDatabaseError(error.cause)) {
+          throw new HandlerFailed(error);
+        }
+        throw error;
+      });
+
     // A run again stops at the failing event (and takes it, to record it).
     let last: PersistedEvent | undefined;
     let recordCut = false;
@@ -227,24 +245,28 @@ async function transaction(
       ? await openParkedAggregates(tx, target, events)
       : undefined;
 
-    // Handle each event, in order.
+    // Handle each event, in order: one by one, or (a batch handler) the
+    // events not held, in one call.
+    const batch: PersistedEvent[] = [];
     for (const event of events) {
       if (signal?.aborted) throw new Aborted();
       last = event;
       if (held?.has(aggregateKey(event))) {
         await recordParked(tx, target, event, { status: "parked", reason: "held", attempts: 0 });
         done.parked++;
-        continue;
+      } else if (!oneByOne) batch.push(event);
+      else {
+        await handled(callHandler(projection, event, tx, policy.handlerTimeoutMs, logger));
+        done.handled.push(event);
       }
-      try {
-        await track(callHandler(projection, event, tx, policy.handlerTimeoutMs, logger));
-      } catch (error) {
-        if (error instanceof ProjectionError && !isTransientDatabaseError(error.cause)) {
-          throw new HandlerFailed(error);
-        }
-        throw error;
-      }
-      done.handled.push(event);
+    }
+    if (batch.length > 0) {
+      const call = () => projection.handleBatch!(batch, tx);
+      await handled(callHandler(projection, batch[0], tx, policy.handlerTimeoutMs, logger, call))
+        .catch((error) => {
+          throw error instanceof HandlerFailed ? new BatchHandlerFailed() : error;
+        });
+      done.handled.push(...batch);
     }
     if (signal?.aborted) throw new Aborted();
     if (cut && recordCut) {

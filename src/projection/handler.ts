@@ -35,8 +35,9 @@ export class HandlerTimeoutError extends Error {
 }
 
 /**
- * Runs `projection.handle(event, tx)`; any failure is logged and rejects
- * as a {@linkcode ProjectionError} whose cause is what the handler threw.
+ * Runs `projection.handle(event, tx)` (or `call`, a batch handler whose
+ * first event is `event`); any failure is logged and rejects as a
+ * {@linkcode ProjectionError} whose cause is what the handler threw.
  */
 export async function callHandler(
   projection: Projection,
@@ -45,10 +46,11 @@ export async function callHandler(
   tx: TransactionSql<any>,
   timeoutMs: number | undefined,
   logger: Logger | undefined,
+  call: () => void | Promise<void> = () => projection.handle(event, tx),
 ): Promise<void> {
   try {
-    if (timeoutMs === undefined) await projection.handle(event, tx);
-    else await withTimeout(Promise.resolve().then(() => projection.handle(event, tx)), timeoutMs);
+    if (timeoutMs === undefined) await call();
+    else await withTimeout(Promise.resolve().then(call), timeoutMs);
   } catch (cause) {
     logger?.error("projection handler error", {
       projection: projection.name,

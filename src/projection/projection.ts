@@ -59,6 +59,18 @@ export interface Projection {
    */
   // deno-lint-ignore no-explicit-any -- works with clients configured with any custom type map
   handle(event: PersistedEvent, tx: TransactionSql<any>): void | Promise<void>;
+  /**
+   * Handles all of a batch's events in one call (bulk upserts), in log
+   * order, in the batch's transaction; optional. When present the
+   * processor calls it instead of `handle`. If it throws, the batch is
+   * rolled back and run again one event at a time through `handle`, so the
+   * error policy meets the very event that fails.
+   */
+  handleBatch?(
+    events: readonly PersistedEvent[],
+    // deno-lint-ignore no-explicit-any -- works with clients configured with any custom type map
+    tx: TransactionSql<any>,
+  ): void | Promise<void>;
 }
 
 /** The fields that narrow a projection's scope. */
@@ -72,6 +84,13 @@ export function validateProjection(projection: Projection): void {
   requireName("projection.name", projection.name);
   if (typeof projection.handle !== "function") {
     throw new ValidationError("projection.handle", "a function", show(projection.handle));
+  }
+  if (projection.handleBatch !== undefined && typeof projection.handleBatch !== "function") {
+    throw new ValidationError(
+      "projection.handleBatch",
+      "a function or undefined",
+      show(projection.handleBatch),
+    );
   }
   // A projection may carry fields of its own, but one a few letters from
   // a scope field (`aggregateType`) would silently widen the scope to all.

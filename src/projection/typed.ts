@@ -61,8 +61,23 @@ export interface TypedProjectionOptions<E extends TypedEvent> {
   name: string;
   /** Decodes the stored events. */
   codec: EventCodec<E>;
-  /** The handlers; their event types are the projection's scope. */
-  handlers: TypedHandlers<E>;
+  /** The handlers; their event types are the projection's scope. Give these or `batch`. */
+  handlers?: TypedHandlers<E>;
+  /**
+   * One handler for all of a batch's events at once (bulk upserts), each
+   * decoded, in log order, with the stored events beside them. Give this
+   * or `handlers`. If it throws, the batch runs again one event at a time
+   * (each in a call of its own), so the error policy meets the event that
+   * fails.
+   */
+  batch?: (
+    events: readonly E[],
+    // deno-lint-ignore no-explicit-any -- works with clients configured with any custom type map
+    tx: TransactionSql<any>,
+    stored: readonly PersistedEvent[],
+  ) => void | Promise<void>;
+  /** With `batch`: only events of these types; default: every type the codec knows. */
+  eventTypes?: readonly E["type"][];
   /** Only events of these aggregate types; default: all. */
   aggregateTypes?: readonly string[];
   /** Creates the read model's tables (idempotently); call it before running. */
@@ -123,15 +138,23 @@ export interface TypedProjection<E extends TypedEvent> extends Projection {
 export function typedProjection<E extends TypedEvent>(
   options: TypedProjectionOptions<E>,
 ): TypedProjection<E> {
-  const { name, codec, handlers, aggregateTypes, init } = checkOptions("options", options, [
-    "name",
-    "codec",
-    "handlers",
-    "aggregateTypes",
-    "init",
-  ]);
+  const { name, codec, handlers, batch, eventTypes, aggregateTypes, init } = checkOptions(
+    "options",
+    options,
+    ["name", "codec", "handlers", "batch", "eventTypes", "aggregateTypes", "init"],
+  );
   if (typeof codec !== "object" || codec === null || typeof codec.decode !== "function") {
     throw new ValidationError("options.codec", "a codec such as jsonCodec(...)", show(codec));
+  }
+  if (batch !== undefined) {
+    return batchProjection(name!, codec, batch, eventTypes, aggregateTypes, init, handlers);
+  }
+  if (eventTypes !== undefined) {
+    throw new ValidationError(
+      "options.eventTypes",
+      "undefined with handlers (their event types are the scope); it goes with batch",
+      show(eventTypes),
+    );
   }
   if (typeof handlers !== "object" || handlers === null || Object.keys(handlers).length === 0) {
     throw new ValidationError(
@@ -153,25 +176,74 @@ export function typedProjection<E extends TypedEvent>(
       );
     }
   }
-  if (init !== undefined && typeof init !== "function") {
-    throw new ValidationError("options.init", "a function (tx) => Promise<void>", show(init));
-  }
-  // deno-lint-ignore no-explicit-any -- any client configuration
-  type Tx = TransactionSql<any>;
   type Handler = (event: E, tx: Tx, stored: PersistedEvent) => void | Promise<void>;
-  const projection: TypedProjection<E> = {
+  return withScope({
     name: name!,
     codec,
     eventTypes: Object.keys(table) as E["type"][],
-    async init(tx: Tx) {
-      await init?.(tx);
-    },
+    init: initOf(init),
     async handle(stored: PersistedEvent, tx: Tx) {
       const handler = table[stored.eventType] as Handler | undefined;
       // The scope filters in SQL; a caller running handle by hand may pass others.
       if (handler) await handler(codec.decode(stored), tx, stored);
     },
+  }, aggregateTypes);
+}
+
+// deno-lint-ignore no-explicit-any -- any client configuration
+type Tx = TransactionSql<any>;
+
+/** The typed projection of a batch handler: `handle` is the batch of one. */
+function batchProjection<E extends TypedEvent>(
+  name: string,
+  codec: EventCodec<E>,
+  batch: NonNullable<TypedProjectionOptions<E>["batch"]>,
+  eventTypes: readonly E["type"][] | undefined,
+  aggregateTypes: readonly string[] | undefined,
+  init: TypedProjectionOptions<E>["init"],
+  handlers: TypedHandlers<E> | undefined,
+): TypedProjection<E> {
+  if (typeof batch !== "function") {
+    throw new ValidationError("options.batch", "a function (events, tx, stored)", show(batch));
+  }
+  if (handlers !== undefined) {
+    throw new ValidationError(
+      "options.handlers",
+      "undefined with batch (give one or the other)",
+      show(handlers),
+    );
+  }
+  for (const type of eventTypes ?? []) {
+    if (!(codec.eventTypes as readonly string[]).includes(type)) {
+      throw new UnknownEventTypeError(type, codec.eventTypes);
+    }
+  }
+  const handleBatch = async (stored: readonly PersistedEvent[], tx: Tx) => {
+    await batch(stored.map((event) => codec.decode(event)), tx, stored);
   };
+  return withScope({
+    name,
+    codec,
+    eventTypes: [...(eventTypes ?? codec.eventTypes)],
+    init: initOf(init),
+    handle: (stored, tx) => handleBatch([stored], tx),
+    handleBatch,
+  }, aggregateTypes);
+}
+
+function initOf(init: TypedProjectionOptions<TypedEvent>["init"]): (tx: Tx) => Promise<void> {
+  if (init !== undefined && typeof init !== "function") {
+    throw new ValidationError("options.init", "a function (tx) => Promise<void>", show(init));
+  }
+  return async (tx) => {
+    await init?.(tx);
+  };
+}
+
+function withScope<P extends Projection>(
+  projection: P,
+  aggregateTypes: readonly string[] | undefined,
+): P {
   if (aggregateTypes !== undefined) projection.aggregateTypes = aggregateTypes;
   return projection;
 }
