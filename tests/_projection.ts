@@ -119,7 +119,7 @@ export async function checkpointRows(
   }));
 }
 
-/** A promise with its resolve function outside. */
+/** A promise with its resolve function outside (Node 20 has no Promise.withResolvers). */
 export function deferred<T = void>(): {
   promise: Promise<T>;
   resolve: (value: T) => void;

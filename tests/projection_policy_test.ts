@@ -11,6 +11,7 @@ import {
   caughtUp,
   checkpointRows,
   createReadModel,
+  deferred,
   readModelProjection,
   waitUntil,
   within,
@@ -258,7 +259,7 @@ describe("projection error policy", () => {
     await createReadModel(db.sql, store);
     const appended = await appendEvents(db.sql, store, { aggregates: 1, perAggregate: 4 });
     const model = readModelProjection(store, "hangs");
-    const late = Promise.withResolvers<unknown>();
+    const late = deferred<unknown>();
     const projection: Projection = {
       ...model,
       onError: { then: "park", park: "event", handlerTimeoutMs: 200 },

@@ -10,14 +10,7 @@ import {
 } from "../src/runner/mod.ts";
 import { waitUntil, within } from "./_bounds.ts";
 import { json, setupDatabase, type TestDb } from "./_db.ts";
-import { caughtUp } from "./_projection.ts";
-
-/** A promise with its resolve function outside (Node 20 has no Promise.withResolvers). */
-function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => resolve = r);
-  return { promise, resolve };
-}
+import { caughtUp, deferred } from "./_projection.ts";
 
 /** Lets every pending callback and a few I/O turns run. */
 function pause(ms: number): Promise<void> {
