@@ -149,7 +149,7 @@ describe("migrate-gen", () => {
     it("writes 0001_event_store.sql with the default schema", async () => {
       const output = join(dir, "default");
       const { code, stdout } = await cli(["--output", output]);
-      const files = await readdir(output);
+      const files = (await readdir(output)).sort(); // no order is promised
 
       assert.equal(code, 0);
       assert.deepEqual(files, generateMigrationFiles().map((f) => f.name));
@@ -184,7 +184,7 @@ describe("migrate-gen", () => {
         aggregateHeadsTable: "billing_heads",
         checkpointsTable: "billing_checkpoints",
       });
-      assert.deepEqual(await readdir(output), expected.map((f) => f.name));
+      assert.deepEqual((await readdir(output)).sort(), expected.map((f) => f.name));
       for (const file of expected) {
         assert.equal(await readFile(join(output, file.name), "utf8"), file.sql);
       }
