@@ -39,7 +39,7 @@
 import type { Event } from "../es/event.ts";
 import { byteaHex } from "./db.ts";
 import { EVENT_TABLE_COLUMNS } from "./schema.ts";
-import { orderKeySql, regressionGuardSql } from "./order.ts";
+import { offsetSql, orderKeySql, regressionGuardSql } from "./order.ts";
 import { quote, type ResolvedTables } from "./tables.ts";
 import { cachedBuild, placeholder, type Template, template } from "./template.ts";
 
@@ -204,7 +204,7 @@ function build(tables: ResolvedTables, shape: AppendShape): AppendStatement {
     shape.single ? `${$(c.name)}::text${c.type === "text" ? "" : `::${c.type}`}` : `e.${c.column}`;
   const values = columns.map((c) => withDefault(c, value(c)));
   const text = `
-    with head as (${head(tables, shape, count)})
+    with ${orderKey(tables)}, head as (${head(tables, shape, count)})
     insert into ${events} (transaction_id, aggregate_type, aggregate_id, aggregate_version,
       aggregate_id_hash, ${columns.map((c) => c.column).join(", ")})
     select head.last_transaction_id, head.aggregate_type, head.aggregate_id,
@@ -227,60 +227,65 @@ function withDefault(column: ParameterColumn<string>, value: string): string {
  */
 function head(tables: ResolvedTables, shape: AppendShape, count: string): string {
   const heads = quote(tables.aggregateHeads);
-  const conditions = [guard(tables)];
-  if (shape.checkIds) {
-    conditions.push(`not exists (select from ${quote(tables.events)}
-        where event_id = any(${$("known")}::text::uuid[]))`);
-  }
+  const unstored = shape.checkIds
+    ? `not exists (select from ${quote(tables.events)}
+        where event_id = any(${$("known")}::text::uuid[]))`
+    : "true";
   const returning =
     "returning h.aggregate_type, h.aggregate_id, h.aggregate_version, h.last_transaction_id";
   if (shape.head === "update") {
-    return `update ${heads} as h set ${movedHead(tables, count)}
+    return `update ${heads} as h set ${movedHead(count, "log_key.order_key")}
+      from log_key
       where h.aggregate_type = ${$("aggregateType")}::text
         and h.aggregate_id = ${$("aggregateId")}::text
         and h.aggregate_version = coalesce(${$("exact")}::text::int8, h.aggregate_version)
-        and ${conditions.join(" and ")}
+        and ${unstored}
       ${returning}`;
   }
   // A new head's version is the count, which `excluded` hands to the update.
   const conflict = shape.head === "create"
     ? "do nothing"
     : `(aggregate_type, aggregate_id) do update set ${
-      movedHead(tables, "excluded.aggregate_version")
+      movedHead("excluded.aggregate_version", "excluded.last_transaction_id")
     }`;
   return `insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version,
       last_transaction_id)
-    select ${$("aggregateType")}::text, ${$("aggregateId")}::text, ${count}, ${orderKeySql(tables)}
-    where ${conditions.join(" and ")}
+    select ${$("aggregateType")}::text, ${$("aggregateId")}::text, ${count}, order_key
+    from log_key
+    where ${unstored}
     on conflict ${conflict}
     ${returning}`;
 }
 
 /**
- * The regression guard of an append (see ./order.ts): the statement
- * refuses as a whole when the log holds ids this cluster has not issued.
- * Every head's key is the key of an event in the log, so the log's newest
- * key covers the heads too.
+ * The CTE `log_key`: the log's offset and this transaction's order key
+ * (see ./order.ts), in one row, read once for the whole statement, or the
+ * regression guard's refusal of the whole statement when the log holds
+ * ids this cluster has not issued. Every head's key is the key of an event
+ * in the log, so the log's keys cover the heads too. (`offset 0` keeps the
+ * planner from copying the offset's sub-select into every use.)
  */
-function guard(tables: ResolvedTables): string {
-  const [before, after] = regressionGuardSql(tables);
-  return `${before}null${after}`;
+function orderKey(tables: ResolvedTables): string {
+  const [before, after] = regressionGuardSql(tables, "o.log_offset");
+  return `log_key as materialized (
+      select o.log_offset, ${orderKeySql("o.log_offset")} as order_key
+      from (select ${offsetSql(tables)} as log_offset offset 0) o
+      where ${before}null${after})`;
 }
 
 /**
- * The SET list that moves an existing head `by` events.
+ * The SET list that moves an existing head `by` events, filing them under
+ * `key`, this transaction's order key, unless the aggregate's newest event
+ * was filed under a greater one.
  *
- * The events are filed under the greater of this transaction's order key
- * (its id plus the log's offset) and the one the aggregate's newest event
- * was filed under. A transaction that got
- * its id before another appended to the aggregate and committed would
- * otherwise put its later version first in the log. Filing under a greater
- * id stays gap-safe: readers pass an id only once every transaction below
- * it has ended, this one included.
+ * A transaction that got its id before another appended to the aggregate
+ * and committed would otherwise put its later version first in the log.
+ * Filing under a greater id stays gap-safe: readers pass an id only once
+ * every transaction below it has ended, this one included.
  */
-function movedHead(tables: ResolvedTables, by: string): string {
+function movedHead(by: string, key: string): string {
   return `aggregate_version = h.aggregate_version + ${by},
-    last_transaction_id = greatest(h.last_transaction_id, ${orderKeySql(tables)}),
+    last_transaction_id = greatest(h.last_transaction_id, ${key}),
     updated_at = now()`;
 }
 
@@ -393,7 +398,7 @@ function buildMany(tables: ResolvedTables, shape: AppendManyShape): AppendManySt
   // events index: joining them to their heads cost the statement more
   // than anything else it does.
   const text = `
-    with input as (
+    with ${orderKey(tables)}, input as (
       select * from unnest(
         ${$("aggregateTypes")}::text::text[], ${$("aggregateIds")}::text::text[],
         ${$("counts")}::text::int8[], ${$("expected")}::text::int8[], ${$("hashes")}::text::int8[]
@@ -402,10 +407,10 @@ function buildMany(tables: ResolvedTables, shape: AppendManyShape): AppendManySt
     head as (
       insert into ${heads} as h (aggregate_type, aggregate_id, aggregate_version,
         last_transaction_id)
-      select aggregate_type, aggregate_id, n, ${orderKeySql(tables)} from input
-      where ${guard(tables)} ${unstored} order by k
+      select aggregate_type, aggregate_id, n, order_key from input, log_key
+      where true ${unstored} order by k
       on conflict (aggregate_type, aggregate_id) do update set
-        ${movedHead(tables, "excluded.aggregate_version")}
+        ${movedHead("excluded.aggregate_version", "excluded.last_transaction_id")}
       returning h.aggregate_type, h.aggregate_id, h.aggregate_version, h.last_transaction_id
     ),
     verdict as (
