@@ -31,9 +31,8 @@ export function checkOptions<T extends object>(
     const hint = closest(key, known);
     throw new ValidationError(
       `${field}.${key}`,
-      `one of the known options (${known.join(", ")})` +
-        (hint ? `; did you mean "${hint}"?` : ""),
-      `the unknown option "${key}"`,
+      `one of the known options (${known.join(", ")})`,
+      `the unknown option "${key}"` + (hint ? ` (did you mean "${hint}"?)` : ""),
     );
   }
   return value;
