@@ -34,7 +34,8 @@ describe("a database without the schema", () => {
   it("names the missing table and the store's schema from appends, reads and the processor", async () => {
     const schema = `missing_${process.pid}`;
     const store = new PostgresStore({ schema });
-    const heads = `${schema}.aggregate_heads`;
+    // An append names the first table its statement meets: the log offset or the heads.
+    const heads = [`${schema}.pupsourcing_log_offset`, `${schema}.aggregate_heads`];
     // A log read names the events table and the log offset.
     const events = [`${schema}.events`, `${schema}.pupsourcing_log_offset`];
     await assert.rejects(store.append(db.sql, [event("o-1")]), isMissing(heads, schema));
@@ -64,7 +65,7 @@ describe("a database without the schema", () => {
     const bare = db.client({}, await db.createDatabase());
     await assert.rejects(
       new PostgresStore().append(bare, [event("o-1")]),
-      isMissing("aggregate_heads", undefined),
+      isMissing(["pupsourcing_log_offset", "aggregate_heads"], undefined),
     );
   });
 
