@@ -116,6 +116,7 @@ describe("migrate", () => {
       "aggregate_heads",
       "events",
       "projection_checkpoints",
+      "projection_group_members",
       "projection_parked_events",
       "pupsourcing_log_offset",
       "pupsourcing_migrations",
@@ -181,6 +182,7 @@ describe("migrate", () => {
       logOffsetTable: "Offset",
       snapshotsTable: "Snapshots",
       parkedEventsTable: "Parked",
+      groupMembersTable: "Members",
     };
     const logged: unknown[] = [];
     const logger = {
@@ -203,6 +205,7 @@ describe("migrate", () => {
     );
     assert.deepEqual(await tablesIn(sql, "Billing"), [
       "Events",
+      "Members",
       "Offset",
       "Parked",
       "SchemaVersions",
@@ -497,6 +500,8 @@ describe("migrate", () => {
         "billing_snapshots",
         "--parked-events-table",
         "billing_parked",
+        "--group-members-table",
+        "billing_members",
       ];
       const first = await cli(args, { DATABASE_URL: "postgres://127.0.0.1:1/not-this-one" });
       assert.equal(first.code, 0, first.stderr);
@@ -509,6 +514,7 @@ describe("migrate", () => {
         "billing_checkpoints",
         "billing_events",
         "billing_heads",
+        "billing_members",
         "billing_offset",
         "billing_parked",
         "billing_snapshots",

@@ -16,6 +16,11 @@ export interface Target {
   segments: number;
   /** The segments this worker owns, ascending. */
   owned: readonly number[];
+  /**
+   * Group mode: this member's id. A batch then takes only the segments
+   * whose lease it holds, checked under the row lock.
+   */
+  member: string | undefined;
   aggregateTypes: readonly string[] | undefined;
   eventTypes: readonly string[] | undefined;
 }
