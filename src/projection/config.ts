@@ -8,7 +8,7 @@ import { ValidationError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
 import { checkOptions } from "../es/options.ts";
 import { show } from "../es/validate.ts";
-import { type GroupOptions, resolveGroup, type ResolvedGroup } from "./group_options.ts";
+import { type GroupOptions, type ResolvedGroup, resolveGroup } from "./group_options.ts";
 import { type ErrorPolicy, type ResolvedPolicy, resolvePolicy } from "./policy.ts";
 import { DEFAULT_SEGMENTS, validatePartitioning } from "./segments.ts";
 

@@ -11,13 +11,7 @@
 import type { Sql } from "postgres";
 import type { Logger } from "../es/logger.ts";
 import type { ResolvedGroup } from "./group_options.ts";
-import {
-  acquireLeases,
-  type GroupKey,
-  heartbeat,
-  leaveGroup,
-  releaseLeases,
-} from "./leases.ts";
+import { acquireLeases, type GroupKey, heartbeat, leaveGroup, releaseLeases } from "./leases.ts";
 import { PartitioningModeError } from "./mode_conflict.ts";
 
 /**
@@ -92,7 +86,12 @@ export class GroupMember {
     const sent = performance.now();
     const beat = await heartbeat(sql, this.#key, memberId, leaseMs);
     if (beat.staticSegment !== undefined) {
-      throw new PartitioningModeError(this.#key.name, "group", beat.staticSegment, "static workers");
+      throw new PartitioningModeError(
+        this.#key.name,
+        "group",
+        beat.staticSegment,
+        "static workers",
+      );
     }
     const members = [...beat.others, memberId].sort();
     const share = shareOf(members.indexOf(memberId), members.length, this.#segments);

@@ -38,7 +38,9 @@ export class PartitioningModeError extends PupsourcingError {
   constructor(projection: string, mode: "group" | "static", segment: number, holder: string) {
     const other = mode === "group" ? "static partitioning" : "group mode";
     super(
-      `Projection "${projection}": expected only ${mode === "group" ? "group members" : "static workers"} ` +
+      `Projection "${projection}": expected only ${
+        mode === "group" ? "group members" : "static workers"
+      } ` +
         `on its segments, got segment ${segment} held by ${
           mode === "group" ? holder : `group member "${holder}"`
         } (${other}). Run a projection in one mode: stop the other mode's workers first`,
