@@ -121,7 +121,7 @@ export function startWriters(
         })),
       );
       appended += count;
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   });
   return {

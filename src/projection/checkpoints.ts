@@ -113,19 +113,28 @@ export async function furthestCheckpoint(db: Db, target: Target): Promise<Cursor
  * A group member locks only the rows whose lease it holds, live by the
  * database's clock: the condition is checked again on each row once it is
  * locked, so a member paused past its lease, whose segments another has
- * taken, locks nothing and applies nothing. Each row says which live group
+ * taken, locks nothing and applies nothing; and the batch's transaction
+ * may then sit idle at most `leaseMs` (`idle_in_transaction_session_timeout`),
+ * so a member paused inside a batch loses its rows, rolled back, instead of
+ * holding them past its lease. Each row says which live group
  * member leases it, for a static worker to refuse to mix with a group.
  */
 export async function lockCheckpoints(db: Db, target: Target): Promise<CheckpointView> {
-  const leased = target.member === undefined
+  const { member } = target;
+  const leased = member === undefined
     ? db``
-    : db`and c.owner_id = ${target.member} and c.lease_expires_at > clock_timestamp()`;
+    : db`and c.owner_id = ${member.id} and c.lease_expires_at > clock_timestamp()`;
+  // A paused member (SIGSTOP, a long GC pause, a network partition) must
+  // not hold its rows past its lease: PostgreSQL ends a transaction idle
+  // that long, so the others can take the segments.
+  const idle = member === undefined ? db`` : db`, (select set_config(
+      'idle_in_transaction_session_timeout', ${String(Math.ceil(member.leaseMs))}, true)) as idle`;
   const rows = await db`
     select c.segment, c.segment_count, c.transaction_id, c.global_position, ${
     tipColumns(db, target.tables)
   }, case when c.owner_id <> ${STATIC_OWNER} and c.lease_expires_at > clock_timestamp()
       then c.owner_id end
-    from ${table(db, target.tables.checkpoints)} as c
+    from ${table(db, target.tables.checkpoints)} as c ${idle}
     where c.projection_name = ${target.name}
       and c.segment = any(${int4Array(target.owned)}::int4[]) ${leased}
     order by c.segment

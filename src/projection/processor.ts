@@ -187,7 +187,7 @@ export class ProjectionProcessor {
       segments,
       // A group member's probe covers every segment: it may get any of them.
       owned: group ? Array.from({ length: segments }, (_, s) => s) : this.segments,
-      member: group?.memberId,
+      member: group ? { id: group.memberId, leaseMs: group.leaseMs } : undefined,
       aggregateTypes: projection.aggregateTypes,
       eventTypes: projection.eventTypes,
     };
