@@ -114,9 +114,10 @@ export async function furthestCheckpoint(db: Db, target: Target): Promise<Cursor
  * database's clock: the condition is checked again on each row once it is
  * locked, so a member paused past its lease, whose segments another has
  * taken, locks nothing and applies nothing; and the batch's transaction
- * may then sit idle at most `leaseMs` (`idle_in_transaction_session_timeout`),
- * so a member paused inside a batch loses its rows, rolled back, instead of
- * holding them past its lease. Each row says which live group
+ * may sit idle at most twice `leaseMs` (`idle_in_transaction_session_timeout`;
+ * a member short of its share also ends sessions that hold rows that long,
+ * see `endStalledHolders`), so a member paused inside a batch loses its
+ * rows, rolled back, instead of holding them for as long as it is paused. Each row says which live group
  * member leases it, for a static worker to refuse to mix with a group.
  */
 export async function lockCheckpoints(db: Db, target: Target): Promise<CheckpointView> {
@@ -125,10 +126,10 @@ export async function lockCheckpoints(db: Db, target: Target): Promise<Checkpoin
     ? db``
     : db`and c.owner_id = ${member.id} and c.lease_expires_at > clock_timestamp()`;
   // A paused member (SIGSTOP, a long GC pause, a network partition) must
-  // not hold its rows past its lease: PostgreSQL ends a transaction idle
-  // that long, so the others can take the segments.
+  // not hold its rows long past its lease: PostgreSQL ends a transaction
+  // idle that long, so the others can take the segments.
   const idle = member === undefined ? db`` : db`, (select set_config(
-      'idle_in_transaction_session_timeout', ${String(Math.ceil(member.leaseMs))}, true)) as idle`;
+      'idle_in_transaction_session_timeout', ${String(Math.ceil(2 * member.leaseMs))}, true)) as idle`;
   const rows = await db`
     select c.segment, c.segment_count, c.transaction_id, c.global_position, ${
     tipColumns(db, target.tables)

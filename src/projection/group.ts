@@ -11,7 +11,14 @@
 import type { Sql } from "postgres";
 import type { Logger } from "../es/logger.ts";
 import type { ResolvedGroup } from "./group_options.ts";
-import { acquireLeases, type GroupKey, heartbeat, leaveGroup, releaseLeases } from "./leases.ts";
+import {
+  acquireLeases,
+  endStalledHolders,
+  type GroupKey,
+  heartbeat,
+  leaveGroup,
+  releaseLeases,
+} from "./leases.ts";
 import { PartitioningModeError } from "./mode_conflict.ts";
 
 /**
@@ -106,6 +113,7 @@ export class GroupMember {
         owned = [...owned, ...taken].sort((a, b) => a - b);
         this.#log("group member took segments", { taken, members: members.length });
       }
+      if (owned.length < share) await this.#endStalled(sql);
     }
     this.#owned = owned;
     this.#short = owned.length < share;
@@ -139,6 +147,26 @@ export class GroupMember {
       });
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Short of its share: ends the sessions of members stuck in a batch
+   * long past their lease (see `endStalledHolders`), so the next beat can
+   * take their segments. Not allowed to (another role): logs it.
+   */
+  // deno-lint-ignore no-explicit-any -- any client configuration
+  async #endStalled(sql: Sql<any>): Promise<void> {
+    try {
+      const ended = await endStalledHolders(sql, this.#key, this.id, this.#options.leaseMs);
+      if (ended > 0) this.#log("group member ended stalled members' sessions", { ended });
+    } catch (error) {
+      if ((error as { code?: string }).code !== "42501") throw error;
+      this.#logger?.error("group member may not end a stalled member's session", {
+        projection: this.#key.name,
+        memberId: this.id,
+        error,
+      });
     }
   }
 

@@ -212,3 +212,31 @@ function parseArray(value: unknown): string[] {
     item.startsWith('"') ? item.slice(1, -1).replace(/\\(.)/g, "$1") : item
   );
 }
+
+/**
+ * Ends the database sessions of members that hold a segment's row lock
+ * (inside a batch) more than `leaseMs` after their lease ran out: a
+ * process paused or hung mid-batch (SIGSTOP, a debugger, a stalled
+ * handler) would otherwise keep the segment from every other member for
+ * as long as it stays stopped. PostgreSQL rolls the batch back; the
+ * member, if it wakes, finds its connection gone and its lease taken.
+ * Needs the right to signal those sessions (the same role, or
+ * `pg_signal_backend`). Returns how many sessions were ended.
+ */
+export async function endStalledHolders(
+  db: Db,
+  group: GroupKey,
+  memberId: string,
+  leaseMs: number,
+): Promise<number> {
+  const rows = await db`
+    select pg_terminate_backend(a.pid)
+    from ${table(db, group.tables.checkpoints)} as c
+    join pg_stat_activity as a on a.backend_xid = c.xmax
+    where c.projection_name = ${group.name} and c.owner_id <> ${STATIC_OWNER}
+      and c.owner_id <> ${memberId}
+      and c.lease_expires_at <= clock_timestamp() - make_interval(secs => ${leaseMs / 1000}::float8)
+      and a.datname = current_database() and a.pid <> pg_backend_pid()
+  `.values();
+  return rows.filter((row) => row[0] === true).length;
+}
