@@ -129,7 +129,9 @@ export async function lockCheckpoints(db: Db, target: Target): Promise<Checkpoin
   // not hold its rows long past its lease: PostgreSQL ends a transaction
   // idle that long, so the others can take the segments.
   const idle = member === undefined ? db`` : db`, (select set_config(
-      'idle_in_transaction_session_timeout', ${String(Math.ceil(2 * member.leaseMs))}, true)) as idle`;
+      'idle_in_transaction_session_timeout', ${
+    String(Math.ceil(2 * member.leaseMs))
+  }, true)) as idle`;
   const rows = await db`
     select c.segment, c.segment_count, c.transaction_id, c.global_position, ${
     tipColumns(db, target.tables)
