@@ -35,7 +35,11 @@ async function contents(sql: postgres.Sql) {
   return {
     events: await sql`select * from events order by global_position`,
     heads: await sql`select * from aggregate_heads order by aggregate_type, aggregate_id`,
-    checkpoints: await sql`select * from projection_checkpoints order by projection_name, segment`,
+    // The columns of version 1: later versions add columns (5: the lease's times).
+    checkpoints: await sql`
+      select projection_name, segment, segment_count, transaction_id, global_position, owner_id,
+        lease_expires_at, updated_at
+      from projection_checkpoints order by projection_name, segment`,
     sequence,
   };
 }

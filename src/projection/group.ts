@@ -30,6 +30,9 @@ export function shareOf(index: number, members: number, segments: number): numbe
   return Math.floor(segments / members) + (index < segments % members ? 1 : 0);
 }
 
+/** How soon a member short of its share beats again. */
+const SHORT_RETRY_MS = 100;
+
 /**
  * A group member as its processor sees it: the segments it may work on,
  * and when its next heartbeat is due.
@@ -69,12 +72,13 @@ export class GroupMember {
 
   /**
    * Milliseconds until the next heartbeat is due; 0 when due. A member
-   * short of its share beats four times as often, to pick up segments
-   * as soon as their owners release them.
+   * short of its share tries again within {@linkcode SHORT_RETRY_MS}, to
+   * pick up segments as soon as their owners release them (members that
+   * start together take turns on the rows for a moment).
    */
   dueIn(): number {
     const interval = this.#short
-      ? Math.max(1, Math.floor(this.#options.heartbeatMs / 4))
+      ? Math.min(SHORT_RETRY_MS, this.#options.heartbeatMs)
       : this.#options.heartbeatMs;
     return Math.max(0, this.#lastBeat + interval - performance.now());
   }
