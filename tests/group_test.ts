@@ -23,7 +23,11 @@ import {
   stolenLeases,
   waitBalanced,
 } from "./_group.ts";
-import { appendEvents, caughtUp, within } from "./_projection.ts";
+import { appendEvents, caughtUp, inSchema, within } from "./_projection.ts";
+import { runBatch } from "../src/projection/batch.ts";
+import { ensureCheckpoints } from "../src/projection/checkpoints.ts";
+import { Failures } from "../src/projection/failures.ts";
+import { resolvePolicy } from "../src/projection/policy.ts";
 
 /** Short leases, so the tests see takeovers in a second or two. */
 const FAST = { leaseMs: 1000, heartbeatMs: 200 };
@@ -200,6 +204,56 @@ describe("consumer groups", () => {
     assert.ok(ownership.segments.every((s) => s.mode === "none" && !s.live), "and release");
     assert.deepEqual(await stolenLeases(db.sql, store), []);
     assert.deepEqual(await appliedWithoutLease(db.sql, store), []);
+  });
+
+  it("a batch applies nothing on segments whose lease is another's or has run out, whatever the member believes", async () => {
+    const store = await db.freshStore();
+    await createGroupModel(db.sql, store);
+    await appendEvents(db.sql, store, { aggregates: 40, perAggregate: 2 });
+    const all = Array.from({ length: 16 }, (_, s) => s);
+    const target = {
+      tables: store.tables,
+      name: "stale",
+      segments: 16,
+      owned: all,
+      member: { id: "a", leaseMs: 1000 },
+      aggregateTypes: undefined,
+      eventTypes: undefined,
+    };
+    await ensureCheckpoints(db.sql, target);
+    // Segments 0-7 taken over by b; 8-15 still a's, but their lease ran out.
+    await db.sql.unsafe(
+      `update ${store.tables.checkpoints} set
+         owner_id = case when segment < 8 then 'b' else 'a' end,
+         lease_expires_at = case when segment < 8 then now() + interval '1 minute'
+                                 else now() - interval '1 second' end
+       where projection_name = 'stale'`,
+    );
+    const batch = () =>
+      runBatch(db.sql, target, groupProjection(store, "stale", "a"), {
+        batchSize: 1000,
+        signal: undefined,
+        logger: undefined,
+        policy: resolvePolicy("onError", undefined),
+        failures: new Failures(16),
+      });
+    const outcome = await batch();
+    assert.equal(outcome.processed, 0);
+    assert.equal(outcome.advanced, false);
+    const [{ n }] = await db.sql.unsafe(
+      `select count(*)::int as n from ${inSchema(store, "group_applied")}`,
+    );
+    assert.equal(n, 0, "a member without a live lease applied events");
+    // With its lease live again, the same batch takes segments 8-15.
+    await db.sql.unsafe(
+      `update ${store.tables.checkpoints} set lease_expires_at = now() + interval '1 minute'
+       where projection_name = 'stale' and segment >= 8`,
+    );
+    assert.ok((await batch()).processed > 0);
+    const [{ wrong }] = await db.sql.unsafe(
+      `select count(*)::int as wrong from ${inSchema(store, "group_applied")} where segment < 8`,
+    );
+    assert.equal(wrong, 0, "applied on b's segments");
   });
 
   it("runGroupMembers: members join together, catch up, every event once", async () => {

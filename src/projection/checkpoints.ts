@@ -117,8 +117,9 @@ export async function furthestCheckpoint(db: Db, target: Target): Promise<Cursor
  * may sit idle at most twice `leaseMs` (`idle_in_transaction_session_timeout`;
  * a member short of its share also ends sessions that hold rows that long,
  * see `endStalledHolders`), so a member paused inside a batch loses its
- * rows, rolled back, instead of holding them for as long as it is paused. Each row says which live group
- * member leases it, for a static worker to refuse to mix with a group.
+ * rows, rolled back, instead of holding them for as long as it is paused.
+ * Each row says which live group member leases it, for a static worker to
+ * refuse to mix with a group.
  */
 export async function lockCheckpoints(db: Db, target: Target): Promise<CheckpointView> {
   const { member } = target;
