@@ -367,6 +367,9 @@ export class ProjectionProcessor {
       // Committed events wait behind an open transaction: the horizon may
       // pass them any moment, and no NOTIFY will say so.
       if (probe.pending) idlePolls = 0;
+      // A group member caught up on its own segments waits for the others'
+      // to finish a catch-up run: it looks again soon rather than backing off.
+      if (member && mode === "until_caught_up") idlePolls = 0;
       // A segment waiting for a retry is polled again when it is due.
       const delay = Math.min(
         pollInterval * 2 ** idlePolls,
