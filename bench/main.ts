@@ -23,6 +23,7 @@ import { w3Bulk, w3Multi } from "./workloads/append_bulk.ts";
 import { loadFixture } from "./fixture.ts";
 import { w4Log, w4Stream } from "./workloads/read.ts";
 import { w5 } from "./workloads/projection.ts";
+import { w8 } from "./workloads/group.ts";
 import { w6 } from "./workloads/wakeup.ts";
 import { pgbenchW1 } from "./workloads/pgbench.ts";
 import { w7 } from "./workloads/command.ts";
@@ -56,12 +57,13 @@ try {
   await step("W2", () => w2(db, cfg));
   await step("W3a", () => w3Bulk(db, cfg));
   await step("W3b", () => w3Multi(db, cfg));
-  if (["W4", "W5"].some(wanted)) {
+  if (["W4", "W5", "W8"].some(wanted)) {
     log(`loading ${cfg.fixtureAggregates * cfg.fixtureVersions} events ...`);
     const fixture = await loadFixture(db, cfg);
     await step("W4a", () => w4Stream(db, cfg, fixture));
     await step("W4b", () => w4Log(db, cfg, fixture));
     await step("W5", () => w5(db, cfg, fixture));
+    await step("W8", () => w8(db, cfg, fixture));
   }
   await step("W6", () => w6(db, cfg));
   await step("W7", () => w7(db, cfg));

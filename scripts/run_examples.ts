@@ -28,6 +28,7 @@ const EXAMPLES: Record<string, string[]> = {
   "worker_pool.ts": ["--workers", "4"],
   "multiple_projections.ts": [],
   "scaling.ts": [],
+  "consumer_group.ts": [],
   "stop_resume.ts": [],
   "with_logging.ts": [],
   "bank_account/main.ts": [],

@@ -20,6 +20,7 @@ export const TABLE_FLAGS: {
   "log-offset-table": { type: "string" };
   "snapshots-table": { type: "string" };
   "parked-events-table": { type: "string" };
+  "group-members-table": { type: "string" };
 } = {
   schema: { type: "string" },
   "events-table": { type: "string" },
@@ -28,6 +29,7 @@ export const TABLE_FLAGS: {
   "log-offset-table": { type: "string" },
   "snapshots-table": { type: "string" },
   "parked-events-table": { type: "string" },
+  "group-members-table": { type: "string" },
 };
 
 /** The usage lines of {@linkcode TABLE_FLAGS}. */
@@ -39,6 +41,7 @@ export const TABLE_FLAGS_USAGE =
   --log-offset-table <name>      default: pupsourcing_log_offset
   --snapshots-table <name>       default: snapshots
   --parked-events-table <name>   default: projection_parked_events
+  --group-members-table <name>   default: projection_group_members
 `;
 
 /**
@@ -62,6 +65,7 @@ export function tableNames(flags: {
   "log-offset-table"?: string;
   "snapshots-table"?: string;
   "parked-events-table"?: string;
+  "group-members-table"?: string;
 }): TableNames {
   return {
     schema: flags.schema,
@@ -71,5 +75,6 @@ export function tableNames(flags: {
     logOffsetTable: flags["log-offset-table"],
     snapshotsTable: flags["snapshots-table"],
     parkedEventsTable: flags["parked-events-table"],
+    groupMembersTable: flags["group-members-table"],
   };
 }

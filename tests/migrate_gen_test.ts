@@ -39,6 +39,7 @@ describe("migrate-gen", () => {
         "aggregate_heads",
         "events",
         "projection_checkpoints",
+        "projection_group_members",
         "projection_parked_events",
         "pupsourcing_log_offset",
         "snapshots",
@@ -77,6 +78,7 @@ describe("migrate-gen", () => {
         logOffsetTable: "offset",
         snapshotsTable: "Snapshots",
         parkedEventsTable: "Parked",
+        groupMembersTable: "Members",
       };
       const text = generateMigration(names);
       await db.sql.unsafe(text);
@@ -103,6 +105,7 @@ describe("migrate-gen", () => {
         where table_schema = 'Billing' order by table_name`;
       assert.deepEqual(tables.map((t) => t.table_name), [
         "BillingEvents",
+        "Members",
         "Parked",
         "Snapshots",
         "cp",

@@ -35,7 +35,11 @@ async function contents(sql: postgres.Sql) {
   return {
     events: await sql`select * from events order by global_position`,
     heads: await sql`select * from aggregate_heads order by aggregate_type, aggregate_id`,
-    checkpoints: await sql`select * from projection_checkpoints order by projection_name, segment`,
+    // The columns of version 1: later versions add columns (5: the lease's times).
+    checkpoints: await sql`
+      select projection_name, segment, segment_count, transaction_id, global_position, owner_id,
+        lease_expires_at, updated_at
+      from projection_checkpoints order by projection_name, segment`,
     sequence,
   };
 }
@@ -116,6 +120,7 @@ describe("migrate", () => {
       "aggregate_heads",
       "events",
       "projection_checkpoints",
+      "projection_group_members",
       "projection_parked_events",
       "pupsourcing_log_offset",
       "pupsourcing_migrations",
@@ -181,6 +186,7 @@ describe("migrate", () => {
       logOffsetTable: "Offset",
       snapshotsTable: "Snapshots",
       parkedEventsTable: "Parked",
+      groupMembersTable: "Members",
     };
     const logged: unknown[] = [];
     const logger = {
@@ -203,6 +209,7 @@ describe("migrate", () => {
     );
     assert.deepEqual(await tablesIn(sql, "Billing"), [
       "Events",
+      "Members",
       "Offset",
       "Parked",
       "SchemaVersions",
@@ -497,6 +504,8 @@ describe("migrate", () => {
         "billing_snapshots",
         "--parked-events-table",
         "billing_parked",
+        "--group-members-table",
+        "billing_members",
       ];
       const first = await cli(args, { DATABASE_URL: "postgres://127.0.0.1:1/not-this-one" });
       assert.equal(first.code, 0, first.stderr);
@@ -509,6 +518,7 @@ describe("migrate", () => {
         "billing_checkpoints",
         "billing_events",
         "billing_heads",
+        "billing_members",
         "billing_offset",
         "billing_parked",
         "billing_snapshots",

@@ -257,6 +257,7 @@ const nameFields: (keyof TableNames)[] = [
   "migrationsTable",
   "snapshotsTable",
   "parkedEventsTable",
+  "groupMembersTable",
 ];
 
 /** Asserts that `attempt` throws a ValidationError naming `field`, synchronously or not. */

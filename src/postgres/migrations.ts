@@ -12,7 +12,7 @@
  * @module
  */
 
-import { initialSchemaSql, logOffsetSql, parkedEventsSql } from "./schema.ts";
+import { groupMembersSql, initialSchemaSql, logOffsetSql, parkedEventsSql } from "./schema.ts";
 import { snapshotsSql } from "./snapshots.ts";
 import type { ResolvedTables } from "./tables.ts";
 
@@ -32,6 +32,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 2, name: "log_offset", sql: logOffsetSql },
   { version: 3, name: "snapshots", sql: snapshotsSql },
   { version: 4, name: "parked_events", sql: parkedEventsSql },
+  { version: 5, name: "group_members", sql: groupMembersSql },
 ];
 
 /** `0001_event_store`: the version, zero-padded so files sort, and the name. */

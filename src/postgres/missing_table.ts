@@ -29,6 +29,7 @@ export function missingTable(error: unknown, tables: ResolvedTables): unknown {
     tables.checkpoints,
     tables.logOffset,
     tables.parkedEvents,
+    tables.groupMembers,
   ]
     .find((t) => t === name);
   return table === undefined

@@ -181,3 +181,32 @@ CREATE INDEX IF NOT EXISTS ${quote(derivedName(t.parkedEvents, "open_idx"))}
     WHERE status = 'parked';
 `;
 }
+
+/**
+ * The DDL of schema version 5: consumer groups. The members table holds
+ * one row per live member of a projection's group (its heartbeat and the
+ * expiry of its membership, both by the database's clock), so a member
+ * that owns no segment yet still counts when the others compute their
+ * share. The checkpoints gain when their lease was taken and last
+ * renewed, for the ownership report.
+ */
+export function groupMembersSql(t: ResolvedTables): string {
+  return `${
+    createSchemaSql(t)
+  }-- The members of each projection's consumer group: a member heartbeats its
+-- row, and counts as live while expires_at is ahead of the database's clock.
+CREATE TABLE IF NOT EXISTS ${quote(t.groupMembers)} (
+    projection_name text NOT NULL,
+    member_id text NOT NULL,
+    joined_at timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (projection_name, member_id)
+);
+
+-- When the lease of a segment was taken, and last renewed.
+ALTER TABLE ${quote(t.checkpoints)}
+    ADD COLUMN IF NOT EXISTS lease_acquired_at timestamptz,
+    ADD COLUMN IF NOT EXISTS lease_renewed_at timestamptz;
+`;
+}

@@ -74,6 +74,7 @@ const CONFIG_KEYS: readonly (keyof PostgresStoreConfig)[] = [
   "logOffsetTable",
   "snapshotsTable",
   "parkedEventsTable",
+  "groupMembersTable",
   "logger",
   "notifyChannel",
 ];

@@ -38,6 +38,8 @@ export interface TableNames {
   snapshotsTable?: string;
   /** Events a projection parked or skipped after its handler failed; default `projection_parked_events`. */
   parkedEventsTable?: string;
+  /** The live members of projections' consumer groups; default `projection_group_members`. */
+  groupMembersTable?: string;
 }
 
 /**
@@ -62,6 +64,8 @@ export interface ResolvedTables {
   snapshots: string;
   /** The projections' parked (and skipped) events. */
   parkedEvents: string;
+  /** The consumer groups' members and their heartbeats. */
+  groupMembers: string;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -124,6 +128,11 @@ export function resolveTables(names: TableNames = {}): ResolvedTables {
       "parkedEventsTable",
       names.parkedEventsTable,
       "projection_parked_events",
+    ),
+    groupMembers: table(
+      "groupMembersTable",
+      names.groupMembersTable,
+      "projection_group_members",
     ),
   };
 }

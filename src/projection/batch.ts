@@ -15,6 +15,7 @@ import type { Logger } from "../es/logger.ts";
 import { beginGuarded, missingTable, readSegments } from "../postgres/internal.ts";
 import { advanceCheckpoints, lockCheckpoints, segmentCountMismatch } from "./checkpoints.ts";
 import type { Failures } from "./failures.ts";
+import { PartitioningModeError } from "./mode_conflict.ts";
 import { callHandler } from "./handler.ts";
 import { aggregateKey, errorText, openParkedAggregates, recordParked } from "./parked.ts";
 import { type ResolvedPolicy, retryDelay } from "./policy.ts";
@@ -208,6 +209,12 @@ async function transaction(
     if (done.locked === 0) return;
     const mismatch = view.rows.find((row) => row.segmentCount !== target.segments);
     if (mismatch) throw segmentCountMismatch(target.name, mismatch.segmentCount, target.segments);
+    const leased = target.member === undefined
+      ? view.rows.find((row) => row.leasedBy !== undefined)
+      : undefined;
+    if (leased) {
+      throw new PartitioningModeError(target.name, "static", leased.segment, leased.leasedBy!);
+    }
 
     // Read their share of the log after their cursors.
     const { aggregateTypes, eventTypes } = target;

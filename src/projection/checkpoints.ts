@@ -20,6 +20,7 @@ import {
   tipOf,
   toBigInt,
 } from "../postgres/internal.ts";
+import { STATIC_OWNER } from "./leases.ts";
 import type { Target } from "./target.ts";
 
 /** One segment's checkpoint. */
@@ -27,6 +28,8 @@ export interface CheckpointRow {
   segment: number;
   segmentCount: number;
   cursor: Cursor;
+  /** The group member whose lease on the segment is live, if any (as locked). */
+  leasedBy?: string;
 }
 
 /** The checkpoints of a worker's segments, read in one statement with the log's tip. */
@@ -106,19 +109,46 @@ export async function furthestCheckpoint(db: Db, target: Target): Promise<Cursor
  * The rows are locked in segment order (LockRows runs above the sort), so
  * overlapping workers cannot deadlock either. The tip is taken in the same
  * statement: the batch read comes later, with a horizon at least as far.
+ *
+ * A group member locks only the rows whose lease it holds, live by the
+ * database's clock: the condition is checked again on each row once it is
+ * locked, so a member paused past its lease, whose segments another has
+ * taken, locks nothing and applies nothing; and the batch's transaction
+ * may sit idle at most twice `leaseMs` (`idle_in_transaction_session_timeout`;
+ * a member short of its share also ends sessions that hold rows that long,
+ * see `endStalledHolders`), so a member paused inside a batch loses its
+ * rows, rolled back, instead of holding them for as long as it is paused.
+ * Each row says which live group member leases it, for a static worker to
+ * refuse to mix with a group.
  */
 export async function lockCheckpoints(db: Db, target: Target): Promise<CheckpointView> {
+  const { member } = target;
+  const leased = member === undefined
+    ? db``
+    : db`and c.owner_id = ${member.id} and c.lease_expires_at > clock_timestamp()`;
+  // A paused member (SIGSTOP, a long GC pause, a network partition) must
+  // not hold its rows long past its lease: PostgreSQL ends a transaction
+  // idle that long, so the others can take the segments.
+  const idle = member === undefined ? db`` : db`, (select set_config(
+      'idle_in_transaction_session_timeout', ${
+    String(Math.ceil(2 * member.leaseMs))
+  }, true)) as idle`;
   const rows = await db`
     select c.segment, c.segment_count, c.transaction_id, c.global_position, ${
     tipColumns(db, target.tables)
-  }
-    from ${table(db, target.tables.checkpoints)} as c
+  }, case when c.owner_id <> ${STATIC_OWNER} and c.lease_expires_at > clock_timestamp()
+      then c.owner_id end
+    from ${table(db, target.tables.checkpoints)} as c ${idle}
     where c.projection_name = ${target.name}
-      and c.segment = any(${int4Array(target.owned)}::int4[])
+      and c.segment = any(${int4Array(target.owned)}::int4[]) ${leased}
     order by c.segment
     for update of c skip locked
   `.values();
-  return toView(rows);
+  const view = toView(rows);
+  rows.forEach((row, i) => {
+    if (row[6] !== null) view.rows[i].leasedBy = String(row[6]);
+  });
+  return view;
 }
 
 /** What a poll needs: the checkpoints (unlocked), the tip, and whether events wait. */
@@ -165,7 +195,9 @@ function furthest(db: Db, target: Target) {
 
 /**
  * Moves the checkpoints of `segments` forward to `cursor`, never backwards
- * (compare-and-set on the pair), in the batch's transaction.
+ * (compare-and-set on the pair), in the batch's transaction. A static
+ * worker marks the rows as its own ({@linkcode STATIC_OWNER}), so group
+ * members refuse to run next to it.
  */
 export async function advanceCheckpoints(
   db: Db,
@@ -175,9 +207,13 @@ export async function advanceCheckpoints(
 ): Promise<void> {
   const tx = String(cursor.transactionId);
   const position = String(cursor.globalPosition);
+  const mark = target.member === undefined
+    ? db`, owner_id = ${STATIC_OWNER}, lease_expires_at = null`
+    : db``;
   await db`
     update ${table(db, target.tables.checkpoints)}
-    set transaction_id = ${tx}::xid8, global_position = ${position}::bigint, updated_at = now()
+    set transaction_id = ${tx}::xid8, global_position = ${position}::bigint,
+      updated_at = now() ${mark}
     where projection_name = ${target.name}
       and segment = any(${int4Array(segments)}::int4[])
       and (transaction_id, global_position) < (${tx}::xid8, ${position}::bigint)

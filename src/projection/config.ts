@@ -8,6 +8,7 @@ import { ValidationError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
 import { checkOptions } from "../es/options.ts";
 import { show } from "../es/validate.ts";
+import { type GroupOptions, type ResolvedGroup, resolveGroup } from "./group_options.ts";
 import { type ErrorPolicy, type ResolvedPolicy, resolvePolicy } from "./policy.ts";
 import { DEFAULT_SEGMENTS, validatePartitioning } from "./segments.ts";
 
@@ -32,6 +33,13 @@ export interface ProcessorConfig {
   partitionKey?: number;
   /** How many workers share the projection; default 1, at most `segments`. */
   totalPartitions?: number;
+  /**
+   * Group mode: join the projection's consumer group and be given segments
+   * through leases, instead of a fixed partition (see
+   * {@linkcode GroupOptions}). Not with `partitionKey` or
+   * `totalPartitions`: a projection runs in one mode.
+   */
+  group?: GroupOptions;
   /**
    * How many segments the projection's events are spread over; default 16.
    * Fixed per projection at its first run: running it with another count
@@ -96,6 +104,7 @@ const CONFIG_KEYS: readonly (keyof ProcessorConfig)[] = [
   "batchSize",
   "partitionKey",
   "totalPartitions",
+  "group",
   "segments",
   "pollInterval",
   "maxPollInterval",
@@ -133,6 +142,8 @@ export interface ResolvedConfig {
   partitionKey: number;
   /** How many workers share the projection. */
   totalPartitions: number;
+  /** Group mode's settings; `undefined` for static partitioning. */
+  group: ResolvedGroup | undefined;
   /** The projection's segment count. */
   segments: number;
   /** The shortest poll interval, in milliseconds. */
@@ -174,6 +185,19 @@ export function resolveConfig(
       show(batchSize),
     );
   }
+  if (config.group !== undefined) {
+    for (const field of ["partitionKey", "totalPartitions"] as const) {
+      if (config[field] !== undefined) {
+        throw new ValidationError(
+          field,
+          "undefined with group: group members are given segments through leases, static " +
+            "workers by partition key; run a projection in one mode",
+          show(config[field]),
+        );
+      }
+    }
+  }
+  const group = config.group === undefined ? undefined : resolveGroup(config.group);
   const partitionKey = config.partitionKey ?? 0;
   const totalPartitions = config.totalPartitions ?? 1;
   const segments = config.segments ?? DEFAULT_SEGMENTS;
@@ -223,6 +247,7 @@ export function resolveConfig(
     batchSize,
     partitionKey,
     totalPartitions,
+    group,
     segments,
     pollInterval,
     maxPollInterval,

@@ -8,7 +8,10 @@
  * it over a fixed number of segments (FNV-1a of the aggregate id), keeps
  * one checkpoint per segment, and lets any number of workers share the
  * segments (`partitionKey` of `totalPartitions`), so the worker count can
- * change between runs without skipping or repeating anything.
+ * change between runs without skipping or repeating anything. In group
+ * mode (`group: {}`), workers that come and go at will share the segments
+ * through leases in PostgreSQL; {@linkcode segmentOwnership} shows who
+ * owns which.
  *
  * @example Keep a count of registered users
  * ```ts ignore
@@ -45,6 +48,14 @@ export {
 export type { ParkedReason, ParkedStatus } from "./parked.ts";
 export { type ReplayOptions, type ReplayOutcome, replayParked } from "./replay.ts";
 export { type ProcessorConfig, ProjectionProcessor } from "./processor.ts";
+export { DEFAULT_LEASE_MS, type GroupOptions, type ResolvedGroup } from "./group_options.ts";
+export { PartitioningModeError } from "./mode_conflict.ts";
+export {
+  type GroupMemberInfo,
+  type Ownership,
+  type SegmentOwner,
+  segmentOwnership,
+} from "./ownership.ts";
 export type { RunMode, RunOptions, RunOutcome } from "./run.ts";
 export type { ResolvedConfig } from "./config.ts";
 export { DEFAULT_SEGMENTS, MAX_SEGMENTS, ownedSegments, validatePartitioning } from "./segments.ts";

@@ -20,6 +20,9 @@ import {
 import { type ProcessorConfig, resolveConfig, type ResolvedConfig } from "./config.ts";
 import { compareCursors } from "../es/cursor.ts";
 import { Failures } from "./failures.ts";
+import { GroupMember } from "./group.ts";
+import { liveGroupLease } from "./leases.ts";
+import { PartitioningModeError } from "./mode_conflict.ts";
 import { type ResolvedPolicy, resolvePolicy } from "./policy.ts";
 import { type Projection, validateProjection } from "./projection.ts";
 import { checkRunOptions, type RunMode, type RunOptions, type RunOutcome } from "./run.ts";
@@ -92,7 +95,11 @@ interface Tally {
 export class ProjectionProcessor {
   /** The validated configuration, defaults filled in. */
   readonly config: Readonly<ResolvedConfig>;
-  /** The segments this worker owns, ascending. */
+  /**
+   * The segments this worker owns, ascending; in group mode none: a group
+   * member's segments change as members come and go (see
+   * `segmentOwnership`).
+   */
   readonly segments: readonly number[];
   // deno-lint-ignore no-explicit-any -- any client configuration
   readonly #sql: Sql<any>;
@@ -123,8 +130,10 @@ export class ProjectionProcessor {
       throw new ValidationError("store", "a PostgresStore", show(store));
     }
     this.config = Object.freeze(resolveConfig(config, store.notifyChannel));
-    const { partitionKey, totalPartitions, segments } = this.config;
-    this.segments = Object.freeze(ownedSegments(partitionKey, totalPartitions, segments));
+    const { partitionKey, totalPartitions, segments, group } = this.config;
+    this.segments = Object.freeze(
+      group ? [] : ownedSegments(partitionKey, totalPartitions, segments),
+    );
     this.#sql = sql;
     this.#store = store;
   }
@@ -171,19 +180,23 @@ export class ProjectionProcessor {
     validateProjection(projection);
     const policy = resolvePolicy("projection.onError", projection.onError, this.config.onError);
     const { signal, mode = "continuous" } = checkRunOptions("options", options, ["signal", "mode"]);
-    const { logger, partitionKey, totalPartitions, batchSize, segments } = this.config;
+    const { logger, partitionKey, totalPartitions, batchSize, segments, group } = this.config;
     const target: Target = {
       tables: this.#store.tables,
       name: projection.name,
       segments,
-      owned: this.segments,
+      // A group member's probe covers every segment: it may get any of them.
+      owned: group ? Array.from({ length: segments }, (_, s) => s) : this.segments,
+      member: group ? { id: group.memberId, leaseMs: group.leaseMs } : undefined,
       aggregateTypes: projection.aggregateTypes,
       eventTypes: projection.eventTypes,
     };
+    const member = group
+      ? new GroupMember({ tables: target.tables, name: target.name }, segments, group, logger)
+      : undefined;
     logger?.info("projection processor starting", {
       projection: projection.name,
-      partitionKey,
-      totalPartitions,
+      ...(group ? { memberId: group.memberId } : { partitionKey, totalPartitions }),
       batchSize,
       segments,
     });
@@ -215,10 +228,21 @@ export class ProjectionProcessor {
             logger,
           );
         }
-        reason = await this.#loop(projection, policy, target, mode, alarm, backoff, tally, signal);
+        reason = await this.#loop(
+          projection,
+          policy,
+          target,
+          member,
+          mode,
+          alarm,
+          backoff,
+          tally,
+          signal,
+        );
       }
     } finally {
       await listener?.stop();
+      await member?.leave(this.#sql);
       logger?.info("projection processor stopped", { projection: projection.name, reason });
     }
     return {
@@ -249,6 +273,12 @@ export class ProjectionProcessor {
         const furthest = await furthestCheckpoint(this.#sql, target);
         await this.#store.assertCursorInCluster(this.#sql, furthest ?? START);
         await ensureCheckpoints(this.#sql, target);
+        if (target.member === undefined) {
+          const leased = await liveGroupLease(this.#sql, target, target.owned);
+          if (leased) {
+            throw new PartitioningModeError(target.name, "static", leased.segment, leased.owner);
+          }
+        }
         backoff.reset();
         return "started";
       } catch (error) {
@@ -261,6 +291,7 @@ export class ProjectionProcessor {
     projection: Projection,
     policy: ResolvedPolicy,
     target: Target,
+    member: GroupMember | undefined,
     mode: RunMode,
     alarm: Alarm,
     backoff: Backoff,
@@ -280,6 +311,8 @@ export class ProjectionProcessor {
       // is over when it fails: after a transient error the poll starts
       // again from the checkpoints, re-read (and re-locked) as they are.
       try {
+        // A group member beats between batches: renews, releases, takes.
+        if (member && member.dueIn() === 0) await member.beat(this.#sql);
         probe = await probeCheckpoints(this.#sql, target);
         backoff.reset();
         const tip = probe.tip;
@@ -291,9 +324,16 @@ export class ProjectionProcessor {
             return "caught up";
           }
         }
-        if (tip && probe.rows.some((row) => compareCursors(row.cursor, tip) < 0)) {
+        // A group member works on the segments it holds; the rest were probed
+        // only to know when the whole group has caught up.
+        const share = member ? { ...target, owned: member.owned } : target;
+        const behind = probe.rows.filter((row) =>
+          tip && compareCursors(row.cursor, tip) < 0 &&
+          (!member || share.owned.includes(row.segment))
+        );
+        if (behind.length > 0) {
           for (;;) {
-            const outcome = await runBatch(this.#sql, target, projection, {
+            const outcome = await runBatch(this.#sql, share, projection, {
               batchSize,
               signal,
               logger,
@@ -310,7 +350,7 @@ export class ProjectionProcessor {
             tally.skipped += outcome.skipped;
             tally.parked += outcome.parked;
             advanced ||= outcome.advanced;
-            if (!outcome.full || signal?.aborted) break;
+            if (!outcome.full || signal?.aborted || member?.dueIn() === 0) break;
           }
         }
       } catch (error) {
@@ -327,11 +367,15 @@ export class ProjectionProcessor {
       // Committed events wait behind an open transaction: the horizon may
       // pass them any moment, and no NOTIFY will say so.
       if (probe.pending) idlePolls = 0;
+      // A group member caught up on its own segments waits for the others'
+      // to finish a catch-up run: it looks again soon rather than backing off.
+      if (member && mode === "until_caught_up") idlePolls = 0;
       // A segment waiting for a retry is polled again when it is due.
       const delay = Math.min(
         pollInterval * 2 ** idlePolls,
         maxPollInterval,
         failures.nextDueIn() ?? Infinity,
+        member?.dueIn() ?? Infinity,
       );
       idlePolls = Math.min(idlePolls + 1, 30);
       if (await alarm.sleep(delay, signal) === "aborted") return "aborted";

@@ -16,6 +16,12 @@ export interface Target {
   segments: number;
   /** The segments this worker owns, ascending. */
   owned: readonly number[];
+  /**
+   * Group mode: this member's id and lease length. A batch then takes only
+   * the segments whose lease it holds, checked under the row lock, and
+   * its transaction may sit idle no longer than the lease.
+   */
+  member: { id: string; leaseMs: number } | undefined;
   aggregateTypes: readonly string[] | undefined;
   eventTypes: readonly string[] | undefined;
 }

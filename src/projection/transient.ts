@@ -43,10 +43,11 @@ const LOST_CONNECTION_CODES: ReadonlySet<string> = new Set([
 /**
  * SQLSTATEs after which the session is over: `57P01` admin_shutdown
  * (`pg_terminate_backend`, a fast shutdown), `57P02` crash_shutdown,
- * `57P03` cannot_connect_now (starting up, or in recovery). Class `08`
- * (connection exceptions) is matched by prefix.
+ * `57P03` cannot_connect_now (starting up, or in recovery), `25P03`
+ * idle_in_transaction_session_timeout (a group member's batch paused past
+ * its lease). Class `08` (connection exceptions) is matched by prefix.
  */
-const LOST_SESSION_STATES: ReadonlySet<string> = new Set(["57P01", "57P02", "57P03"]);
+const LOST_SESSION_STATES: ReadonlySet<string> = new Set(["57P01", "57P02", "57P03", "25P03"]);
 
 /**
  * SQLSTATEs that roll the transaction back but leave the connection

@@ -6,6 +6,10 @@
  *   in this process (a worker pool).
  * - {@linkcode runMultipleProjections}: several projections (or partitions
  *   of them) at once.
+ * - {@linkcode runGroupMembers}: n members of a projection's consumer
+ *   group in this process.
+ * - {@linkcode workerConfigFromArgs}: group mode (`--group`,
+ *   `PUPSOURCING_GROUP=1`) or a static partition, from the command line.
  * - {@linkcode partitionConfigFromArgs}: this process's partition from
  *   `--partition-key`/`--total-partitions` or `PARTITION_KEY`/
  *   `TOTAL_PARTITIONS`, to run one partition per process.
@@ -52,4 +56,10 @@
 export { type PartitionsOptions, runProjectionPartitions } from "./partitions.ts";
 export { type MultipleOptions, type ProjectionEntry, runMultipleProjections } from "./multiple.ts";
 export type { WorkerOutcome } from "./supervise.ts";
-export { type PartitionConfig, partitionConfigFromArgs } from "./cli.ts";
+export {
+  type GroupConfig,
+  type PartitionConfig,
+  partitionConfigFromArgs,
+  workerConfigFromArgs,
+} from "./cli.ts";
+export { type GroupMembersOptions, runGroupMembers } from "./group.ts";

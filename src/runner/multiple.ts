@@ -124,7 +124,10 @@ export async function runMultipleProjections(
     );
   }
   const { signal, mode } = checkRunOptions("options", options, ["signal", "mode"]);
-  const seen = new Map<string, { index: number; totalPartitions: number; segments: number }>();
+  const seen = new Map<
+    string,
+    { index: number; totalPartitions: number; segments: number; kind: "static" | "group" }
+  >();
   const keys = new Set<string>();
   const workers: Worker[] = [];
   entries.forEach((entry, index) => {
@@ -139,19 +142,32 @@ export async function runMultipleProjections(
     const partitionKey = config.partitionKey ?? 0;
     const totalPartitions = config.totalPartitions ?? 1;
     const segments = config.segments ?? DEFAULT_SEGMENTS;
-    const key = `${projection.name}\0${partitionKey}`;
+    const memberId = processor.config.group?.memberId;
+    const key = `${projection.name}\0${memberId === undefined ? partitionKey : `m:${memberId}`}`;
     if (keys.has(key)) {
       throw new ValidationError(
-        `${field}.config.partitionKey`,
-        `a partition of projection "${projection.name}" that no other entry runs`,
-        `partition ${partitionKey}, which an earlier entry already runs`,
+        memberId === undefined ? `${field}.config.partitionKey` : `${field}.config.group.memberId`,
+        `a ${memberId === undefined ? "partition" : "member"} of projection "${projection.name}" ` +
+          `that no other entry runs`,
+        memberId === undefined
+          ? `partition ${partitionKey}, which an earlier entry already runs`
+          : `member "${memberId}", which an earlier entry already runs`,
       );
     }
     keys.add(key);
+    const kind = memberId === undefined ? "static" : "group";
     const first = seen.get(projection.name);
     if (first === undefined) {
-      seen.set(projection.name, { index, totalPartitions, segments });
+      seen.set(projection.name, { index, totalPartitions, segments, kind });
     } else {
+      if (first.kind !== kind) {
+        throw new ValidationError(
+          `${field}.config`,
+          `${first.kind} mode, as in projections[${first.index}] (same projection ` +
+            `"${projection.name}"): a projection runs in one mode`,
+          `${kind} mode`,
+        );
+      }
       for (
         const [name, value] of [["totalPartitions", totalPartitions], [
           "segments",
@@ -170,10 +186,14 @@ export async function runMultipleProjections(
       }
     }
     workers.push({
-      label: totalPartitions === 1
+      label: memberId !== undefined
+        ? `${projection.name}[${memberId}]`
+        : totalPartitions === 1
         ? projection.name
         : `${projection.name}[${partitionKey}/${totalPartitions}]`,
-      place: { projection: projection.name, partitionKey, totalPartitions },
+      place: memberId === undefined
+        ? { projection: projection.name, partitionKey, totalPartitions }
+        : { projection: projection.name, partitionKey, totalPartitions, memberId },
       logger: config.logger,
       run: (workerSignal) => processor.run(projection, runOptions(workerSignal, mode)),
     });

@@ -45,6 +45,11 @@ export interface WorkerOutcome extends RunOutcome {
   partitionKey: number;
   /** How many partitions share the projection. */
   totalPartitions: number;
+  /**
+   * Group mode (`runGroupMembers`): the member's id. `partitionKey` is
+   * then its index and `totalPartitions` the member count.
+   */
+  memberId?: string;
 }
 
 /** One worker the supervisor starts: a processor's `run` on one partition. */
@@ -52,7 +57,10 @@ export interface Worker {
   /** Names the worker in log lines, such as `orders[2/4]`. */
   readonly label: string;
   /** The projection and partition, as its outcome reports them. */
-  readonly place: Pick<WorkerOutcome, "projection" | "partitionKey" | "totalPartitions">;
+  readonly place: Pick<
+    WorkerOutcome,
+    "projection" | "partitionKey" | "totalPartitions" | "memberId"
+  >;
   /** Where to report a failure that came after the one being rethrown. */
   readonly logger?: Logger;
   /** Runs until `signal` aborts (or the run mode ends it); rejects on failure. */
