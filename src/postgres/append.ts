@@ -326,11 +326,51 @@ interface Planned extends ValidAppend {
 }
 
 /** Appends validated events to several aggregates; see `PostgresStore.appendMany`. */
-export async function appendMany(
+export function appendMany(
   db: Db,
   store: AppendContext,
   appends: readonly ValidAppend[],
 ): Promise<AppendResult[]> {
+  return storeMany(
+    db,
+    store,
+    appends,
+    (planned, locked, error) => explainManyRefusal(db, store, planned, locked, error),
+  );
+}
+
+/**
+ * Appends to several aggregates in one statement for the coalescing of
+ * appends (see coalesce.ts), on a client that commits on its own. The
+ * appends are to distinct aggregates, with distinct event ids, each set
+ * (the store's or the caller's) so that a retry after a lost connection is
+ * recognized. Resolves to the results, or, when one append refused the
+ * statement (its expected version, or an event id stored already), to its
+ * index: nothing of the statement was stored then. Any other failure is
+ * thrown.
+ */
+export function appendTogether(
+  db: Db,
+  store: AppendContext,
+  appends: readonly ValidAppend[],
+): Promise<AppendResult[] | number> {
+  return storeMany<number>(db, store, appends, (planned, locked, error) => {
+    const refused = refusedAggregate(error);
+    if (refused !== undefined) return planned.indexOf(locked[refused - 1]);
+    const duplicate = duplicateIdOf(error, store);
+    const holder = planned.findIndex((p) => p.ids.includes(duplicate!));
+    if (holder >= 0) return holder;
+    throw regressionOf(error) ?? error;
+  });
+}
+
+/** The statement of {@linkcode appendMany}; a refusal goes to `refused`. */
+async function storeMany<Refused>(
+  db: Db,
+  store: AppendContext,
+  appends: readonly ValidAppend[],
+  refused: (planned: Planned[], locked: Planned[], error: unknown) => Promise<Refused> | Refused,
+): Promise<AppendResult[] | Refused> {
   const planned: Planned[] = appends.map((append) => ({ ...append, ...eventIds(append.events) }));
   const locked = lockOrder(planned);
   const types = [...new Set(planned.map((p) => p.events[0].aggregateType))];
@@ -360,7 +400,7 @@ export async function appendMany(
     for (const type of notifyTypes) {
       await notifyInTransaction(db, store, type).catch(() => {});
     }
-    return await explainManyRefusal(db, store, planned, locked, error);
+    return await refused(planned, locked, error);
   }
   if (!joined) { for (const type of types) wakeUpAfterCommit(db, store, type); }
 

@@ -19,6 +19,7 @@ export {
   type AppendOptions,
   DEFAULT_NOTIFY_CHANNEL,
   PostgresStore,
+  type CoalesceOptions,
   type PostgresStoreConfig,
   type ReadEventsOptions,
   type ReadStreamOptions,

@@ -29,6 +29,9 @@ import {
   validateStreamOptions,
 } from "../es/validate.ts";
 import { append, type AppendContext, appendMany } from "./append.ts";
+import { type CoalesceLimits, Coalescer } from "./coalesce.ts";
+import { inTransaction } from "./driver.ts";
+import { ValidationError } from "../es/errors.ts";
 import { type HorizonReport, inspectHorizon } from "./horizon.ts";
 import type { Db } from "./db.ts";
 import { requireClient, table } from "./db.ts";
@@ -60,6 +63,31 @@ export interface PostgresStoreConfig extends TableNames {
    * once; `false` turns it off. Default `pupsourcing_events`.
    */
   notifyChannel?: string | false;
+  /**
+   * Coalesce concurrent appends on a pool: while every connection carries
+   * an append, later ones queue and go together as one statement when a
+   * connection frees, each caller keeping its own outcome (a conflict, a
+   * duplicate or an exact retry touches only its append). A lone append
+   * goes at once. Appends in a caller's transaction (`sql.begin`) or on a
+   * reserved connection are never coalesced. `maxEvents` caps the events
+   * of one statement (default 1000). Default: off.
+   */
+  coalesce?: boolean | CoalesceOptions;
+}
+
+/**
+ * Options of {@linkcode PostgresStoreConfig.coalesce}.
+ *
+ * @example
+ * ```ts
+ * import type { CoalesceOptions } from "@getpup/pupsourcing/postgres";
+ *
+ * const coalesce: CoalesceOptions = { maxEvents: 500 };
+ * ```
+ */
+export interface CoalesceOptions {
+  /** The most events one coalesced statement carries; default 1000. */
+  maxEvents?: number;
 }
 
 export type { AppendOptions, ReadEventsOptions, ReadStreamOptions };
@@ -76,7 +104,11 @@ const CONFIG_KEYS: readonly (keyof PostgresStoreConfig)[] = [
   "parkedEventsTable",
   "logger",
   "notifyChannel",
+  "coalesce",
 ];
+
+/** The events one coalesced statement carries at most, by default. */
+const DEFAULT_COALESCE_EVENTS = 1000;
 
 /** The channel appends NOTIFY unless configured otherwise. */
 export const DEFAULT_NOTIFY_CHANNEL = "pupsourcing_events";
@@ -110,6 +142,10 @@ export class PostgresStore implements EventStore<Db> {
   readonly logger: Logger | undefined;
   /** What the appends need of this store. */
   readonly #context: AppendContext;
+  /** How appends on a pool are coalesced, or `undefined` when they are not. */
+  readonly #coalesce: CoalesceLimits | undefined;
+  /** The queue of coalesced appends of each pool. */
+  readonly #coalescers = new WeakMap<Db, Coalescer>();
 
   /**
    * Validates the configuration.
@@ -130,6 +166,7 @@ export class PostgresStore implements EventStore<Db> {
       notifyChannel: this.notifyChannel,
       logger: this.logger,
     });
+    this.#coalesce = coalesceLimits(config.coalesce);
   }
 
   /**
@@ -158,6 +195,13 @@ export class PostgresStore implements EventStore<Db> {
     const expected = validateAppendOptions(options);
     requireClient("db", db);
     try {
+      if (this.#coalesce && isPool(db)) {
+        let coalescer = this.#coalescers.get(db);
+        if (!coalescer) {
+          this.#coalescers.set(db, coalescer = new Coalescer(db, this.#context, this.#coalesce));
+        }
+        return await coalescer.append(events, expected);
+      }
       return await append(db, this.#context, events, expected);
     } catch (error) {
       throw missingTable(error, this.tables);
@@ -323,4 +367,28 @@ export class PostgresStore implements EventStore<Db> {
       throw missingTable(error, this.tables);
     });
   }
+}
+
+/** The validated `coalesce` option. */
+function coalesceLimits(option: unknown): CoalesceLimits | undefined {
+  if (option === undefined || option === false) return undefined;
+  if (option === true) return { maxEvents: DEFAULT_COALESCE_EVENTS };
+  const { maxEvents = DEFAULT_COALESCE_EVENTS } = checkOptions<CoalesceOptions>(
+    "coalesce",
+    option as CoalesceOptions,
+    ["maxEvents"],
+  );
+  if (!Number.isSafeInteger(maxEvents) || maxEvents < 1) {
+    throw new ValidationError(
+      "coalesce.maxEvents",
+      "a whole number of events >= 1 (or no coalesce option)",
+      String(maxEvents),
+    );
+  }
+  return { maxEvents };
+}
+
+/** Whether `db` is a pool: not a caller's transaction, not a reserved connection. */
+function isPool(db: Db): boolean {
+  return !inTransaction(db) && !("release" in db);
 }
