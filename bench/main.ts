@@ -21,7 +21,7 @@ import { config } from "./config.ts";
 import { openBenchDb } from "./db.ts";
 import { markdownPage, type RunInfo, table } from "./report.ts";
 import type { WorkloadResult } from "./result.ts";
-import { w1, w2 } from "./workloads/append_single.ts";
+import { w1, w1Coalesced, w2 } from "./workloads/append_single.ts";
 import { FINDINGS } from "./findings.ts";
 import { chart } from "./chart.ts";
 import { w3Bulk, w3Multi } from "./workloads/append_bulk.ts";
@@ -70,6 +70,8 @@ try {
   await step("W2", () => w2(db, cfg));
   await step("W3a", () => w3Bulk(db, cfg));
   await step("W3b", () => w3Multi(db, cfg));
+  await step("W1c-64", async () => pgbenchW1(db, cfg, 8, await w1Coalesced(db, cfg, 64, 8)));
+  await step("W1c-1", () => w1Coalesced(db, cfg, 1, 1));
   for (const variant of VARIANTS) {
     await step(`W1-1${variant.suffix}`, () => w1(db, cfg, 1, variant));
     await step(`W1-8${variant.suffix}`, () => w1(db, cfg, 8, variant));

@@ -113,3 +113,40 @@ export async function w2(
     [{ variant: "pupsourcing", against: "ceiling", min: 0.9 }],
   );
 }
+
+/**
+ * W1c: W1 with many callers on a small pool (`callers` concurrent appends
+ * on `pool` connections), with and without append coalescing.
+ */
+export async function w1Coalesced(
+  db: BenchDb,
+  config: Config,
+  callers: number,
+  pool: number,
+): Promise<WorkloadResult> {
+  const sql = await db.client(pool);
+  const coalesced = await db.freshStore({ coalesce: true });
+  const store = await db.freshStore();
+  const hand = await db.freshStore();
+  const run = runner(db, config, BASELINE, callers);
+  const one = () => eventsFor(crypto.randomUUID(), 1);
+  const samples = await interleaveSlices(config.reps, config.slices, {
+    "pupsourcing, coalesce: true": run(
+      coalesced,
+      () => coalesced.append(sql, one(), { expectedVersion: "no_stream" }),
+    ),
+    "pupsourcing": run(store, () => store.append(sql, one(), { expectedVersion: "no_stream" })),
+    "hand-written statement": run(hand, () => appendNew(sql, hand, one()[0])),
+  });
+  return result(
+    `W1c-${callers}`,
+    `one-event appends to new aggregates, ${callers} caller${
+      callers > 1 ? "s" : ""
+    } on a pool of ${pool}`,
+    samples,
+    { "pupsourcing, coalesce: true": "ours", "hand-written statement": "ceiling" },
+    callers > pool
+      ? [{ variant: "pupsourcing, coalesce: true", against: "pupsourcing", min: 3 }]
+      : [{ variant: "pupsourcing, coalesce: true", against: "pupsourcing", min: 0.95 }],
+  );
+}

@@ -70,7 +70,14 @@ export interface PostgresStoreConfig extends TableNames {
    * duplicate or an exact retry touches only its append). A lone append
    * goes at once. Appends in a caller's transaction (`sql.begin`) or on a
    * reserved connection are never coalesced. `maxEvents` caps the events
-   * of one statement (default 1000). Default: off.
+   * of one statement (default 1000).
+   *
+   * Default: on. It costs nothing until more appends are in flight than
+   * the pool has connections (a lone append is sent at once, alone: 1.00
+   * of the uncoalesced throughput at one caller), and beyond that it
+   * multiplies throughput and cuts the tail: 64 callers on a pool of 8,
+   * 2.3 times the appends per second and about half the p99 (bench W1c,
+   * docs/benchmarks.md). `false` sends every append as its own statement.
    */
   coalesce?: boolean | CoalesceOptions;
 }
@@ -371,8 +378,8 @@ export class PostgresStore implements EventStore<Db> {
 
 /** The validated `coalesce` option. */
 function coalesceLimits(option: unknown): CoalesceLimits | undefined {
-  if (option === undefined || option === false) return undefined;
-  if (option === true) return { maxEvents: DEFAULT_COALESCE_EVENTS };
+  if (option === false) return undefined;
+  if (option === undefined || option === true) return { maxEvents: DEFAULT_COALESCE_EVENTS };
   const { maxEvents = DEFAULT_COALESCE_EVENTS } = checkOptions<CoalesceOptions>(
     "coalesce",
     option as CoalesceOptions,
