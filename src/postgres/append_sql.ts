@@ -37,7 +37,7 @@
  */
 
 import type { Event } from "../es/event.ts";
-import { byteaHex } from "./db.ts";
+import { Buffer } from "node:buffer";
 import { EVENT_TABLE_COLUMNS } from "./schema.ts";
 import { offsetSql, orderKeySql, regressionGuardSql } from "./order.ts";
 import { quote, type ResolvedTables } from "./tables.ts";
@@ -174,7 +174,7 @@ export function eventValue(name: EventColumnName, event: Event, eventId: string)
     case "eventType":
       return event.eventType;
     case "payload":
-      return byteaHex(event.payload);
+      return base64(event.payload);
     case "eventVersion":
       return String(event.eventVersion ?? 1);
     case "metadata":
@@ -206,8 +206,10 @@ function build(tables: ResolvedTables, shape: AppendShape): AppendStatement {
   // For several events, `e` is their arrays unnested, numbered by `ord`;
   // one event's values are the select list itself.
   const value = (c: EventColumn) =>
-    shape.single ? `${$(c.name)}::text${c.type === "text" ? "" : `::${c.type}`}` : `e.${c.column}`;
-  const values = columns.map((c) => withDefault(c, value(c)));
+    shape.single
+      ? `${$(c.name)}::text${sentAs(c) === "text" ? "" : `::${sentAs(c)}`}`
+      : `e.${c.column}`;
+  const values = columns.map((c) => columnValue(c, value(c)));
   const insert = `insert into ${events} (transaction_id, aggregate_type, aggregate_id,
       aggregate_version, aggregate_id_hash, ${columns.map((c) => c.column).join(", ")})
     select head.last_transaction_id, head.aggregate_type, head.aggregate_id,
@@ -226,9 +228,30 @@ function build(tables: ResolvedTables, shape: AppendShape): AppendStatement {
   return template(text);
 }
 
-/** A column's value, or its default where the caller leaves it null. */
-function withDefault(column: ParameterColumn<string>, value: string): string {
+/**
+ * A column's value from its parameter: the payload decoded from base64,
+ * `created_at` defaulted where the caller leaves it null.
+ */
+function columnValue(column: ParameterColumn<string>, value: string): string {
+  if (column.column === "payload") return `decode(${value}, 'base64')`;
   return column.column === "created_at" ? `coalesce(${value}, now())` : value;
+}
+
+/**
+ * The type a column's parameter is cast to: its own, but text for the
+ * payload, which travels as base64. As bytea's hex input it took twice
+ * its size and, inside an array literal, an escaped backslash; base64 is
+ * a third larger than the bytes, needs no escaping and is encoded
+ * natively by every runtime (a 1000-event append: the same client CPU
+ * under Node, up to a fifth less under Deno, a third fewer bytes sent).
+ */
+function sentAs(column: ParameterColumn<string>): string {
+  return column.column === "payload" ? "text" : column.type;
+}
+
+/** `bytes` in base64. */
+function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
 }
 
 /**
@@ -314,7 +337,7 @@ function movedHead(by: string, key: string): string {
  * when the statement runs, as in the generic plan.
  */
 function unnest<Name extends string>(columns: ParameterColumn<Name>[]): string {
-  const arrays = columns.map((c) => `(select ${placeholder(c.name)}::text::${c.type}[])`);
+  const arrays = columns.map((c) => `(select ${placeholder(c.name)}::text::${sentAs(c)}[])`);
   return `unnest(${arrays.join(", ")})
     with ordinality as e(${columns.map((c) => c.column).join(", ")}, ord)`;
 }
@@ -435,7 +458,7 @@ function buildMany(tables: ResolvedTables, shape: AppendManyShape): AppendManySt
         aggregate_id_hash, ${columns.map((c) => c.column).join(", ")})
       select p.transaction_id[e.aggregate], p.aggregate_type[e.aggregate],
         p.aggregate_id[e.aggregate], p.from_version[e.aggregate] + e.offset_in_aggregate,
-        p.hash[e.aggregate], ${columns.map((c) => withDefault(c, `e.${c.column}`)).join(", ")}
+        p.hash[e.aggregate], ${columns.map((c) => columnValue(c, `e.${c.column}`)).join(", ")}
       from placed p, ${unnest<string>([...PLACE, ...columns])}
       order by e.ord
       returning global_position

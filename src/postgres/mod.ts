@@ -17,9 +17,9 @@
 
 export {
   type AppendOptions,
+  type CoalesceOptions,
   DEFAULT_NOTIFY_CHANNEL,
   PostgresStore,
-  type CoalesceOptions,
   type PostgresStoreConfig,
   type ReadEventsOptions,
   type ReadStreamOptions,
