@@ -124,7 +124,8 @@ this machine; "before" is the first run of this benchmark):
    metadata and trace ids against ceilings that write the same. One limit
    stays: a table analyzed while empty has no pages, every scan of it costs
    nothing, and PostgreSQL plans the log guard's one-row index probe as a
-   scan of it until the next ANALYZE (autovacuum's, after some 50 rows).
+   scan of it until the next ANALYZE (autovacuum's, after some 50 rows);
+   a session runs that probe at most once a second (src/postgres/order.ts).
 13. **Appends coalesced on a pool.** Each statement costs a parse, a plan, a
    round trip and a commit whatever it carries. With 64 callers on a pool
    of 8, one statement per append ran 1,179 events/s, p99 120 ms; with
