@@ -230,10 +230,15 @@ describe("append coalescing", () => {
     };
     const releaseFirst = await hold(["h-1"]);
     const releaseSecond = await hold(["h-2", "h-3"]);
-    const waiting = async (pattern: string) => {
+    // Backends waiting on a lock, with statements started after `since`.
+    // (Not told apart by their text: pg_stat_activity keeps only its first
+    // kilobyte; nor by backend: the shared statement runs on a connection
+    // that a lone append used before.)
+    const waiting = async (since = "-infinity") => {
       const rows = await db.sql`
         select pid from pg_stat_activity
-        where wait_event_type = 'Lock' and query like ${pattern} and pid <> pg_backend_pid()`;
+        where wait_event_type = 'Lock' and pid <> pg_backend_pid()
+          and query_start > ${since}::text::timestamptz`;
       return rows.map((r) => r.pid as number);
     };
     const appends = [
@@ -250,12 +255,13 @@ describe("append coalescing", () => {
     );
     await waitUntil(
       "the two lone appends to wait on the heads",
-      async () => (await waiting("%")).length === 2,
+      async () => (await waiting()).length === 2,
     );
     await releaseFirst();
+    const [{ released }] = await db.sql`select clock_timestamp()::text as released`;
     let shared: number[] = [];
     await waitUntil("the coalesced statement to wait on h-3", async () => {
-      shared = await waiting("%unnest%");
+      shared = await waiting(released);
       return shared.length === 1;
     });
     await db.sql`select pg_terminate_backend(${shared[0]})`;
@@ -284,6 +290,54 @@ describe("append coalescing", () => {
       outcomes.filter((o) => o.status === "fulfilled").length >= appends.length - 2,
       `the killed statement's appends were retried: ${outcomes.map((o) => o.status)}`,
     );
+  });
+
+  it("an append aborted while it waits is dropped; one aborted once sent gets its outcome", async () => {
+    const pool = db.client({ max: 1 });
+    const store = await db.freshStore();
+    await store.append(db.sql, [event("h-1")]);
+    const aborted = (reason: unknown) => (e: unknown) => e === reason;
+    // Aborted before the call: refused at once, coalesced or not.
+    const early = new AbortController();
+    early.abort(new Error("too late"));
+    for (const each of [store, await db.freshStore({ coalesce: false })]) {
+      await assert.rejects(
+        each.append(pool, [event("x-0")], { signal: early.signal }),
+        aborted(early.signal.reason),
+      );
+    }
+    // Aborted once sent (an idle store sends at once): stored all the same.
+    const late = new AbortController();
+    const sent = store.append(pool, [event("x-1")], { signal: late.signal });
+    late.abort();
+    assert.equal((await within(sent, 10_000, "the sent append")).toVersion, 1n);
+    // Aborted while it waits behind an append that holds the one connection.
+    const locked = gate();
+    const release = gate();
+    const holding = db.client({ max: 1 }).begin(async (tx) => {
+      await tx`select from ${
+        tx(store.tables.aggregateHeads)
+      } where aggregate_id = 'h-1' for update`;
+      locked.open();
+      await release.promise;
+    });
+    await within(locked.promise, 10_000, "h-1 to be locked");
+    const blocked = store.append(pool, [event("h-1")]);
+    const queued = new AbortController();
+    const dropped = store.append(pool, [event("x-2")], { signal: queued.signal });
+    const kept = store.append(pool, [event("x-3")]);
+    queued.abort(new Error("gave up"));
+    await assert.rejects(
+      within(dropped, 10_000, "the dropped append"),
+      aborted(queued.signal.reason),
+    );
+    release.open();
+    await within(holding, 10_000, "the holder to commit");
+    assert.equal((await within(blocked, 10_000, "the blocked append")).toVersion, 2n);
+    assert.equal((await within(kept, 10_000, "the kept append")).toVersion, 1n);
+    const ids = await db.sql`
+      select distinct aggregate_id as id from ${db.sql(store.tables.events)} order by 1`;
+    assert.deepEqual(ids.map((r) => r.id), ["h-1", "x-1", "x-3"]);
   });
 
   it("refuses a bad coalesce option before any SQL", () => {

@@ -55,6 +55,8 @@ interface Waiting {
   readonly key: string;
   readonly resolve: (result: AppendResult) => void;
   readonly reject: (error: unknown) => void;
+  /** Stops listening to the caller's signal: once the append is sent. */
+  readonly sent: () => void;
 }
 
 /**
@@ -86,21 +88,40 @@ export class Coalescer {
     this.#slots = typeof max === "number" && max >= 1 ? max : 10;
   }
 
-  /** Appends validated events to one aggregate; resolves after the commit that holds them. */
-  append(events: readonly Event[], expected: ExpectedVersion): Promise<AppendResult> {
+  /**
+   * Appends validated events to one aggregate; resolves after the commit
+   * that holds them. An abort of `signal` while the append waits in the
+   * queue drops it (it rejects with the signal's reason); once it is sent,
+   * its outcome arrives.
+   */
+  append(
+    events: readonly Event[],
+    expected: ExpectedVersion,
+    signal?: AbortSignal,
+  ): Promise<AppendResult> {
     const withIds = events.map((event) =>
       event.eventId === undefined ? { ...event, eventId: uuidv7() } : event
     );
     const { aggregateType, aggregateId } = events[0];
     return new Promise<AppendResult>((resolve, reject) => {
-      this.#queue.push({
+      if (signal?.aborted) return reject(signal.reason);
+      const drop = () => {
+        const at = this.#queue.indexOf(waiting);
+        if (at < 0) return;
+        this.#queue.splice(at, 1);
+        reject(signal!.reason);
+      };
+      const waiting: Waiting = {
         events,
         append: { events: withIds, expected },
         ids: withIds.map((event) => event.eventId!.toLowerCase()),
         key: `${aggregateType.length}:${aggregateType} ${aggregateId}`,
         resolve,
         reject,
-      });
+        sent: () => signal?.removeEventListener("abort", drop),
+      };
+      signal?.addEventListener("abort", drop, { once: true });
+      this.#queue.push(waiting);
       this.#drain();
     });
   }
@@ -109,6 +130,7 @@ export class Coalescer {
   #drain(): void {
     while (this.#inFlight < this.#slots && this.#queue.length > 0) {
       const batch = this.#take();
+      for (const waiting of batch) waiting.sent();
       this.#inFlight++;
       void this.#send(batch).finally(() => {
         this.#inFlight--;

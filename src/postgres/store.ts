@@ -199,7 +199,7 @@ export class PostgresStore implements EventStore<Db> {
     options: AppendOptions = {},
   ): Promise<AppendResult> {
     validateEvents(events);
-    const expected = validateAppendOptions(options);
+    const { expected, signal } = validateAppendOptions(options);
     requireClient("db", db);
     try {
       if (this.#coalesce && isPool(db)) {
@@ -207,8 +207,9 @@ export class PostgresStore implements EventStore<Db> {
         if (!coalescer) {
           this.#coalescers.set(db, coalescer = new Coalescer(db, this.#context, this.#coalesce));
         }
-        return await coalescer.append(events, expected);
+        return await coalescer.append(events, expected, signal);
       }
+      signal?.throwIfAborted();
       return await append(db, this.#context, events, expected);
     } catch (error) {
       throw missingTable(error, this.tables);
