@@ -50,13 +50,30 @@ export function payloadOf(value: unknown, base64: boolean): Uint8Array {
   return base64 ? Buffer.from(value as string, "base64") : value as Uint8Array;
 }
 
+/** Whether an event carries metadata and the trace ids: then the ceilings write them too. */
+function traced(event: Event): boolean {
+  return event.metadata != null || event.traceId != null;
+}
+
+/** The columns of the trace fields, after the required ones. */
+const TRACE_COLUMNS = ", metadata, trace_id, correlation_id, causation_id";
+
+/** An event's id: the caller's, or a new UUIDv7 as the store would choose. */
+const idOf = (event: Event) => event.eventId ?? uuidv7();
+
 /** The event insert both hand-written appends end with, numbered by the `head` CTE. */
 function insertAfterHead(sql: Sql, store: PostgresStore, event: Event) {
+  const trace = traced(event)
+    ? sql`, ${JSON.stringify(event.metadata)}::jsonb, ${event.traceId ?? null},
+      ${event.correlationId ?? null}, ${event.causationId ?? null}`
+    : sql``;
   return sql`
     insert into ${sql(store.tables.events)} (aggregate_type, aggregate_id, aggregate_version,
-      aggregate_id_hash, event_id, event_type, payload)
+      aggregate_id_hash, event_id, event_type, payload${
+    sql.unsafe(traced(event) ? TRACE_COLUMNS : "")
+  })
     select ${event.aggregateType}, ${event.aggregateId}, head.aggregate_version,
-      ${fnv1a32(event.aggregateId)}, ${uuidv7()}, ${event.eventType}, ${event.payload}
+      ${fnv1a32(event.aggregateId)}, ${idOf(event)}, ${event.eventType}, ${event.payload}${trace}
     from head
     returning global_position, transaction_id, created_at`;
 }
@@ -111,6 +128,13 @@ export function appendUnnest(sql: Sql, store: PostgresStore, batch: Event[]): Pr
     return v;
   });
   const type = batch[0].aggregateType;
+  const text = (pick: (e: Event) => string | null | undefined) =>
+    sql.array(batch.map((e) => pick(e) ?? null) as string[], 25);
+  const trace = traced(batch[0])
+    ? sql`, ${text((e) => JSON.stringify(e.metadata))}::jsonb[], ${text((e) => e.traceId)}::text[],
+      ${text((e) => e.correlationId)}::text[], ${text((e) => e.causationId)}::text[]`
+    : sql``;
+  const traceColumns = sql.unsafe(traced(batch[0]) ? TRACE_COLUMNS : "");
   return sql`
     with head as (
       insert into ${sql(aggregateHeads)} (aggregate_type, aggregate_id, aggregate_version)
@@ -119,16 +143,14 @@ export function appendUnnest(sql: Sql, store: PostgresStore, batch: Event[]): Pr
       on conflict do nothing
       returning aggregate_id)
     insert into ${sql(events)} (aggregate_type, aggregate_id, aggregate_version,
-      aggregate_id_hash, event_id, event_type, payload)
-    select ${type}, e.id, e.v, e.hash, e.event_id, e.type, e.payload
+      aggregate_id_hash, event_id, event_type, payload${traceColumns})
+    select ${type}, e.*
     from unnest(${sql.array(batch.map((e) => e.aggregateId), 25)}::text[],
       ${sql.array(versions, 20)}::int8[],
       ${sql.array(batch.map((e) => fnv1a32(e.aggregateId)), 20)}::int8[],
-      ${sql.array(batch.map(() => uuidv7()), 25)}::uuid[],
+      ${sql.array(batch.map(idOf), 25)}::uuid[],
       ${sql.array(batch.map((e) => e.eventType), 25)}::text[],
-      ${
-    sql.array(batch.map((e) => e.payload), 17)
-  }::bytea[]) as e(id, v, hash, event_id, type, payload)
+      ${sql.array(batch.map((e) => e.payload), 17)}::bytea[]${trace}) as e(id)
     where e.id in (select aggregate_id from head)
     returning global_position
   `.values();
@@ -136,6 +158,10 @@ export function appendUnnest(sql: Sql, store: PostgresStore, batch: Event[]): Pr
 
 function copyField(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n");
+}
+
+function copyNullable(value: string | null | undefined): string {
+  return value == null ? "\\N" : copyField(value);
 }
 
 const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
@@ -173,13 +199,20 @@ export function appendCopy(
     for (const e of batch) {
       const v = (version.get(e.aggregateId) ?? 0) + 1;
       version.set(e.aggregateId, v);
-      text += `${copyField(type)}\t${copyField(e.aggregateId)}\t${v}\t${
-        fnv1a32(e.aggregateId)
-      }\t${uuidv7()}\t${copyField(e.eventType)}\t${byteaText(e.payload)}\n`;
+      text += `${copyField(type)}\t${copyField(e.aggregateId)}\t${v}\t${fnv1a32(e.aggregateId)}\t${
+        idOf(e)
+      }\t${copyField(e.eventType)}\t${byteaText(e.payload)}${
+        traced(e)
+          ? `\t${copyField(JSON.stringify(e.metadata))}\t${copyNullable(e.traceId)}\t${
+            copyNullable(e.correlationId)
+          }\t${copyNullable(e.causationId)}`
+          : ""
+      }\n`;
     }
     const writable = await tx`
       copy ${tx(events)} (aggregate_type, aggregate_id, aggregate_version, aggregate_id_hash,
-        event_id, event_type, payload) from stdin`.writable();
+        event_id, event_type, payload${tx.unsafe(traced(batch[0]) ? TRACE_COLUMNS : "")})
+      from stdin`.writable();
     await new Promise<void>((resolve, reject) => {
       writable.on("error", reject);
       writable.end(text, () => resolve());

@@ -41,6 +41,8 @@ export interface BenchDb {
   client(max: number, options?: { noDelay?: boolean }): Promise<postgres.Sql>;
   /** A store on a new schema with the migration applied. */
   freshStore(config?: Omit<PostgresStoreConfig, "schema">): Promise<PostgresStore>;
+  /** Empties a store's events and heads (TRUNCATE): young tables again. */
+  empty(store: PostgresStore): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -86,6 +88,10 @@ export async function openBenchDb(): Promise<BenchDb> {
       const store = new PostgresStore({ schema: `bench_${schemas++}`, ...config });
       await migrate(admin, { store });
       return store;
+    },
+    async empty(store) {
+      const { events, aggregateHeads } = store.tables;
+      await admin`truncate ${admin(events)}, ${admin(aggregateHeads)}`;
     },
     async close() {
       await Promise.all(clients.map((c) => c.end({ timeout: 5 })));

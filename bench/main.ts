@@ -1,13 +1,18 @@
 /**
- * The benchmark: `deno task bench [--quick] [--only W1,W3]`. Starts its own
+ * The benchmark: `deno task bench [--quick] [--only W1,W3] [--runtime node]`. Starts its own
  * PostgreSQL with durable settings (or uses DATABASE_URL), runs every
  * workload against our code and the hand-written ceiling in the same run,
  * prints a markdown table, writes the JSON to .bench-results/ and, on a
  * full run, docs/benchmarks.md and docs/benchmarks.svg.
  *
+ * The same module runs under Node on the npm build: `--runtime node`
+ * builds the package, stages bench/ on it and runs it with node
+ * (scripts/bench_node.ts).
+ *
  * @module
  */
 
+import { execFileSync } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import process from "node:process";
@@ -16,7 +21,7 @@ import { config } from "./config.ts";
 import { openBenchDb } from "./db.ts";
 import { markdownPage, type RunInfo, table } from "./report.ts";
 import type { WorkloadResult } from "./result.ts";
-import { w1, w2 } from "./workloads/append_single.ts";
+import { w1, w1Coalesced, w2 } from "./workloads/append_single.ts";
 import { FINDINGS } from "./findings.ts";
 import { chart } from "./chart.ts";
 import { w3Bulk, w3Multi } from "./workloads/append_bulk.ts";
@@ -27,6 +32,7 @@ import { w8 } from "./workloads/group.ts";
 import { w6 } from "./workloads/wakeup.ts";
 import { pgbenchW1 } from "./workloads/pgbench.ts";
 import { w7 } from "./workloads/command.ts";
+import { VARIANTS } from "./workloads/variant.ts";
 
 const { values: flags } = parseArgs({
   args: process.argv.slice(2),
@@ -34,8 +40,16 @@ const { values: flags } = parseArgs({
     quick: { type: "boolean", default: false },
     only: { type: "string" },
     docs: { type: "boolean" },
+    runtime: { type: "string" },
   },
 });
+if (flags.runtime !== undefined && flags.runtime !== runtimeName()) {
+  if (flags.runtime !== "node") throw new Error(`--runtime: expected node, got ${flags.runtime}`);
+  // Named by URL: the copy of this module that runs under Node has no scripts/.
+  const script = new URL("../scripts/bench_node.ts", import.meta.url).href;
+  const { benchOnNode } = await import(script) as typeof import("../scripts/bench_node.ts");
+  process.exit(await benchOnNode(process.argv.slice(2)));
+}
 const cfg = config(flags.quick!);
 const only = flags.only?.split(",").map((s) => s.trim().toUpperCase());
 const wanted = (id: string) => !only || only.some((o) => id.toUpperCase().startsWith(o));
@@ -57,6 +71,15 @@ try {
   await step("W2", () => w2(db, cfg));
   await step("W3a", () => w3Bulk(db, cfg));
   await step("W3b", () => w3Multi(db, cfg));
+  await step("W1c-64", async () => pgbenchW1(db, cfg, 8, await w1Coalesced(db, cfg, 64, 8)));
+  await step("W1c-1", () => w1Coalesced(db, cfg, 1, 1));
+  for (const variant of VARIANTS) {
+    await step(`W1-1${variant.suffix}`, () => w1(db, cfg, 1, variant));
+    await step(`W1-8${variant.suffix}`, () => w1(db, cfg, 8, variant));
+    await step(`W2${variant.suffix}`, () => w2(db, cfg, variant));
+    await step(`W3a${variant.suffix}`, () => w3Bulk(db, cfg, variant));
+    await step(`W3b${variant.suffix}`, () => w3Multi(db, cfg, variant));
+  }
   if (["W4", "W5", "W8"].some(wanted)) {
     log(`loading ${cfg.fixtureAggregates * cfg.fixtureVersions} events ...`);
     const fixture = await loadFixture(db, cfg);
@@ -79,7 +102,7 @@ const info: RunInfo = {
   machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${
     Math.round(os.totalmem() / 2 ** 30)
   } GiB RAM, ${os.type()} ${os.release()}, load average ${os.loadavg()[0].toFixed(1)} at the end`,
-  runtime: `Deno ${Deno.version.deno} (V8 ${Deno.version.v8})`,
+  runtime: runtimeDescription(),
   server: { ...db.settings, embedded: String(db.server.embedded) },
   client: "postgres.js 3.4.9, default options (no TCP_NODELAY) unless a variant says otherwise",
 };
@@ -90,13 +113,24 @@ await writeFile(
   `.bench-results/${stamp}${cfg.quick ? "-quick" : ""}.json`,
   JSON.stringify({ info, results }, null, 2),
 );
-if ((!cfg.quick && !only) || flags.docs) {
+if (((!cfg.quick && !only) || flags.docs) && runtimeName() === "deno") {
   await mkdir("docs", { recursive: true });
   await writeFile("docs/benchmarks.md", markdownPage(info, results, FINDINGS));
   await writeFile("docs/benchmarks.svg", chart(results));
   // The repository's `deno fmt --check` covers markdown and SVG: format both as it would.
-  await new Deno.Command(Deno.execPath(), {
-    args: ["fmt", "-q", "docs/benchmarks.md", "docs/benchmarks.svg"],
-  }).output();
+  execFileSync(process.execPath, ["fmt", "-q", "docs/benchmarks.md", "docs/benchmarks.svg"]);
   log("wrote docs/benchmarks.md and docs/benchmarks.svg");
+}
+
+/** The runtime this module runs on. */
+function runtimeName(): "deno" | "node" | "bun" {
+  return process.versions.bun ? "bun" : "deno" in process.versions ? "deno" : "node";
+}
+
+/** The runtime and its JavaScript engine, for the report. */
+function runtimeDescription(): string {
+  const v = process.versions as Record<string, string | undefined>;
+  const name = runtimeName();
+  const version = name === "node" ? process.version : `${v[name]}`;
+  return `${name[0].toUpperCase()}${name.slice(1)} ${version} (V8 ${v.v8 ?? "–"})`;
 }

@@ -232,27 +232,28 @@ const RELATIVE_URL = /new URL\((["'])(\.{1,2}\/[^"'\n]*)\1,\s*import\.meta\.url\
  *
  * Fails when a rewritten import names no file of the package, or when any
  * relative import of a staged test still leaves `tests/` for anything but
- * the package: no test may run on the sources by mistake.
+ * the package: no test may run on the sources by mistake. `folder` stages
+ * another folder the same way (`bench`).
  */
-export async function stageSuiteOnPackage(stage: string): Promise<void> {
+export async function stageSuiteOnPackage(stage: string, folder = "tests"): Promise<void> {
   if (!(await exists(join(NPM_DIR, "package.json")))) {
     throw new Error(`expected a built package in ${NPM_DIR}: run deno task build:npm first`);
   }
   await rm(stage, { recursive: true, force: true });
   await cp(NPM_DIR, stage, { recursive: true });
-  await cp(join(ROOT, "tests"), join(stage, "tests"), { recursive: true });
+  await cp(join(ROOT, folder), join(stage, folder), { recursive: true });
   const problems: string[] = [];
   let rewritten = 0;
-  for (const file of await listFiles(join(stage, "tests"))) {
+  for (const file of await listFiles(join(stage, folder))) {
     if (!file.endsWith(".ts")) continue;
-    const staged = join(stage, "tests", file);
-    const original = join(ROOT, "tests", file);
+    const staged = join(stage, folder, file);
+    const original = join(ROOT, folder, file);
     const text = await readFile(staged, "utf8");
     const out = text.replace(
       RELATIVE_URL,
       (match: string, _quote: string, path: string) => {
         const target = resolve(dirname(original), path);
-        if (target.startsWith(join(ROOT, "tests") + "/")) return match;
+        if (target.startsWith(join(ROOT, folder) + "/")) return match;
         const href = pathToFileURL(target).href + (path.endsWith("/") ? "/" : "");
         return `new URL(${JSON.stringify(href)})`;
       },
@@ -266,7 +267,7 @@ export async function stageSuiteOnPackage(stage: string): Promise<void> {
           rewritten++;
           return `${head}${quote}${specifier.slice(0, -3)}.js${quote}`;
         }
-        if (!target.startsWith(join(ROOT, "tests") + "/")) {
+        if (!target.startsWith(join(ROOT, folder) + "/")) {
           problems.push(`${file}: ${specifier} is neither the package nor a test file`);
         }
         return match;
@@ -274,18 +275,20 @@ export async function stageSuiteOnPackage(stage: string): Promise<void> {
     );
     await writeFile(staged, out);
   }
-  for (const file of await listFiles(join(stage, "tests"))) {
+  for (const file of await listFiles(join(stage, folder))) {
     if (!file.endsWith(".ts")) continue;
-    const text = await readFile(join(stage, "tests", file), "utf8");
+    const text = await readFile(join(stage, folder, file), "utf8");
     for (const [, , , specifier] of text.matchAll(RELATIVE_SPECIFIER)) {
-      const target = resolve(dirname(join(stage, "tests", file)), specifier);
+      const target = resolve(dirname(join(stage, folder, file)), specifier);
       if (!(await exists(target))) problems.push(`${file}: ${specifier} names no file in ${stage}`);
     }
   }
   if (problems.length > 0) {
     throw new Error(`cannot run the tests on the package:\n${problems.join("\n")}`);
   }
-  console.log(`staged tests/ on npm/ in ${relative(ROOT, stage)}: ${rewritten} imports rewritten`);
+  console.log(
+    `staged ${folder}/ on npm/ in ${relative(ROOT, stage)}: ${rewritten} imports rewritten`,
+  );
 }
 
 /** The compiler options every tsc run here starts from: ESM for Node 20 and Bun, strict. */

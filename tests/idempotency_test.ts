@@ -28,20 +28,30 @@ describe("idempotent appends", () => {
   const withId = (aggregateId: string, eventType: string): Event =>
     event(aggregateId, { eventType, eventId: uuidv7(), metadata: { b: 1, a: [eventType] } });
 
+  /**
+   * The rows of the store's tables. A stored event id is found by the
+   * unique constraint, after the insert took its positions: a retry or a
+   * duplicate leaves a gap in positions (as any rollback does), no row.
+   */
+  async function written(store: PostgresStore): Promise<{ events: number; heads: number }> {
+    const { events, heads } = await db.counts(store);
+    return { events, heads };
+  }
+
   /** Asserts that `attempt` throws DuplicateEventError for `eventId` and writes nothing. */
   async function assertDuplicate(
     store: PostgresStore,
     attempt: () => Promise<unknown>,
     eventId: string,
   ): Promise<DuplicateEventError> {
-    const before = await db.counts(store);
+    const before = await written(store);
     const error = await attempt().then(
       () => assert.fail("expected a DuplicateEventError"),
       (error) => error,
     );
     assert.ok(error instanceof DuplicateEventError, String(error));
     assert.equal(error.eventId, eventId);
-    assert.deepEqual(await db.counts(store), before);
+    assert.deepEqual(await written(store), before);
     return error;
   }
 
@@ -50,7 +60,7 @@ describe("idempotent appends", () => {
     const [e1, e2, e3] = [withId("o-1", "E1"), withId("o-1", "E2"), withId("o-1", "E3")];
     const first = await store.append(db.sql, [e1, e2], { expectedVersion: "no_stream" });
     const second = await store.append(db.sql, [e3], { expectedVersion: 2n });
-    const counts = await db.counts(store);
+    const counts = await written(store);
 
     assert.deepEqual(
       await store.append(db.sql, [e1, e2], { expectedVersion: "no_stream" }),
@@ -62,7 +72,7 @@ describe("idempotent appends", () => {
     // Ids are UUIDs: a retry that spells them in capitals is the same retry.
     const shouted = [e1, e2].map((e) => ({ ...e, eventId: e.eventId!.toUpperCase() }));
     assert.deepEqual(await store.append(db.sql, shouted, { expectedVersion: 0n }), first);
-    assert.deepEqual(await db.counts(store), counts);
+    assert.deepEqual(await written(store), counts);
     assert.deepEqual(first.globalPositions, [1n, 2n]);
     assert.deepEqual(second.globalPositions, [3n]);
   });
@@ -80,7 +90,7 @@ describe("idempotent appends", () => {
     const store = await db.freshStore();
     const [e1, e2] = [withId("o-1", "E1"), withId("o-1", "E2")];
     const { events: [stored1, stored2] } = await store.append(db.sql, [e1, e2]);
-    const counts = await db.counts(store);
+    const counts = await written(store);
 
     const tail = await store.append(db.sql, [e2], { expectedVersion: 1n });
     assert.deepEqual(tail, {
@@ -96,7 +106,37 @@ describe("idempotent appends", () => {
       fromVersion: 0n,
       toVersion: 1n,
     });
-    assert.deepEqual(await db.counts(store), counts);
+    assert.deepEqual(await written(store), counts);
+  });
+
+  it("in a caller's transaction, a retry or a duplicate writes nothing and leaves it usable", async () => {
+    // There a unique violation would abort the caller's transaction: the
+    // append skips the stored ids and undoes the rest of what it wrote.
+    const store = await db.freshStore();
+    const stored = [withId("o-1", "E1"), withId("o-1", "E2")];
+    const first = await store.append(db.sql, stored, { expectedVersion: "no_stream" });
+    const counts = await written(store);
+    const fresh = withId("o-1", "E3");
+    const later = await db.sql.begin(async (tx) => {
+      for (const expectedVersion of ["any", 0n, "no_stream"] as ExpectedVersion[]) {
+        assert.deepEqual(await store.append(tx, stored, { expectedVersion }), first);
+      }
+      // A stored id with a new one: on the same aggregate (its head moved,
+      // then back) and on a new one (its head created, then deleted).
+      for (const [aggregateId, expectedVersion] of [["o-1", "any"], ["o-2", "any"]] as const) {
+        const reused = { ...stored[1], aggregateId };
+        await assertDuplicate(
+          store,
+          () => store.append(tx, [withId(aggregateId, "E0"), reused], { expectedVersion }),
+          reused.eventId!,
+        );
+      }
+      return await store.append(tx, [fresh], { expectedVersion: 2n });
+    });
+    assert.deepEqual(await written(store), { events: counts.events + 1, heads: counts.heads });
+    assert.equal(later.toVersion, 3n);
+    const stream = await store.readAggregateStream(db.sql, "Order", "o-1");
+    assert.deepEqual(stream.events.map((e) => e.eventId), [...stored, fresh].map((e) => e.eventId));
   });
 
   it("refuses a partial overlap with a stored append", async () => {

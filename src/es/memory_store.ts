@@ -107,7 +107,8 @@ export class InMemoryStore implements EventStore<unknown>, SnapshotStore<unknown
   ): Promise<AppendResult> {
     try {
       validateEvents(events);
-      const expected = validateAppendOptions(options);
+      const { expected, signal } = validateAppendOptions(options);
+      signal?.throwIfAborted();
       const [result] = this.#appendAll([{ events, expected, ...eventIds(events) }]);
       return Promise.resolve(result);
     } catch (error) {

@@ -30,6 +30,13 @@ import type {
 export interface AppendOptions {
   /** What the aggregate's version must be; default `"any"`. */
   expectedVersion?: ExpectedVersion;
+  /**
+   * Gives the append up if it aborts before the append is sent to the
+   * database (a coalesced append waiting in its store's queue): the append
+   * then rejects with the signal's reason and stores nothing. Once sent,
+   * the append's outcome arrives whatever the signal does.
+   */
+  signal?: AbortSignal;
 }
 
 /**

@@ -28,10 +28,15 @@ export type Assigned = Pick<
 
 /** An appended event as stored: the caller's fields, their defaults, and what was assigned. */
 export function persistedEvent(event: Event, eventId: string, assigned: Assigned): PersistedEvent {
+  // Field by field, in the order a read decodes them (one object shape for
+  // both): a spread of `assigned` cost a 1000-event append under Node
+  // about 9 µs of client CPU per event, the top entry of its CPU profile.
   return {
-    ...assigned,
+    globalPosition: assigned.globalPosition,
+    transactionId: assigned.transactionId,
     aggregateType: event.aggregateType,
     aggregateId: event.aggregateId,
+    aggregateVersion: assigned.aggregateVersion,
     eventId,
     eventType: event.eventType,
     eventVersion: event.eventVersion ?? 1,
@@ -40,6 +45,7 @@ export function persistedEvent(event: Event, eventId: string, assigned: Assigned
     traceId: event.traceId ?? null,
     correlationId: event.correlationId ?? null,
     causationId: event.causationId ?? null,
+    createdAt: assigned.createdAt,
   };
 }
 

@@ -106,20 +106,30 @@ function expectedVersionOf(
   return requireBigint(field, value, BIGINT_MAX, others);
 }
 
+/** The validated options of an append to one aggregate. */
+export interface ValidAppendOptions {
+  expected: ExpectedVersion;
+  signal: AbortSignal | undefined;
+}
+
 /**
  * Checks the options of an append to one aggregate.
  *
  * @throws {ValidationError} on options that are not an object, an unknown
- * key, or an expected version that is not one (see
- * {@linkcode ExpectedVersion}).
+ * key, an expected version that is not one (see
+ * {@linkcode ExpectedVersion}), or a signal that is no `AbortSignal`.
  */
-export function validateAppendOptions(options: unknown): ExpectedVersion {
-  const checked = checkOptions<{ expectedVersion?: unknown }>(
+export function validateAppendOptions(options: unknown): ValidAppendOptions {
+  const checked = checkOptions<{ expectedVersion?: unknown; signal?: unknown }>(
     "options",
     options as object | undefined,
-    ["expectedVersion"],
+    ["expectedVersion", "signal"],
   );
-  return expectedVersionOf(checked, "expectedVersion");
+  const { signal } = checked;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new ValidationError("options.signal", "an AbortSignal, or no signal", show(signal));
+  }
+  return { expected: expectedVersionOf(checked, "expectedVersion"), signal };
 }
 
 /** The validated options of a read of one aggregate's stream. */

@@ -12,6 +12,15 @@
  * of an earlier append (which returns that append's result), a reused
  * event id, or a version that did not hold.
  *
+ * No statement of an append asks whether an event id is stored already:
+ * the unique constraint on `event_id` tells, and the stored events are
+ * looked up only then. On a client that commits on its own, the violation
+ * undoes the whole statement. In a caller's transaction it would abort
+ * that transaction, so an append with caller-chosen ids there skips the
+ * stored ids (`ON CONFLICT DO NOTHING`) and, when it skipped any, undoes
+ * the rest of its own writes with a second statement: no savepoint, one
+ * round trip while nothing is stored.
+ *
  * @module
  */
 
@@ -40,7 +49,7 @@ import {
   setsOptional,
 } from "./append_sql.ts";
 import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
-import { decodeEvent, eventColumns } from "./decode.ts";
+import { decodeEvent, EVENT_COLUMNS } from "./decode.ts";
 import { inTransaction } from "./driver.ts";
 import { regressionOf } from "./order.ts";
 import {
@@ -49,7 +58,7 @@ import {
   wakeUpAfterCommit,
   type WakeUpContext,
 } from "./notify.ts";
-import { derivedName, type ResolvedTables } from "./tables.ts";
+import { derivedName, quote, type ResolvedTables } from "./tables.ts";
 
 /**
  * What an append needs of its store: its tables, its NOTIFY channel and
@@ -80,9 +89,11 @@ export async function append(
   // client the NOTIFY follows the commit (see notify.ts).
   const carriedNotify = store.notifyChannel !== undefined && inTransaction(db) &&
     claimTransactionNotify(db, store, aggregateType);
+  // Only caller-chosen ids can be stored already.
+  const skipStored = callerIds.length > 0 && inTransaction(db);
   let rows: unknown[][];
   try {
-    rows = await insert(db, store, events, ids, callerIds, expected, carriedNotify);
+    rows = await insert(db, store, events, ids, expected, carriedNotify, skipStored);
   } catch (error) {
     const eventId = duplicateIdOf(error, store);
     if (!eventId) throw regressionOf(error) ?? error;
@@ -106,6 +117,10 @@ export async function append(
   }
   if (rows.length === 0) {
     if (carriedNotify) await notifyInTransaction(db, store, aggregateType);
+    return await explainRefusal(db, store, events, ids, callerIds, expected);
+  }
+  if (skipStored && (rows.length < events.length || rows[0][0] === null)) {
+    await undoSkipped(db, store, events, rows);
     return await explainRefusal(db, store, events, ids, callerIds, expected);
   }
   if (!inTransaction(db)) wakeUpAfterCommit(db, store, aggregateType);
@@ -132,9 +147,9 @@ function insert(
   store: AppendContext,
   events: readonly Event[],
   ids: string[],
-  callerIds: string[],
   expected: ExpectedVersion,
   notify: boolean,
+  skipStored: boolean,
 ): Promise<unknown[][]> {
   const { aggregateType, aggregateId } = events[0];
   const single = events.length === 1;
@@ -146,11 +161,7 @@ function insert(
       : expected === "no_stream" || expected === 0n
       ? "create"
       : "update",
-    // Only caller-chosen ids can be stored already. Without any, the check
-    // is left out of the statement: a prepared statement's generic plan,
-    // made while the table was small, scans the whole table for it on
-    // every append.
-    checkIds: callerIds.length > 0,
+    skipStored,
     single,
     optional: events.some(setsOptional),
     notify,
@@ -172,8 +183,6 @@ function insert(
         return typeof expected === "bigint" ? String(expected) : null;
       case "hash":
         return fnv1a32(aggregateId);
-      case "known":
-        return arrayLiteral(callerIds);
       case "channel":
         return store.notifyChannel ?? "";
       default:
@@ -183,6 +192,42 @@ function insert(
   const { strings, order } = appendStatement(store.tables, shape);
   return db(strings, ...order.map(value)).values() as Promise<unknown[][]>;
 }
+
+/**
+ * Undoes, in the caller's transaction, what a statement that skipped
+ * stored event ids wrote: the events it did insert, and the head's move
+ * (a head it created is deleted). The head keeps the greater order key
+ * the statement gave it: an append files its events at or above that key
+ * anyway, and a key above the aggregate's newest event keeps the log
+ * gap-free (see `movedHead` in append_sql.ts).
+ */
+async function undoSkipped(
+  db: Db,
+  store: AppendContext,
+  events: readonly Event[],
+  rows: unknown[][],
+): Promise<void> {
+  const { aggregateType, aggregateId } = events[0];
+  const positions = rows.flatMap(([position]) => position === null ? [] : [String(position)]);
+  const heads = quote(store.tables.aggregateHeads);
+  const aggregate = "aggregate_type = $2 and aggregate_id = $3";
+  await db.unsafe(
+    `with gone as (delete from ${quote(store.tables.events)}
+        where global_position = any($1::text::int8[])),
+      created as (delete from ${heads} where ${aggregate} and aggregate_version = $4::int8)
+    update ${heads} set aggregate_version = aggregate_version - $4::int8
+    where ${aggregate} and aggregate_version > $4::int8`,
+    [arrayLiteral(positions), aggregateType, aggregateId, String(events.length)],
+    ONE_SHOT,
+  );
+}
+
+/**
+ * The error paths' statements look rows up by key: sent unprepared, each
+ * is planned for the table as it is, never kept as a generic plan made
+ * while the table was young (see `head` in append_sql.ts).
+ */
+const ONE_SHOT = { prepare: false } as const;
 
 /**
  * The statement wrote nothing: either the expected version did not hold,
@@ -241,10 +286,12 @@ async function storedRetry(
 ): Promise<AppendResult | undefined> {
   if (callerIds.length === 0) return undefined;
   const { aggregateType, aggregateId } = events[0];
-  const stored = (await db`
-    select ${eventColumns(db)} from ${table(db, store.tables.events)}
-    where event_id = any(${arrayLiteral(callerIds)}::uuid[])
-  `.values()).map(decodeEvent);
+  const stored = (await db.unsafe(
+    `select ${EVENT_COLUMNS} from ${quote(store.tables.events)}
+    where event_id = any($1::text::uuid[])`,
+    [arrayLiteral(callerIds)],
+    ONE_SHOT,
+  ).values()).map(decodeEvent);
   if (stored.length === 0) return undefined;
   const retry = asRetry(stored, ids, aggregateType, aggregateId, expected);
   if (retry) {
@@ -279,11 +326,51 @@ interface Planned extends ValidAppend {
 }
 
 /** Appends validated events to several aggregates; see `PostgresStore.appendMany`. */
-export async function appendMany(
+export function appendMany(
   db: Db,
   store: AppendContext,
   appends: readonly ValidAppend[],
 ): Promise<AppendResult[]> {
+  return storeMany(
+    db,
+    store,
+    appends,
+    (planned, locked, error) => explainManyRefusal(db, store, planned, locked, error),
+  );
+}
+
+/**
+ * Appends to several aggregates in one statement for the coalescing of
+ * appends (see coalesce.ts), on a client that commits on its own. The
+ * appends are to distinct aggregates, with distinct event ids, each set
+ * (the store's or the caller's) so that a retry after a lost connection is
+ * recognized. Resolves to the results, or, when one append refused the
+ * statement (its expected version, or an event id stored already), to its
+ * index: nothing of the statement was stored then. Any other failure is
+ * thrown.
+ */
+export function appendTogether(
+  db: Db,
+  store: AppendContext,
+  appends: readonly ValidAppend[],
+): Promise<AppendResult[] | number> {
+  return storeMany<number>(db, store, appends, (planned, locked, error) => {
+    const refused = refusedAggregate(error);
+    if (refused !== undefined) return planned.indexOf(locked[refused - 1]);
+    const duplicate = duplicateIdOf(error, store);
+    const holder = planned.findIndex((p) => p.ids.includes(duplicate!));
+    if (holder >= 0) return holder;
+    throw regressionOf(error) ?? error;
+  });
+}
+
+/** The statement of {@linkcode appendMany}; a refusal goes to `refused`. */
+async function storeMany<Refused>(
+  db: Db,
+  store: AppendContext,
+  appends: readonly ValidAppend[],
+  refused: (planned: Planned[], locked: Planned[], error: unknown) => Promise<Refused> | Refused,
+): Promise<AppendResult[] | Refused> {
   const planned: Planned[] = appends.map((append) => ({ ...append, ...eventIds(append.events) }));
   const locked = lockOrder(planned);
   const types = [...new Set(planned.map((p) => p.events[0].aggregateType))];
@@ -300,7 +387,6 @@ export async function appendMany(
     : [];
   const values = statementValues(store, planned, locked, notifyTypes);
   const { strings, order } = appendManyStatement(store.tables, {
-    checkIds: planned.some((p) => p.callerIds.length > 0),
     optional: planned.some((p) => p.events.some(setsOptional)),
     notify: notifyTypes.length > 0,
   });
@@ -314,7 +400,7 @@ export async function appendMany(
     for (const type of notifyTypes) {
       await notifyInTransaction(db, store, type).catch(() => {});
     }
-    return await explainManyRefusal(db, store, planned, locked, error);
+    return await refused(planned, locked, error);
   }
   if (!joined) { for (const type of types) wakeUpAfterCommit(db, store, type); }
 
@@ -400,7 +486,6 @@ function statementValues(
     hashes: () => heads((p) => String(fnv1a32(p.events[0].aggregateId))),
     aggregates: () => column((p) => String(headOf.get(p))),
     offsets: () => column((_, i) => String(i + 1)),
-    known: () => arrayLiteral(planned.flatMap((p) => p.callerIds)),
     channel: () => store.notifyChannel ?? "",
     notifyTypes: () => arrayLiteral(notifyTypes),
   };

@@ -17,6 +17,7 @@
 
 export {
   type AppendOptions,
+  type CoalesceOptions,
   DEFAULT_NOTIFY_CHANNEL,
   PostgresStore,
   type PostgresStoreConfig,

@@ -29,6 +29,9 @@ import {
   validateStreamOptions,
 } from "../es/validate.ts";
 import { append, type AppendContext, appendMany } from "./append.ts";
+import { type CoalesceLimits, Coalescer } from "./coalesce.ts";
+import { inTransaction } from "./driver.ts";
+import { ValidationError } from "../es/errors.ts";
 import { type HorizonReport, inspectHorizon } from "./horizon.ts";
 import type { Db } from "./db.ts";
 import { requireClient, table } from "./db.ts";
@@ -60,6 +63,38 @@ export interface PostgresStoreConfig extends TableNames {
    * once; `false` turns it off. Default `pupsourcing_events`.
    */
   notifyChannel?: string | false;
+  /**
+   * Coalesce concurrent appends on a pool: while every connection carries
+   * an append, later ones queue and go together as one statement when a
+   * connection frees, each caller keeping its own outcome (a conflict, a
+   * duplicate or an exact retry touches only its append). A lone append
+   * goes at once. Appends in a caller's transaction (`sql.begin`) or on a
+   * reserved connection are never coalesced. `maxEvents` caps the events
+   * of one statement (default 1000).
+   *
+   * Default: on. It costs nothing until more appends are in flight than
+   * the pool has connections (a lone append is sent at once, alone: 1.00
+   * of the uncoalesced throughput at one caller), and beyond that it
+   * multiplies throughput and cuts the tail: 64 callers on a pool of 8,
+   * 2.3 times the appends per second and about half the p99 (bench W1c,
+   * docs/benchmarks.md). `false` sends every append as its own statement.
+   */
+  coalesce?: boolean | CoalesceOptions;
+}
+
+/**
+ * Options of {@linkcode PostgresStoreConfig.coalesce}.
+ *
+ * @example
+ * ```ts
+ * import type { CoalesceOptions } from "@getpup/pupsourcing/postgres";
+ *
+ * const coalesce: CoalesceOptions = { maxEvents: 500 };
+ * ```
+ */
+export interface CoalesceOptions {
+  /** The most events one coalesced statement carries; default 1000. */
+  maxEvents?: number;
 }
 
 export type { AppendOptions, ReadEventsOptions, ReadStreamOptions };
@@ -77,7 +112,11 @@ const CONFIG_KEYS: readonly (keyof PostgresStoreConfig)[] = [
   "groupMembersTable",
   "logger",
   "notifyChannel",
+  "coalesce",
 ];
+
+/** The events one coalesced statement carries at most, by default. */
+const DEFAULT_COALESCE_EVENTS = 1000;
 
 /** The channel appends NOTIFY unless configured otherwise. */
 export const DEFAULT_NOTIFY_CHANNEL = "pupsourcing_events";
@@ -111,6 +150,10 @@ export class PostgresStore implements EventStore<Db> {
   readonly logger: Logger | undefined;
   /** What the appends need of this store. */
   readonly #context: AppendContext;
+  /** How appends on a pool are coalesced, or `undefined` when they are not. */
+  readonly #coalesce: CoalesceLimits | undefined;
+  /** The queue of coalesced appends of each pool. */
+  readonly #coalescers = new WeakMap<Db, Coalescer>();
 
   /**
    * Validates the configuration.
@@ -131,6 +174,7 @@ export class PostgresStore implements EventStore<Db> {
       notifyChannel: this.notifyChannel,
       logger: this.logger,
     });
+    this.#coalesce = coalesceLimits(config.coalesce);
   }
 
   /**
@@ -156,9 +200,17 @@ export class PostgresStore implements EventStore<Db> {
     options: AppendOptions = {},
   ): Promise<AppendResult> {
     validateEvents(events);
-    const expected = validateAppendOptions(options);
+    const { expected, signal } = validateAppendOptions(options);
     requireClient("db", db);
     try {
+      if (this.#coalesce && isPool(db)) {
+        let coalescer = this.#coalescers.get(db);
+        if (!coalescer) {
+          this.#coalescers.set(db, coalescer = new Coalescer(db, this.#context, this.#coalesce));
+        }
+        return await coalescer.append(events, expected, signal);
+      }
+      signal?.throwIfAborted();
       return await append(db, this.#context, events, expected);
     } catch (error) {
       throw missingTable(error, this.tables);
@@ -324,4 +376,28 @@ export class PostgresStore implements EventStore<Db> {
       throw missingTable(error, this.tables);
     });
   }
+}
+
+/** The validated `coalesce` option. */
+function coalesceLimits(option: unknown): CoalesceLimits | undefined {
+  if (option === false) return undefined;
+  if (option === undefined || option === true) return { maxEvents: DEFAULT_COALESCE_EVENTS };
+  const { maxEvents = DEFAULT_COALESCE_EVENTS } = checkOptions<CoalesceOptions>(
+    "coalesce",
+    option as CoalesceOptions,
+    ["maxEvents"],
+  );
+  if (!Number.isSafeInteger(maxEvents) || maxEvents < 1) {
+    throw new ValidationError(
+      "coalesce.maxEvents",
+      "a whole number of events >= 1 (or no coalesce option)",
+      String(maxEvents),
+    );
+  }
+  return { maxEvents };
+}
+
+/** Whether `db` is a pool: not a caller's transaction, not a reserved connection. */
+function isPool(db: Db): boolean {
+  return !inTransaction(db) && !("release" in db);
 }

@@ -1,0 +1,215 @@
+/**
+ * Append coalescing: concurrent appends on one pool share a statement and
+ * a commit.
+ *
+ * An append costs PostgreSQL a parse, a plan, a round trip and a WAL
+ * flush whatever its size, so appends that arrive together go faster as
+ * one statement. While every connection of the pool carries an append,
+ * further appends wait in a queue; when a connection frees, the queued
+ * ones go as one append to several aggregates (the statement of
+ * `appendMany`, in one transaction). An idle store sends each append at
+ * once, alone: a lone append waits for nothing, and with no more appends
+ * than connections nothing changes.
+ *
+ * Each caller keeps the outcome its append gets alone:
+ *
+ * - A statement holds one append per aggregate (a later append to the same
+ *   aggregate waits for the next statement, in its order) and each event
+ *   id once, so no append changes what another means.
+ * - The shared statement stores all of its appends or none. When one of
+ *   them refuses it (its expected version, or an event id stored already),
+ *   that append runs alone, where it gets its conflict, its duplicate or
+ *   its earlier result, and the others go back to the head of the queue.
+ * - When the statement fails as a whole (a lost connection, for one), it
+ *   may or may not have committed: each append then runs alone with the
+ *   same event ids, so one that was stored gets its earlier result back as
+ *   an exact retry, and one that was not is stored now. Nothing is written
+ *   twice; a caller whose retry fails too gets that error.
+ * - A promise resolves only once the statement that holds its events has
+ *   committed (each statement commits on its own). The wake-up NOTIFY
+ *   follows each statement, not each caller (see notify.ts).
+ *
+ * @module
+ */
+
+import type { AppendResult, Event, ExpectedVersion } from "../es/event.ts";
+import { uuidv7 } from "../es/uuid.ts";
+import type { ValidAppend } from "../es/validate.ts";
+import { append, type AppendContext, appendTogether } from "./append.ts";
+import type { Db } from "./db.ts";
+
+/** How appends are coalesced: the most events one statement carries. */
+export interface CoalesceLimits {
+  /** The most events a coalesced statement carries; a larger append goes alone. */
+  readonly maxEvents: number;
+}
+
+/** An append waiting in the queue. */
+interface Waiting {
+  /** The caller's events. */
+  readonly events: readonly Event[];
+  /** The same with every event id set, for the shared statement and its retries. */
+  readonly append: ValidAppend;
+  readonly ids: readonly string[];
+  /** The aggregate, as a key: `type.length:type id`. */
+  readonly key: string;
+  readonly resolve: (result: AppendResult) => void;
+  readonly reject: (error: unknown) => void;
+  /** Stops listening to the caller's signal: once the append is sent. */
+  readonly sent: () => void;
+}
+
+/**
+ * Whether `error` means the statement's connection is gone: postgres.js's
+ * own codes, or PostgreSQL's connection exceptions (08) and shutdowns
+ * (57P01-57P03).
+ */
+function isConnectionLoss(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" &&
+    (code.startsWith("CONNECTION_") || code.startsWith("08") || /^57P0[1-3]$/.test(code));
+}
+
+/** The queue of one store on one pool. */
+export class Coalescer {
+  readonly #db: Db;
+  readonly #store: AppendContext;
+  readonly #limits: CoalesceLimits;
+  /** How many statements may be in flight: the pool's connections. */
+  readonly #slots: number;
+  #inFlight = 0;
+  #queue: Waiting[] = [];
+
+  constructor(db: Db, store: AppendContext, limits: CoalesceLimits) {
+    this.#db = db;
+    this.#store = store;
+    this.#limits = limits;
+    const max = (db as { options?: { max?: unknown } }).options?.max;
+    this.#slots = typeof max === "number" && max >= 1 ? max : 10;
+  }
+
+  /**
+   * Appends validated events to one aggregate; resolves after the commit
+   * that holds them. An abort of `signal` while the append waits in the
+   * queue drops it (it rejects with the signal's reason); once it is sent,
+   * its outcome arrives.
+   */
+  append(
+    events: readonly Event[],
+    expected: ExpectedVersion,
+    signal?: AbortSignal,
+  ): Promise<AppendResult> {
+    const withIds = events.map((event) =>
+      event.eventId === undefined ? { ...event, eventId: uuidv7() } : event
+    );
+    const { aggregateType, aggregateId } = events[0];
+    return new Promise<AppendResult>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const drop = () => {
+        const at = this.#queue.indexOf(waiting);
+        if (at < 0) return;
+        this.#queue.splice(at, 1);
+        reject(signal!.reason);
+      };
+      const waiting: Waiting = {
+        events,
+        append: { events: withIds, expected },
+        ids: withIds.map((event) => event.eventId!.toLowerCase()),
+        key: `${aggregateType.length}:${aggregateType} ${aggregateId}`,
+        resolve,
+        reject,
+        sent: () => signal?.removeEventListener("abort", drop),
+      };
+      signal?.addEventListener("abort", drop, { once: true });
+      this.#queue.push(waiting);
+      this.#drain();
+    });
+  }
+
+  /** Sends what the queue holds while connections are free. */
+  #drain(): void {
+    while (this.#inFlight < this.#slots && this.#queue.length > 0) {
+      const batch = this.#take();
+      for (const waiting of batch) waiting.sent();
+      this.#inFlight++;
+      void this.#send(batch).finally(() => {
+        this.#inFlight--;
+        this.#drain();
+      });
+    }
+  }
+
+  /**
+   * The next statement's appends, in queue order: the first waiting, then
+   * every later one that fits (events within the limit, its aggregate and
+   * ids not in the statement yet). An append to an aggregate that was
+   * passed over is passed over too, so an aggregate's appends keep their
+   * order.
+   */
+  #take(): Waiting[] {
+    const [first] = this.#queue;
+    const batch = [first];
+    const keys = new Set([first.key]);
+    const passed = new Set<string>();
+    const ids = new Set(first.ids);
+    let events = first.ids.length;
+    const rest: Waiting[] = [];
+    for (const waiting of this.#queue.slice(1)) {
+      const fits = events + waiting.ids.length <= this.#limits.maxEvents &&
+        !keys.has(waiting.key) && !passed.has(waiting.key) &&
+        !waiting.ids.some((id) => ids.has(id));
+      if (!fits) {
+        passed.add(waiting.key);
+        rest.push(waiting);
+        continue;
+      }
+      batch.push(waiting);
+      keys.add(waiting.key);
+      for (const id of waiting.ids) ids.add(id);
+      events += waiting.ids.length;
+    }
+    this.#queue = rest;
+    return batch;
+  }
+
+  async #send(batch: Waiting[]): Promise<void> {
+    if (batch.length === 1) return await this.#alone(batch[0], batch[0].events);
+    let outcome: AppendResult[] | number;
+    try {
+      outcome = await appendTogether(this.#db, this.#store, batch.map((w) => w.append));
+    } catch {
+      // The statement may have committed before its connection went: each
+      // append runs alone with the same ids, and a stored one comes back
+      // as an exact retry.
+      await Promise.all(batch.map((waiting) => this.#alone(waiting, waiting.append.events, 3)));
+      return;
+    }
+    if (typeof outcome === "number") {
+      // Nothing was stored: the append at fault gets its own outcome alone,
+      // the others go first in the next statement.
+      const [fault] = batch.splice(outcome, 1);
+      this.#queue.unshift(...batch);
+      this.#drain();
+      return await this.#alone(fault, fault.events);
+    }
+    batch.forEach((waiting, i) => waiting.resolve(outcome[i]));
+  }
+
+  /**
+   * Runs one append as a statement of its own and settles its caller,
+   * trying again up to `attempts` times in all while the connection is
+   * lost (postgres.js may hand the next statement to the connection that
+   * just died).
+   */
+  async #alone(waiting: Waiting, events: readonly Event[], attempts = 1): Promise<void> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        return waiting.resolve(
+          await append(this.#db, this.#store, events, waiting.append.expected),
+        );
+      } catch (error) {
+        if (attempt >= attempts || !isConnectionLoss(error)) return waiting.reject(error);
+      }
+    }
+  }
+}

@@ -1,0 +1,351 @@
+import { after, before, describe, it, waitUntil, within } from "./_bounds.ts";
+import assert from "node:assert/strict";
+import type postgres from "postgres";
+import {
+  type AppendResult,
+  DuplicateEventError,
+  type Event,
+  type ExpectedVersion,
+  OptimisticConcurrencyError,
+  START,
+  uuidv7,
+  ValidationError,
+} from "../mod.ts";
+import { PostgresStore } from "../src/postgres/mod.ts";
+import { quote } from "../src/postgres/tables.ts";
+import { event, gate, setupDatabase, type TestDb } from "./_db.ts";
+
+/** What an append came to, comparable between two stores. */
+type Outcome =
+  | { ok: [bigint, bigint, string[]] }
+  | { conflict: [string, string, bigint] }
+  | { duplicate: string };
+
+function outcomeOf(settled: PromiseSettledResult<AppendResult>): Outcome {
+  if (settled.status === "fulfilled") {
+    const r = settled.value;
+    return { ok: [r.fromVersion, r.toVersion, r.events.map((e) => e.eventType)] };
+  }
+  const e = settled.reason;
+  if (e instanceof OptimisticConcurrencyError) {
+    return { conflict: [e.aggregateId, String(e.expectedVersion), e.actualVersion] };
+  }
+  if (e instanceof DuplicateEventError) return { duplicate: e.eventId };
+  throw e;
+}
+
+describe("append coalescing", () => {
+  let db: TestDb;
+  before(async () => db = await setupDatabase());
+  after(() => db.close());
+
+  const title =
+    "256 callers over 2,000 aggregates: each gets what it gets alone, the log stays whole";
+  it(title, { timeout: 120_000 }, async () => {
+    const AGGREGATES = 2000;
+    const CALLERS = 256;
+    const HOT = 8;
+    const sent: string[] = [];
+    const coalesced = await db.freshStore({ coalesce: true });
+    // The statements that insert events: one per statement, alone or shared.
+    const pool = db.client({
+      max: 8,
+      debug: (_c: number, text: string) => {
+        if (text.includes(`insert into ${quote(coalesced.tables.events)}`)) sent.push(text);
+      },
+    });
+    const alone = await db.freshStore();
+    const name = (k: number) => `a-${k}`;
+    // Every even aggregate exists at version 2, stored by a known append.
+    const seeds = new Map<number, Event[]>();
+    for (let k = 0; k < AGGREGATES; k += 2) {
+      seeds.set(k, [1, 2].map((i) => event(name(k), { eventType: `S${i}`, eventId: uuidv7() })));
+    }
+    const seeded = new Map<string, Map<number, AppendResult>>();
+    for (const store of [coalesced, alone]) {
+      const results = new Map<number, AppendResult>();
+      for (const [k, events] of seeds) {
+        results.set(k, await store.append(db.sql, events, { expectedVersion: "no_stream" }));
+      }
+      seeded.set(store.tables.schema!, results);
+    }
+
+    // One append per aggregate, a kind per aggregate; plus appends to a few
+    // hot aggregates from every caller, which must never share a statement.
+    type Op = { k: number; events: Event[]; expectedVersion: ExpectedVersion; retry?: boolean };
+    const ops: Op[] = [];
+    for (let k = 0; k < AGGREGATES; k++) {
+      const exists = seeds.has(k);
+      const fresh = (n: number, ids: boolean) =>
+        Array.from(
+          { length: n },
+          (_, i) => event(name(k), { eventType: `E${i}`, ...(ids ? { eventId: uuidv7() } : {}) }),
+        );
+      switch (k % 7) {
+        case 0:
+          ops.push({ k, events: fresh(2, true), expectedVersion: exists ? 2n : 0n });
+          break;
+        case 1:
+          ops.push({ k, events: fresh(1, false), expectedVersion: "any" });
+          break;
+        case 2:
+          ops.push({ k, events: fresh(1, true), expectedVersion: "no_stream" });
+          break;
+        case 3:
+          ops.push({ k, events: fresh(3, false), expectedVersion: 7n });
+          break;
+        case 4: {
+          // A stored id of another aggregate.
+          const [stolen] = seeds.get((k + 2) % AGGREGATES - ((k + 2) % 2))!;
+          const events = [{ ...fresh(1, false)[0], eventId: stolen.eventId }];
+          ops.push({ k, events, expectedVersion: "any" });
+          break;
+        }
+        case 5:
+          ops.push(
+            exists
+              ? { k, events: seeds.get(k)!, expectedVersion: "no_stream", retry: true }
+              : { k, events: fresh(1, false), expectedVersion: "stream_exists" },
+          );
+          break;
+        default:
+          ops.push({
+            k,
+            events: fresh(1, true),
+            expectedVersion: exists ? "stream_exists" : "any",
+          });
+      }
+    }
+    const hot = (caller: number, round: number) => ({
+      k: -1,
+      events: [event(`hot-${caller % HOT}`, { eventType: `H${caller}.${round}` })],
+      expectedVersion: "any" as const,
+    });
+
+    const run = async (store: PostgresStore, sql: postgres.Sql, concurrent: boolean) => {
+      const outcomes = new Map<Op, PromiseSettledResult<AppendResult>>();
+      const one = async (op: Op) => {
+        const settled = await store.append(sql, op.events, { expectedVersion: op.expectedVersion })
+          .then(
+            (value) => ({ status: "fulfilled", value }) as const,
+            (reason) => ({ status: "rejected", reason }) as const,
+          );
+        outcomes.set(op, settled);
+      };
+      const caller = async (c: number) => {
+        for (let round = 0, k = c; k < AGGREGATES; round++, k += CALLERS) {
+          await one(ops[k]);
+          await one(hot(c, round));
+        }
+      };
+      if (concurrent) {
+        await Promise.all(Array.from({ length: CALLERS }, (_, c) => caller(c)));
+      } else {
+        for (let c = 0; c < CALLERS; c++) await caller(c);
+      }
+      return outcomes;
+    };
+    const together = await within(run(coalesced, pool, true), 50_000, "the coalesced appends");
+    const statements = sent.length;
+    const single = await within(run(alone, db.sql, false), 50_000, "the same appends, one by one");
+
+    const kinds = new Set<string>();
+    for (const op of ops) {
+      const got = together.get(op)!;
+      const want = single.get(op)!;
+      assert.deepEqual(outcomeOf(got), outcomeOf(want), `aggregate ${op.k}`);
+      kinds.add(Object.keys(outcomeOf(got))[0]);
+      if (op.retry) {
+        assert.equal(got.status, "fulfilled");
+        assert.deepEqual(
+          (got as PromiseFulfilledResult<AppendResult>).value,
+          seeded.get(coalesced.tables.schema!)!.get(op.k),
+          "an exact retry returns the stored result",
+        );
+      }
+    }
+    assert.deepEqual([...kinds].sort(), ["conflict", "duplicate", "ok"]);
+    const hotOutcomes = [...together.entries()].filter(([op]) => op.k === -1);
+    assert.ok(hotOutcomes.every(([, s]) => s.status === "fulfilled"), "every hot append stored");
+    assert.ok(
+      statements < together.size,
+      `coalescing shared statements: ${statements} statements for ${together.size} appends`,
+    );
+
+    // Versions contiguous, the log gap-free and in commit-safe order.
+    const { events: eventsTable } = coalesced.tables;
+    const [{ n }] = await db.sql`select count(*)::int as n from ${db.sql(eventsTable)}`;
+    const log = [];
+    for (let after = START;;) {
+      const page = await coalesced.readEvents(db.sql, { after, limit: 1000 });
+      if (page.length === 0) break;
+      log.push(...page);
+      const last = page.at(-1)!;
+      after = { transactionId: last.transactionId, globalPosition: last.globalPosition };
+    }
+    assert.equal(log.length, n, "the log reads every stored event");
+    const versions = new Map<string, bigint>();
+    for (const [i, e] of log.entries()) {
+      if (i > 0) {
+        const before = log[i - 1];
+        assert.ok(
+          before.transactionId < e.transactionId ||
+            (before.transactionId === e.transactionId && before.globalPosition < e.globalPosition),
+          "the log in (transaction id, position) order",
+        );
+      }
+      const previous = versions.get(e.aggregateId) ?? 0n;
+      assert.equal(e.aggregateVersion, previous + 1n, `${e.aggregateId} contiguous in log order`);
+      versions.set(e.aggregateId, e.aggregateVersion);
+    }
+    const heads = await db.sql`
+      select aggregate_id, aggregate_version::text as v from ${
+      db.sql(coalesced.tables.aggregateHeads)
+    }`;
+    assert.equal(heads.length, versions.size);
+    for (const head of heads) assert.equal(BigInt(head.v), versions.get(head.aggregate_id));
+  });
+
+  it("a backend killed during a coalesced statement loses and duplicates nothing", async () => {
+    const pool = db.client({ max: 2 });
+    const store = await db.freshStore({ coalesce: true });
+    for (const id of ["h-1", "h-2", "h-3"]) await store.append(db.sql, [event(id)]);
+    // Two holders of head rows: the two first appends take both connections
+    // and wait; the next ones queue. When the first holder lets go, the
+    // queue goes as one statement, which waits on the second holder's h-3.
+    const hold = async (ids: string[]) => {
+      const locked = gate();
+      const release = gate();
+      const holding = db.client({ max: 1 }).begin(async (tx) => {
+        await tx`select from ${tx(store.tables.aggregateHeads)}
+          where aggregate_id in ${tx(ids)} for update`;
+        locked.open();
+        await release.promise;
+      });
+      await within(locked.promise, 10_000, `${ids} to be locked`);
+      return async () => {
+        release.open();
+        await within(holding, 10_000, `the holder of ${ids} to commit`);
+      };
+    };
+    const releaseFirst = await hold(["h-1"]);
+    const releaseSecond = await hold(["h-2", "h-3"]);
+    // Backends waiting on a lock, with statements started after `since`.
+    // (Not told apart by their text: pg_stat_activity keeps only its first
+    // kilobyte; nor by backend: the shared statement runs on a connection
+    // that a lone append used before.)
+    const waiting = async (since = "-infinity") => {
+      const rows = await db.sql`
+        select pid from pg_stat_activity
+        where wait_event_type = 'Lock' and pid <> pg_backend_pid()
+          and query_start > ${since}::text::timestamptz`;
+      return rows.map((r) => r.pid as number);
+    };
+    const appends = [
+      { events: [event("h-1")], expectedVersion: "any" as const },
+      { events: [event("h-2")], expectedVersion: "any" as const },
+      ...Array.from({ length: 20 }, (_, i) => ({
+        events: [event(`n-${i}`), event(`n-${i}`)],
+        expectedVersion: "no_stream" as const,
+      })),
+      { events: [event("h-3"), event("h-3")], expectedVersion: 1n },
+    ];
+    const settled = Promise.allSettled(
+      appends.map((a) => store.append(pool, a.events, { expectedVersion: a.expectedVersion })),
+    );
+    await waitUntil(
+      "the two lone appends to wait on the heads",
+      async () => (await waiting()).length === 2,
+    );
+    await releaseFirst();
+    const [{ released }] = await db.sql`select clock_timestamp()::text as released`;
+    let shared: number[] = [];
+    await waitUntil("the coalesced statement to wait on h-3", async () => {
+      shared = await waiting(released);
+      return shared.length === 1;
+    });
+    await db.sql`select pg_terminate_backend(${shared[0]})`;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await releaseSecond();
+    const outcomes = await within(settled, 20_000, "every append to settle");
+
+    const stored = await db.sql`select event_id::text as id from ${db.sql(store.tables.events)}`;
+    const ids = new Set(stored.map((r) => r.id as string));
+    let expected = 3;
+    for (const [i, outcome] of outcomes.entries()) {
+      if (outcome.status === "fulfilled") {
+        expected += outcome.value.events.length;
+        for (const e of outcome.value.events) assert.ok(ids.has(e.eventId), `append ${i} stored`);
+      } else {
+        // A retriable error, then: the connection's.
+        assert.match(
+          String(outcome.reason?.code),
+          /^(CONNECTION_|08|57P0)/,
+          String(outcome.reason),
+        );
+      }
+    }
+    assert.equal(stored.length, expected, "no event lost or written twice");
+    assert.ok(
+      outcomes.filter((o) => o.status === "fulfilled").length >= appends.length - 2,
+      `the killed statement's appends were retried: ${outcomes.map((o) => o.status)}`,
+    );
+  });
+
+  it("an append aborted while it waits is dropped; one aborted once sent gets its outcome", async () => {
+    const pool = db.client({ max: 1 });
+    const store = await db.freshStore();
+    await store.append(db.sql, [event("h-1")]);
+    const aborted = (reason: unknown) => (e: unknown) => e === reason;
+    // Aborted before the call: refused at once, coalesced or not.
+    const early = new AbortController();
+    early.abort(new Error("too late"));
+    for (const each of [store, await db.freshStore({ coalesce: false })]) {
+      await assert.rejects(
+        each.append(pool, [event("x-0")], { signal: early.signal }),
+        aborted(early.signal.reason),
+      );
+    }
+    // Aborted once sent (an idle store sends at once): stored all the same.
+    const late = new AbortController();
+    const sent = store.append(pool, [event("x-1")], { signal: late.signal });
+    late.abort();
+    assert.equal((await within(sent, 10_000, "the sent append")).toVersion, 1n);
+    // Aborted while it waits behind an append that holds the one connection.
+    const locked = gate();
+    const release = gate();
+    const holding = db.client({ max: 1 }).begin(async (tx) => {
+      await tx`select from ${
+        tx(store.tables.aggregateHeads)
+      } where aggregate_id = 'h-1' for update`;
+      locked.open();
+      await release.promise;
+    });
+    await within(locked.promise, 10_000, "h-1 to be locked");
+    const blocked = store.append(pool, [event("h-1")]);
+    const queued = new AbortController();
+    const dropped = store.append(pool, [event("x-2")], { signal: queued.signal });
+    const kept = store.append(pool, [event("x-3")]);
+    queued.abort(new Error("gave up"));
+    await assert.rejects(
+      within(dropped, 10_000, "the dropped append"),
+      aborted(queued.signal.reason),
+    );
+    release.open();
+    await within(holding, 10_000, "the holder to commit");
+    assert.equal((await within(blocked, 10_000, "the blocked append")).toVersion, 2n);
+    assert.equal((await within(kept, 10_000, "the kept append")).toVersion, 1n);
+    const ids = await db.sql`
+      select distinct aggregate_id as id from ${db.sql(store.tables.events)} order by 1`;
+    assert.deepEqual(ids.map((r) => r.id), ["h-1", "x-1", "x-3"]);
+  });
+
+  it("refuses a bad coalesce option before any SQL", () => {
+    for (const coalesce of [{ maxEvents: 0 }, { maxEvent: 5 }, "yes"]) {
+      assert.throws(
+        () => new PostgresStore({ coalesce: coalesce as never }),
+        (e: unknown) => e instanceof ValidationError && e.field.startsWith("coalesce"),
+      );
+    }
+  });
+});
