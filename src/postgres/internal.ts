@@ -10,6 +10,7 @@
 
 export { arrayLiteral, type Db, requireClient, table, toBigInt } from "./db.ts";
 export { beginGuarded } from "./driver.ts";
+export { belowHorizon, type LagScope, type SegmentLag, segmentLag } from "./lag.ts";
 export {
   assertCursorInCluster,
   int4Array,

@@ -57,6 +57,19 @@ export {
   segmentOwnership,
 } from "./ownership.ts";
 export type { RunMode, RunOptions, RunOutcome } from "./run.ts";
+export {
+  type ProjectionStatus,
+  projectionStatus,
+  type SegmentStatus,
+  type StatusOptions,
+} from "./status.ts";
+export {
+  ProjectionBusyError,
+  type ResetOptions,
+  type ResetOutcome,
+  resetProjection,
+} from "./reset.ts";
+export { ProjectionWaitTimeoutError, waitForProjections, type WaitOptions } from "./wait.ts";
 export type { ResolvedConfig } from "./config.ts";
 export { DEFAULT_SEGMENTS, MAX_SEGMENTS, ownedSegments, validatePartitioning } from "./segments.ts";
 export {

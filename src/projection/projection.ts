@@ -71,6 +71,14 @@ export interface Projection {
     // deno-lint-ignore no-explicit-any -- works with clients configured with any custom type map
     tx: TransactionSql<any>,
   ): void | Promise<void>;
+  /**
+   * Clears the read model for a rebuild; optional. `resetProjection` (and
+   * the `reset` and `rebuild` commands) call it in the transaction that
+   * moves the checkpoints back, so the read model and the checkpoints
+   * never disagree: write through `tx`.
+   */
+  // deno-lint-ignore no-explicit-any -- works with clients configured with any custom type map
+  reset?(tx: TransactionSql<any>): void | Promise<void>;
 }
 
 /** The fields that narrow a projection's scope. */
@@ -85,12 +93,14 @@ export function validateProjection(projection: Projection): void {
   if (typeof projection.handle !== "function") {
     throw new ValidationError("projection.handle", "a function", show(projection.handle));
   }
-  if (projection.handleBatch !== undefined && typeof projection.handleBatch !== "function") {
-    throw new ValidationError(
-      "projection.handleBatch",
-      "a function or undefined",
-      show(projection.handleBatch),
-    );
+  for (const hook of ["handleBatch", "reset"] as const) {
+    if (projection[hook] !== undefined && typeof projection[hook] !== "function") {
+      throw new ValidationError(
+        `projection.${hook}`,
+        "a function or undefined",
+        show(projection[hook]),
+      );
+    }
   }
   // A projection may carry fields of its own, but one a few letters from
   // a scope field (`aggregateType`) would silently widen the scope to all.

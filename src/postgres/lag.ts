@@ -1,0 +1,113 @@
+/**
+ * How far projections are behind the log: per checkpoint row, the
+ * committed events of its segment after its cursor (also those still
+ * waiting behind the safe horizon) and the age of the oldest of them; and
+ * whether a cursor is below the horizon. For status reports, rebuild
+ * progress and read-your-writes; never on a batch's path.
+ *
+ * @module
+ */
+
+import type { Cursor } from "../es/event.ts";
+import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
+import { horizonSql } from "./order.ts";
+import type { ResolvedTables } from "./tables.ts";
+
+/** One checkpoint row and what its segment has not applied yet. */
+export interface SegmentLag {
+  projection: string;
+  segment: number;
+  segmentCount: number;
+  cursor: Cursor;
+  updatedAt: Date;
+  /** The worker holding the segment's lease, if any (consumer groups). */
+  ownerId: string | null;
+  leaseExpiresAt: Date | null;
+  /** Committed events of the segment (and scope) after the cursor. */
+  events: bigint;
+  /** Seconds since the oldest of them was appended (database clock); 0 when none. */
+  ageSeconds: number;
+}
+
+/** Which events count as not applied: a scope, validated already. */
+export interface LagScope {
+  aggregateTypes?: readonly string[];
+  eventTypes?: readonly string[];
+}
+
+/**
+ * The checkpoint rows of `names` (every projection when `undefined`), by
+ * projection and segment, each with its lag. `scopes` narrows the count
+ * to a projection's aggregate and event types; a projection without one
+ * counts every event of its segments (an upper bound while it catches up:
+ * idle, its checkpoints move past events out of scope anyway).
+ *
+ * One lateral count per row over the index range after its cursor: cheap
+ * when caught up, proportional to the lag otherwise.
+ */
+export async function segmentLag(
+  db: Db,
+  tables: ResolvedTables,
+  names: readonly string[] | undefined,
+  scopes: ReadonlyMap<string, LagScope> = new Map(),
+): Promise<SegmentLag[]> {
+  const events = table(db, tables.events);
+  const scoped = [...scopes].filter(([, s]) => s.aggregateTypes || s.eventTypes);
+  // Scopes travel as arrays indexed like `scopedNames`: no SQL text per name.
+  const scopedNames = scoped.map(([name]) => name);
+  const types = scoped.map(([, s]) => s.aggregateTypes?.join("\u0001") ?? null);
+  const eventTypes = scoped.map(([, s]) => s.eventTypes?.join("\u0001") ?? null);
+  const rows = await db`
+    with scopes as (
+      select * from unnest(${arrayLiteral(scopedNames)}::text[], ${arrayLiteral(types)}::text[],
+        ${arrayLiteral(eventTypes)}::text[]) as s(name, aggregate_types, event_types)
+    )
+    select c.projection_name, c.segment, c.segment_count, c.transaction_id, c.global_position,
+      c.updated_at, c.owner_id, c.lease_expires_at, l.n, l.age
+    from ${table(db, tables.checkpoints)} as c
+    left join scopes s on s.name = c.projection_name
+    cross join lateral (
+      select count(*) as n,
+        coalesce(extract(epoch from now() - min(e.created_at)), 0)::float8 as age
+      from ${events} as e
+      where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)
+        and (c.segment_count = 1 or e.aggregate_id_hash % c.segment_count = c.segment)
+        and (s.aggregate_types is null
+          or e.aggregate_type = any(string_to_array(s.aggregate_types, E'\\x01')))
+        and (s.event_types is null
+          or e.event_type = any(string_to_array(s.event_types, E'\\x01')))
+    ) as l
+    where ${
+    names === undefined ? db`true` : db`c.projection_name = any(${arrayLiteral(names)}::text[])`
+  }
+    order by c.projection_name, c.segment
+  `.values();
+  return rows.map((
+    [projection, segment, count, tx, position, updatedAt, ownerId, leaseExpiresAt, n, age],
+  ) => ({
+    projection: projection as string,
+    segment: Number(segment),
+    segmentCount: Number(count),
+    cursor: { transactionId: toBigInt(tx), globalPosition: toBigInt(position) },
+    updatedAt: new Date(updatedAt as Date),
+    ownerId: (ownerId as string | null) ?? null,
+    leaseExpiresAt: leaseExpiresAt === null ? null : new Date(leaseExpiresAt as Date),
+    events: toBigInt(n),
+    ageSeconds: Math.max(0, Number(age)),
+  }));
+}
+
+/**
+ * Whether every event at or before `cursor` is below the safe horizon now:
+ * no transaction that could still add an event at or before it is open.
+ */
+export async function belowHorizon(
+  db: Db,
+  tables: ResolvedTables,
+  cursor: Cursor,
+): Promise<boolean> {
+  const [[below]] = await db`
+    select ${String(cursor.transactionId)}::xid8 < ${db.unsafe(horizonSql(tables))}
+  `.values();
+  return below === true;
+}
