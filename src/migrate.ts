@@ -32,6 +32,9 @@ import process from "node:process";
 import postgres from "postgres";
 import { parseArgs } from "node:util";
 import {
+  databaseFailure,
+  type DatabaseUrl,
+  databaseUrl,
   TABLE_FLAGS,
   TABLE_FLAGS_USAGE,
   tableNames,
@@ -76,8 +79,7 @@ export async function migrateMain(
   args: string[],
   env: Record<string, string | undefined> = process.env,
 ): Promise<number> {
-  let url: string;
-  let source: string;
+  let database: DatabaseUrl;
   let store: PostgresStore;
   let dryRun: boolean;
   let rebase: boolean;
@@ -101,14 +103,7 @@ export async function migrateMain(
       process.stdout.write(USAGE);
       return 0;
     }
-    source = flags["database-url"] === undefined ? "DATABASE_URL" : "--database-url";
-    url = flags["database-url"] ?? env.DATABASE_URL ?? "";
-    if (url === "") {
-      throw new UsageError("no database: pass --database-url <url> or set DATABASE_URL");
-    }
-    if (!/^postgres(ql)?:\/\//.test(url) || !URL.canParse(url)) {
-      throw new UsageError(`${source} must be a postgres:// URL, got ${JSON.stringify(url)}`);
-    }
+    database = databaseUrl(flags["database-url"], env);
     store = new PostgresStore({
       ...tableNames(flags),
       migrationsTable: flags["migrations-table"],
@@ -123,7 +118,7 @@ export async function migrateMain(
     return 2;
   }
 
-  const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  const sql = postgres(database.url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
     const migrations = await migrate(sql, { store, dryRun });
     if (dryRun) {
@@ -153,26 +148,11 @@ export async function migrateMain(
     }
     return 0;
   } catch (error) {
-    process.stderr.write(`migrate: ${failure(error, url, source)}\n`);
+    process.stderr.write(`migrate: ${databaseFailure("cannot migrate", error, database)}\n`);
     return 1;
   } finally {
     await sql.end({ timeout: 5 });
   }
-}
-
-/**
- * One line: which database (never its password), where its URL came
- * from, and why it failed.
- */
-function failure(error: unknown, url: string, source: string): string {
-  const { hostname, port, pathname } = new URL(url);
-  const where = `${hostname || "localhost"}:${port || "5432"}${pathname}`;
-  const { message, code } = error as { message?: string; code?: string };
-  const reason = `${message ?? String(error)}${
-    code && !message?.includes(code) ? ` (${code})` : ""
-  }`;
-  const hint = source === "DATABASE_URL" ? " (check DATABASE_URL, or pass --database-url)" : "";
-  return `cannot migrate ${where}, from ${source}${hint}: ${reason.replace(/\s*\n\s*/g, " ")}`;
 }
 
 if ((import.meta as { main?: boolean }).main) {

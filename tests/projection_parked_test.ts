@@ -149,8 +149,8 @@ describe("parked events: list, replay, discard", () => {
       const { store, appended } = await parkedStore([1, 5]);
       const schema = store.tables.schema!;
       const base = ["--database-url", db.url, "--schema", schema];
-      const script = fileURLToPath(new URL("../scripts/parked.ts", import.meta.url));
-      const parked = (args: string[]) => runDenoScript(script, args);
+      const script = fileURLToPath(new URL("../src/cli/main.ts", import.meta.url));
+      const parked = (args: string[]) => runDenoScript(script, ["parked", ...args]);
       const listed = await parked(["list", ...base, "--projection", "p"]);
       assert.equal(listed.code, 0, listed.stderr);
       const lines = listed.stdout.trim().split("\n").map((line) => line.split("\t"));
@@ -196,10 +196,10 @@ export const fixed = readModelProjection(new PostgresStore({ schema: ${
         const replayed = await parked([
           "replay",
           ...base,
-          "--projection-module",
+          "--module",
           module,
-          "--export",
-          "fixed",
+          "--projection",
+          "p",
         ]);
         assert.equal(
           replayed.stdout,

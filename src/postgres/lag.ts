@@ -1,9 +1,10 @@
 /**
- * How far projections are behind the log: per checkpoint row, the
- * committed events of its segment after its cursor (also those still
- * waiting behind the safe horizon) and the age of the oldest of them; and
- * whether a cursor is below the horizon. For status reports, rebuild
- * progress and read-your-writes; never on a batch's path.
+ * The log as operations see it: per checkpoint row, the committed events
+ * of its segment after its cursor (also those still waiting behind the
+ * safe horizon) and the age of the oldest of them; whether a cursor is
+ * below the horizon; how many events a scope holds; where the log's tail
+ * starts. For status reports, rebuild progress, read-your-writes and
+ * `tail`; never on a batch's path.
  *
  * @module
  */
@@ -110,4 +111,42 @@ export async function belowHorizon(
     select ${String(cursor.transactionId)}::xid8 < ${db.unsafe(horizonSql(tables))}
   `.values();
   return below === true;
+}
+
+/** How many events of `scope` the log holds (committed, below the horizon or not). */
+export async function countEvents(
+  db: Db,
+  tables: ResolvedTables,
+  scope: LagScope,
+): Promise<bigint> {
+  const { aggregateTypes, eventTypes } = scope;
+  const [[count]] = await db`
+    select count(*) from ${table(db, tables.events)}
+    where true
+      ${
+    aggregateTypes ? db`and aggregate_type = any(${arrayLiteral(aggregateTypes)}::text[])` : db``
+  }
+      ${eventTypes ? db`and event_type = any(${arrayLiteral(eventTypes)}::text[])` : db``}
+  `.values();
+  return toBigInt(count);
+}
+
+/**
+ * The cursor just before the last `count` events below the safe horizon
+ * (the start of the log when it holds fewer), to read the log's tail.
+ */
+export async function cursorBeforeLast(
+  db: Db,
+  tables: ResolvedTables,
+  count: number,
+): Promise<Cursor> {
+  const [row] = await db`
+    select transaction_id, global_position from ${table(db, tables.events)}
+    where transaction_id < ${db.unsafe(horizonSql(tables))}
+    order by transaction_id desc, global_position desc
+    offset ${count} limit 1
+  `.values();
+  return row
+    ? { transactionId: toBigInt(row[0]), globalPosition: toBigInt(row[1]) }
+    : { transactionId: 0n, globalPosition: 0n };
 }

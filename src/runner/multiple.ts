@@ -12,10 +12,10 @@ import {
   DEFAULT_SEGMENTS,
   type ProcessorConfig,
   type Projection,
-  ProjectionProcessor,
   type RunMode,
 } from "../projection/mod.ts";
 import { checkRunOptions } from "../projection/run.ts";
+import { progressInterval, reportedProcessor } from "./report.ts";
 import { runOptions, superviseWorkers, type Worker, type WorkerOutcome } from "./supervise.ts";
 import { validateProjection } from "./validate.ts";
 
@@ -59,6 +59,13 @@ export interface MultipleOptions {
    * `"until_caught_up"` returns once every worker has caught up.
    */
   mode?: RunMode;
+  /**
+   * With a logger in a worker's configuration, each worker logs where it
+   * starts and its segments, then every this many milliseconds while it
+   * has work, a progress line (events processed, rate, lag); default
+   * 10 000, `Infinity` for none.
+   */
+  progressIntervalMs?: number;
 }
 
 /**
@@ -123,7 +130,12 @@ export async function runMultipleProjections(
       show(entries),
     );
   }
-  const { signal, mode } = checkRunOptions("options", options, ["signal", "mode"]);
+  const checked = checkRunOptions("options", options, ["signal", "mode", "progressIntervalMs"]);
+  const { signal, mode } = checked;
+  const interval = progressInterval(
+    "options.progressIntervalMs",
+    checked.options.progressIntervalMs,
+  );
   const seen = new Map<
     string,
     { index: number; totalPartitions: number; segments: number; kind: "static" | "group" }
@@ -138,7 +150,7 @@ export async function runMultipleProjections(
     const projection = validateProjection(`${field}.projection`, entry.projection);
     const config = entry.config ?? {};
     // The processor validates the configuration when it is constructed.
-    const processor = new ProjectionProcessor(sql, store, config);
+    const processor = reportedProcessor(sql, store, projection, config, interval);
     const partitionKey = config.partitionKey ?? 0;
     const totalPartitions = config.totalPartitions ?? 1;
     const segments = config.segments ?? DEFAULT_SEGMENTS;
@@ -195,7 +207,7 @@ export async function runMultipleProjections(
         ? { projection: projection.name, partitionKey, totalPartitions }
         : { projection: projection.name, partitionKey, totalPartitions, memberId },
       logger: config.logger,
-      run: (workerSignal) => processor.run(projection, runOptions(workerSignal, mode)),
+      run: (workerSignal) => processor.run(runOptions(workerSignal, mode)),
     });
   });
   return await superviseWorkers(workers, signal);

@@ -8,13 +8,9 @@ import type { Sql } from "postgres";
 import { ValidationError } from "../es/errors.ts";
 import { show } from "../es/validate.ts";
 import type { PostgresStore } from "../postgres/mod.ts";
-import {
-  type ProcessorConfig,
-  type Projection,
-  ProjectionProcessor,
-  type RunMode,
-} from "../projection/mod.ts";
+import { type ProcessorConfig, type Projection, type RunMode } from "../projection/mod.ts";
 import { checkRunOptions } from "../projection/run.ts";
+import { progressInterval, reportedProcessor } from "./report.ts";
 import { runOptions, superviseWorkers, type Worker, type WorkerOutcome } from "./supervise.ts";
 import { positiveInteger, validateProjection } from "./validate.ts";
 
@@ -41,6 +37,13 @@ export interface PartitionsOptions {
    * `partitionKey` and `totalPartitions` itself.
    */
   config?: Omit<ProcessorConfig, "partitionKey" | "totalPartitions">;
+  /**
+   * With a logger in `config`, each worker logs where it starts and its
+   * segments, then every this many milliseconds while it has work, a
+   * progress line (events processed, rate, lag); default 10 000,
+   * `Infinity` for none.
+   */
+  progressIntervalMs?: number;
 }
 
 /**
@@ -107,8 +110,17 @@ export async function runProjectionPartitions(
 ): Promise<WorkerOutcome[]> {
   validateProjection("projection", projection);
   positiveInteger("totalPartitions", totalPartitions);
-  const checked = checkRunOptions("options", options, ["signal", "mode", "config"]);
+  const checked = checkRunOptions("options", options, [
+    "signal",
+    "mode",
+    "config",
+    "progressIntervalMs",
+  ]);
   const { signal, mode } = checked;
+  const interval = progressInterval(
+    "options.progressIntervalMs",
+    checked.options.progressIntervalMs,
+  );
   const config = checked.options.config ?? {};
   for (const field of ["partitionKey", "totalPartitions"] as const) {
     const value = (config as ProcessorConfig)[field];
@@ -124,16 +136,16 @@ export async function runProjectionPartitions(
   // any worker starts.
   const workers: Worker[] = [];
   for (let partitionKey = 0; partitionKey < totalPartitions; partitionKey++) {
-    const processor = new ProjectionProcessor(sql, store, {
+    const processor = reportedProcessor(sql, store, projection, {
       ...config,
       partitionKey,
       totalPartitions,
-    });
+    }, interval);
     workers.push({
       label: `${projection.name}[${partitionKey}/${totalPartitions}]`,
       place: { projection: projection.name, partitionKey, totalPartitions },
       logger: config.logger,
-      run: (workerSignal) => processor.run(projection, runOptions(workerSignal, mode)),
+      run: (workerSignal) => processor.run(runOptions(workerSignal, mode)),
     });
   }
   return await superviseWorkers(workers, signal);
