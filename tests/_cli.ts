@@ -76,3 +76,70 @@ export function runDenoScript(
     });
   });
 }
+
+/** A program running in a child process, its output collected as it comes. */
+export interface RunningScript {
+  /** What it has printed so far. */
+  output(): { stdout: string; stderr: string };
+  /** Resolves once stdout or stderr matches `pattern`; fails after `ms` naming `what`. */
+  waitFor(pattern: RegExp, what: string, ms?: number): Promise<void>;
+  /** Sends a signal. */
+  kill(signal: "SIGTERM" | "SIGINT" | "SIGKILL"): void;
+  /** Resolves when it has exited; fails after `ms` (and kills it). */
+  exited(ms?: number): Promise<CliResult>;
+}
+
+/** Starts `deno run -A script ...args` and returns at once. */
+export function startDenoScript(
+  script: string,
+  args: string[],
+  options: { env?: Record<string, string> } = {},
+): RunningScript {
+  const child = spawn(process.execPath, ["run", "-A", script, ...args], {
+    env: options.env ?? process.env,
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk) => stdout += chunk);
+  child.stderr.on("data", (chunk) => stderr += chunk);
+  const exit = new Promise<number | null>((resolve) =>
+    child.on("close", (code, signal) => {
+      if (signal) stderr += `[killed by ${signal}]`;
+      resolve(code);
+    })
+  );
+  return {
+    output: () => ({ stdout, stderr }),
+    async waitFor(pattern, what, ms = 30_000) {
+      const deadline = performance.now() + ms;
+      while (!pattern.test(stdout) && !pattern.test(stderr)) {
+        if (child.exitCode !== null || performance.now() > deadline) {
+          throw new Error(
+            `expected ${what} (${pattern}) ${
+              child.exitCode !== null ? `before exit ${child.exitCode}` : `within ${ms} ms`
+            }; stdout: ${stdout}\nstderr: ${stderr}`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+    // Not child.kill: Deno's node:child_process then reports the signal as
+    // the cause of exit even when the program handled it and exited 0.
+    kill: (signal) => process.kill(child.pid!, signal),
+    async exited(ms = 30_000) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          child.kill("SIGKILL");
+          reject(new Error(`${script} ${args.join(" ")} did not exit within ${ms} ms`));
+        }, ms);
+      });
+      try {
+        const code = await Promise.race([exit, timeout]);
+        return { code, stdout, stderr };
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}

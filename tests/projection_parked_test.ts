@@ -167,6 +167,15 @@ describe("parked events: list, replay, discard", () => {
         "held",
       ]);
 
+      const asJson = JSON.parse((await parked(["list", ...base, "--json"])).stdout);
+      assert.deepEqual(
+        asJson.map((p: { reason: string; event: { globalPosition: string } }) => [
+          p.event.globalPosition,
+          p.reason,
+        ]),
+        lines.map((l) => [l[1], l[6]]),
+      );
+
       const discarded = await parked([
         "discard",
         ...base,

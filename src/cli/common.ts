@@ -274,7 +274,8 @@ export function cliLogger(json: boolean, verbose = false): Logger {
       json
         ? toJson({ time, level, message, ...plain(fields) }) + "\n"
         : `${time} ${level.padEnd(5)} ${message}${
-          Object.entries(fields).map(([k, v]) => ` ${k}=${text(v)}`).join("")
+          Object.entries(fields).filter(([, v]) => v !== undefined)
+            .map(([k, v]) => ` ${k}=${text(v)}`).join("")
         }\n`,
     );
   };
