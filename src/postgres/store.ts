@@ -32,6 +32,7 @@ import { append, type AppendContext, appendMany } from "./append.ts";
 import { type CoalesceLimits, Coalescer } from "./coalesce.ts";
 import { inTransaction } from "./driver.ts";
 import { ValidationError } from "../es/errors.ts";
+import { observeAppend, observeAppendOne } from "../telemetry/append.ts";
 import { type HorizonReport, inspectHorizon } from "./horizon.ts";
 import type { Db } from "./db.ts";
 import { requireClient, table } from "./db.ts";
@@ -203,15 +204,18 @@ export class PostgresStore implements EventStore<Db> {
     const { expected, signal } = validateAppendOptions(options);
     requireClient("db", db);
     try {
-      if (this.#coalesce && isPool(db)) {
-        let coalescer = this.#coalescers.get(db);
-        if (!coalescer) {
-          this.#coalescers.set(db, coalescer = new Coalescer(db, this.#context, this.#coalesce));
+      // Telemetry: a span and metrics, the trace context into the metadata.
+      return await observeAppendOne(events, async (traced) => {
+        if (this.#coalesce && isPool(db)) {
+          let coalescer = this.#coalescers.get(db);
+          if (!coalescer) {
+            this.#coalescers.set(db, coalescer = new Coalescer(db, this.#context, this.#coalesce));
+          }
+          return await coalescer.append(traced, expected, signal);
         }
-        return await coalescer.append(events, expected, signal);
-      }
-      signal?.throwIfAborted();
-      return await append(db, this.#context, events, expected);
+        signal?.throwIfAborted();
+        return await append(db, this.#context, traced, expected);
+      });
     } catch (error) {
       throw missingTable(error, this.tables);
     }
@@ -256,7 +260,8 @@ export class PostgresStore implements EventStore<Db> {
     const valid = validateAppends(appends);
     requireClient("db", db);
     try {
-      return await appendMany(db, this.#context, valid);
+      // Telemetry: a span and metrics, the trace context into the metadata.
+      return await observeAppend(valid, (traced) => appendMany(db, this.#context, traced));
     } catch (error) {
       throw missingTable(error, this.tables);
     }

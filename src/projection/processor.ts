@@ -11,6 +11,7 @@ import { requireClient } from "../postgres/internal.ts";
 import { ValidationError } from "../es/errors.ts";
 import { show } from "../es/show.ts";
 import { runBatch } from "./batch.ts";
+import { observeBatch } from "../telemetry/batch.ts";
 import {
   ensureCheckpoints,
   furthestCheckpoint,
@@ -333,13 +334,18 @@ export class ProjectionProcessor {
         );
         if (behind.length > 0) {
           for (;;) {
-            const outcome = await runBatch(this.#sql, share, projection, {
-              batchSize,
-              signal,
-              logger,
-              policy,
-              failures,
-            });
+            // Telemetry: a span and metrics per batch (src/telemetry/batch.ts).
+            const outcome = await observeBatch(
+              projection,
+              (observed) =>
+                runBatch(this.#sql, share, observed, {
+                  batchSize,
+                  signal,
+                  logger,
+                  policy,
+                  failures,
+                }),
+            );
             if (outcome.aborted) return "aborted";
             backoff.reset();
             // Parked and skipped events are progress too: look again at once.
