@@ -32,8 +32,10 @@ import { knownList } from "./status.ts";
  */
 export class ProjectionBusyError extends PupsourcingError {
   /**
+   * Creates the error.
+   *
    * @param projection The projection's name.
-   * @param holders What holds it: `a batch holds segment rows` or the lease owners' ids.
+   * @param holders What holds it: a running batch, or the workers holding leases.
    */
   constructor(readonly projection: string, readonly holders: readonly string[]) {
     super(

@@ -30,6 +30,8 @@ import { arrayLiteral, belowHorizon, type Db, missingTable, table } from "../pos
  */
 export class ProjectionWaitTimeoutError extends PupsourcingError {
   /**
+   * Creates the error.
+   *
    * @param behind The projections that had not got there.
    * @param after The cursor waited for.
    * @param timeoutMs The time waited.

@@ -8,7 +8,7 @@ import type { Sql } from "postgres";
 import { ValidationError } from "../es/errors.ts";
 import { show } from "../es/validate.ts";
 import type { PostgresStore } from "../postgres/mod.ts";
-import { type ProcessorConfig, type Projection, type RunMode } from "../projection/mod.ts";
+import type { ProcessorConfig, Projection, RunMode } from "../projection/mod.ts";
 import { checkRunOptions } from "../projection/run.ts";
 import { progressInterval, reportedProcessor } from "./report.ts";
 import { runOptions, superviseWorkers, type Worker, type WorkerOutcome } from "./supervise.ts";

@@ -9,7 +9,38 @@
 import { type SpanContext, TraceFlags } from "@opentelemetry/api";
 import type { Event, JsonValue } from "../es/event.ts";
 
-/** The metadata key of the trace context. */
+/**
+ * A trace context read from an event's metadata: an OpenTelemetry
+ * `SpanContext` (pass it as a link's `context`).
+ *
+ * @example
+ * ```ts
+ * import type { TraceContext } from "@getpup/pupsourcing/telemetry";
+ *
+ * const describe = (c: TraceContext) => `${c.traceId}/${c.spanId}`;
+ * ```
+ */
+export interface TraceContext {
+  /** The trace's id: 32 lowercase hex digits. */
+  traceId: string;
+  /** The append span's id: 16 lowercase hex digits. */
+  spanId: string;
+  /** 1 when the trace was sampled, else 0. */
+  traceFlags: number;
+  /** Always true: the span ran elsewhere. */
+  isRemote: boolean;
+}
+
+/**
+ * The metadata key of the trace context.
+ *
+ * @example
+ * ```ts
+ * import { TRACEPARENT } from "@getpup/pupsourcing/telemetry";
+ *
+ * console.log(TRACEPARENT); // traceparent
+ * ```
+ */
 export const TRACEPARENT = "traceparent";
 
 const FORMAT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
@@ -51,7 +82,7 @@ export function withTraceContext(events: readonly Event[], span: SpanContext): E
  * });
  * ```
  */
-export function appendContextOf(metadata: JsonValue | undefined): SpanContext | undefined {
+export function appendContextOf(metadata: JsonValue | undefined): TraceContext | undefined {
   if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
     return undefined;
   }

@@ -18,10 +18,28 @@ import {
   type Tracer,
 } from "@opentelemetry/api";
 
-/** The instrumentation scope: the name metrics and spans are reported under. */
+/**
+ * The instrumentation scope: the name metrics and spans are reported under.
+ *
+ * @example Keep only the library's metrics in a view
+ * ```ts
+ * import { SCOPE } from "@getpup/pupsourcing/telemetry";
+ *
+ * console.log(SCOPE); // pupsourcing
+ * ```
+ */
 export const SCOPE = "pupsourcing";
 
-/** Every metric the library reports, by name. */
+/**
+ * Every metric the library reports, by name.
+ *
+ * @example
+ * ```ts
+ * import { METRICS } from "@getpup/pupsourcing/telemetry";
+ *
+ * console.log(METRICS.lagSeconds); // pupsourcing.projection.lag.seconds
+ * ```
+ */
 export const METRICS = {
   appends: "pupsourcing.appends",
   eventsAppended: "pupsourcing.events.appended",
@@ -35,7 +53,16 @@ export const METRICS = {
   lagSeconds: "pupsourcing.projection.lag.seconds",
 } as const;
 
-/** Every span the library starts, by name. */
+/**
+ * Every span the library starts, by name.
+ *
+ * @example
+ * ```ts
+ * import { SPANS } from "@getpup/pupsourcing/telemetry";
+ *
+ * console.log(SPANS.batch); // pupsourcing.batch
+ * ```
+ */
 export const SPANS = {
   append: "pupsourcing.append",
   batch: "pupsourcing.batch",

@@ -30,6 +30,6 @@
  * @module
  */
 
-export { appendContextOf, TRACEPARENT } from "./context.ts";
+export { appendContextOf, type TraceContext, TRACEPARENT } from "./context.ts";
 export { METRICS, SCOPE, SPANS } from "./instruments.ts";
 export { observeProjectionLag } from "./lag.ts";
