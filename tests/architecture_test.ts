@@ -8,6 +8,8 @@
  *   no built-in.
  * - `src/postgres` imports neither `src/projection` nor `src/runner`;
  *   `src/projection` does not import `src/runner`.
+ * - `src/telemetry`'s hooks (all but `lag.ts` and `mod.ts`) import only
+ *   `src/es`: the append path and the processor call them.
  * - `src/projection` reaches `src/postgres` only through `mod.ts` (the
  *   public face) or `internal.ts` (the log reader and the driver
  *   workarounds).
@@ -93,6 +95,15 @@ function violations(sources: readonly Source[]): string[] {
       }
       if (from === "postgres" && (to === "projection" || to === "runner")) {
         found.push(`${path} imports ${specifier}: src/postgres is below src/${to}`);
+      }
+      if (
+        from === "telemetry" && to !== undefined && to !== "es" && to !== "telemetry" &&
+        path !== "telemetry/lag.ts" && path !== "telemetry/mod.ts"
+      ) {
+        found.push(
+          `${path} imports ${specifier}: src/telemetry's hooks import only src/es ` +
+            "(the append path and the processor call them)",
+        );
       }
       if (from === "projection" && to === "runner") {
         found.push(`${path} imports ${specifier}: src/projection is below src/runner`);
@@ -203,6 +214,10 @@ describe("the shape of src/", () => {
     expect(
       broken("postgres/log.ts", `const m = await import("../runner/mod.ts");`),
       /src\/postgres is below src\/runner/,
+    );
+    expect(
+      broken("telemetry/batch.ts", `import { x } from "../postgres/mod.ts";`),
+      /src\/telemetry's hooks import only src\/es/,
     );
     expect(
       broken("projection/batch.ts", `import * as runner from "../runner/mod.ts";`),

@@ -25,7 +25,7 @@ export interface SegmentLag {
   ownerId: string | null;
   leaseExpiresAt: Date | null;
   /** Committed events of the segment (and scope) after the cursor. */
-  events: bigint;
+  lagEvents: bigint;
   /** Seconds since the oldest of them was appended (database clock); 0 when none. */
   ageSeconds: number;
 }
@@ -93,7 +93,7 @@ export async function segmentLag(
     updatedAt: new Date(updatedAt as Date),
     ownerId: (ownerId as string | null) ?? null,
     leaseExpiresAt: leaseExpiresAt === null ? null : new Date(leaseExpiresAt as Date),
-    events: toBigInt(n),
+    lagEvents: toBigInt(n),
     ageSeconds: Math.max(0, Number(age)),
   }));
 }

@@ -216,7 +216,7 @@ function summary(
     oldestCheckpoint: minCursor(cursors),
     newestCheckpoint: cursors.reduce(maxCursor),
     updatedAt: new Date(Math.max(...segments.map((s) => s.updatedAt.getTime()))),
-    lagEvents: segments.reduce((n, s) => n + s.events, 0n),
+    lagEvents: segments.reduce((n, s) => n + s.lagEvents, 0n),
     lagSeconds: Math.max(...segments.map((s) => s.ageSeconds)),
     parked: (parked?.waiting as number | undefined) ?? 0,
     lastError: parked?.error
@@ -230,7 +230,7 @@ function summary(
       segment: s.segment,
       checkpoint: s.cursor,
       updatedAt: s.updatedAt,
-      lagEvents: s.events,
+      lagEvents: s.lagEvents,
       lagSeconds: s.ageSeconds,
       ownerId: s.ownerId,
       leaseExpiresAt: s.leaseExpiresAt,

@@ -162,8 +162,10 @@ function cursorAfter(after: WaitOptions["after"] | undefined): Cursor {
     const r = result as Partial<AppendResult & Cursor> | null;
     if (typeof r?.transactionId === "bigint" && typeof r.globalPosition === "bigint") {
       cursors.push({ transactionId: r.transactionId, globalPosition: r.globalPosition });
-    } else if (Array.isArray(r?.events) && r.events.length > 0) {
-      for (const e of r.events) cursors.push(e);
+    } else if (Array.isArray(r?.globalPositions) && r.globalPositions.length > 0) {
+      // An append's result: its events' cursors.
+      const { events: appended = [] } = r as AppendResult;
+      for (const e of appended) cursors.push(e);
     } else {
       throw new ValidationError(
         "options.after",
