@@ -1,5 +1,5 @@
 /**
- * The benchmark: `deno task bench [--quick] [--only W1,W3] [--runtime node]`. Starts its own
+ * The benchmark: `deno task bench [--quick] [--only W1,W3] [--runtime node] [--otel]`. Starts its own
  * PostgreSQL with durable settings (or uses DATABASE_URL), runs every
  * workload against our code and the hand-written ceiling in the same run,
  * prints a markdown table, writes the JSON to .bench-results/ and, on a
@@ -33,6 +33,7 @@ import { w6 } from "./workloads/wakeup.ts";
 import { pgbenchW1 } from "./workloads/pgbench.ts";
 import { w7 } from "./workloads/command.ts";
 import { VARIANTS } from "./workloads/variant.ts";
+import { registerOtel } from "./otel.ts";
 
 const { values: flags } = parseArgs({
   args: process.argv.slice(2),
@@ -41,6 +42,7 @@ const { values: flags } = parseArgs({
     only: { type: "string" },
     docs: { type: "boolean" },
     runtime: { type: "string" },
+    otel: { type: "boolean", default: false },
   },
 });
 if (flags.runtime !== undefined && flags.runtime !== runtimeName()) {
@@ -55,6 +57,8 @@ const only = flags.only?.split(",").map((s) => s.trim().toUpperCase());
 const wanted = (id: string) => !only || only.some((o) => id.toUpperCase().startsWith(o));
 
 const started = performance.now();
+// --otel: an OpenTelemetry SDK records the library's metrics and spans.
+const stopOtel = flags.otel ? registerOtel() : undefined;
 const db = await openBenchDb();
 const results: WorkloadResult[] = [];
 const log = (message: string) =>
@@ -92,6 +96,7 @@ try {
   await step("W7", () => w7(db, cfg));
 } finally {
   await db.close();
+  await stopOtel?.();
 }
 log("done");
 
@@ -104,7 +109,8 @@ const info: RunInfo = {
   } GiB RAM, ${os.type()} ${os.release()}, load average ${os.loadavg()[0].toFixed(1)} at the end`,
   runtime: runtimeDescription(),
   server: { ...db.settings, embedded: String(db.server.embedded) },
-  client: "postgres.js 3.4.9, default options (no TCP_NODELAY) unless a variant says otherwise",
+  client: "postgres.js 3.4.9, default options (no TCP_NODELAY) unless a variant says otherwise" +
+    (flags.otel ? "; an OpenTelemetry SDK registered (--otel)" : ""),
 };
 console.log(table(results));
 await mkdir(".bench-results", { recursive: true });

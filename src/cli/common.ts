@@ -296,6 +296,7 @@ function plain(fields: LogFields): LogFields {
 function text(value: unknown): string {
   if (value instanceof Error) return JSON.stringify(value.message);
   if (typeof value === "string") return /\s/.test(value) ? JSON.stringify(value) : value;
+  if (typeof value === "bigint") return String(value);
   return toJson(value);
 }
 

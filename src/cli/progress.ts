@@ -50,9 +50,10 @@ export class Progress {
     this.#done += n;
   }
 
-  /** Stops drawing and prints the last line. */
-  finish(outcome: string): void {
+  /** Stops drawing and prints the last line; `done`, when given, is the exact count. */
+  finish(outcome: string, done?: number): void {
     clearInterval(this.#timer);
+    if (done !== undefined) this.#done = done;
     if (this.#sink.isTTY === true && !this.#options.json) {
       this.#draw();
       this.#sink.write("\n");

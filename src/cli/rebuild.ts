@@ -103,7 +103,10 @@ export const rebuild: Command = {
           mode: "until_caught_up",
           signal: stop.signal,
         });
-        bar.finish(outcome.status === "caught_up" ? "done" : "stopped");
+        bar.finish(
+          outcome.status === "caught_up" ? "done" : "stopped",
+          outcome.processed + outcome.parked + outcome.skipped,
+        );
         return outcome.status === "caught_up" ? 0 : 1;
       } catch (error) {
         bar.finish("failed");

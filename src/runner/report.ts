@@ -27,8 +27,9 @@ import {
 export const DEFAULT_PROGRESS_INTERVAL_MS = 10_000;
 
 /**
- * A logger that also counts the events the processor reports as processed
- * (its `events processed` lines), for progress reports.
+ * A logger that also counts the events the processor reports as done (its
+ * `events processed` lines, and each event it logs as parked or skipped),
+ * for progress reports.
  */
 export function countingLogger(inner: Logger | undefined, count: (n: number) => void): Logger {
   return {
@@ -37,7 +38,12 @@ export function countingLogger(inner: Logger | undefined, count: (n: number) => 
       if (message === "events processed") count(Number(fields?.processed ?? 0));
       inner?.info(message, fields);
     },
-    error: (message, fields) => inner?.error(message, fields),
+    error(message, fields) {
+      if (message === "projection event parked" || message === "projection event skipped") {
+        count(1);
+      }
+      inner?.error(message, fields);
+    },
   };
 }
 
