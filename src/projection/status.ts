@@ -81,7 +81,10 @@ export interface ProjectionStatus {
   lagSeconds: number;
   /** Parked events still waiting for a replay or a discard. */
   parked: number;
-  /** The last handler failure recorded (a parked or skipped event), or `null`. */
+  /**
+   * The last handler failure recorded on an event still parked, or
+   * skipped (not one since replayed or discarded), or `null`.
+   */
   lastError: { error: string; at: Date; globalPosition: bigint } | null;
   /** Every segment, in order. */
   segmentDetails: SegmentStatus[];
@@ -161,7 +164,8 @@ export async function projectionStatus(
         from ${parkedTable} where true ${only} group by projection_name
       ), last as (
         select distinct on (projection_name) projection_name, error, updated_at, global_position
-        from ${parkedTable} where error is not null ${only}
+        from ${parkedTable}
+        where error is not null and status in ('parked', 'skipped') ${only}
         order by projection_name, updated_at desc
       )
       select w.projection_name, w.waiting, l.error, l.updated_at, l.global_position
