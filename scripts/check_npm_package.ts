@@ -16,8 +16,9 @@
  *   Node and Bun (the installed package), each on a fresh database;
  * - runs `npx pupsourcing-migrate-gen --output migrations` (and the bin
  *   under Bun) and checks the SQL files;
- * - runs `npx pupsourcing-migrate` on a fresh database, and the bin under
- *   Bun with `--dry-run`.
+ * - runs `npx pupsourcing-migrate` on a fresh database, then the
+ *   `pupsourcing` CLI on it (`npx pupsourcing status`, and `horizon --json`
+ *   under Bun), and the migrate bin under Bun with `--dry-run`.
  *
  * Set `DATABASE_URL` to use a server of yours instead of the embedded one.
  * Ends with a plain `N passed, M failed` line (one check per step).
@@ -270,6 +271,21 @@ async function main(): Promise<number> {
         async () =>
           await run("npx", ["--no-install", "pupsourcing-migrate", "--database-url", url], {
             cwd: project,
+          }) === 0,
+      );
+      await check(
+        "npx pupsourcing status --database-url <the migrated database>",
+        async () =>
+          await run("npx", ["--no-install", "pupsourcing", "status", "--database-url", url], {
+            cwd: project,
+          }) === 0,
+      );
+      await check(
+        "DATABASE_URL=... bun node_modules/.bin/pupsourcing horizon --json",
+        async () =>
+          await run(tools.bun, ["node_modules/.bin/pupsourcing", "horizon", "--json"], {
+            cwd: project,
+            env: { ...process.env, DATABASE_URL: url },
           }) === 0,
       );
       await check(

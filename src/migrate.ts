@@ -58,6 +58,7 @@ Options:
   --dry-run                      print the pending SQL and change nothing
   --rebase                       then rebase the log after a move into a new
                                  cluster (a no-op when it needs none)
+  --json                         print one JSON object instead of text
 ${TABLE_FLAGS_USAGE}  --migrations-table <name>      default: pupsourcing_migrations
   -h, --help                     show this help
 `;
@@ -83,6 +84,7 @@ export async function migrateMain(
   let store: PostgresStore;
   let dryRun: boolean;
   let rebase: boolean;
+  let json: boolean;
   try {
     const flags = usageErrors(() =>
       parseArgs({
@@ -93,6 +95,7 @@ export async function migrateMain(
           "database-url": { type: "string" },
           "dry-run": { type: "boolean", default: false },
           rebase: { type: "boolean", default: false },
+          json: { type: "boolean", default: false },
           ...TABLE_FLAGS,
           "migrations-table": { type: "string" },
           help: { type: "boolean", short: "h" },
@@ -111,6 +114,7 @@ export async function migrateMain(
     });
     dryRun = flags["dry-run"];
     rebase = flags.rebase;
+    json = flags.json;
     if (dryRun && rebase) throw new UsageError("--rebase cannot be combined with --dry-run");
   } catch (error) {
     if (!(error instanceof PupsourcingError)) throw error;
@@ -121,6 +125,21 @@ export async function migrateMain(
   const sql = postgres(database.url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
     const migrations = await migrate(sql, { store, dryRun });
+    if (json) {
+      const rebased = rebase ? await rebaseLog(sql, { store }) : undefined;
+      process.stdout.write(
+        JSON.stringify(
+          {
+            [dryRun ? "pending" : "applied"]: migrations.map((m) =>
+              dryRun ? { id: migrationId(m), sql: m.sql } : migrationId(m)
+            ),
+            ...(rebased ? { rebase: rebased } : {}),
+          },
+          (_key, value) => typeof value === "bigint" ? String(value) : value,
+        ) + "\n",
+      );
+      return 0;
+    }
     if (dryRun) {
       for (const m of migrations) process.stdout.write(`-- ${migrationId(m)}\n${m.sql}\n`);
       if (migrations.length === 0) process.stdout.write("-- Nothing to apply.\n");

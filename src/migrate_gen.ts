@@ -123,6 +123,7 @@ differs from what these options generate stops it (exit 1, nothing written).
 
 Options:
   --output <dir>                 folder to write to (default: migrations)
+  --json                         print one JSON object instead of text
 ${TABLE_FLAGS_USAGE}  -h, --help                     show this help
 `;
 
@@ -144,6 +145,7 @@ class FileConflict extends Error {}
 export async function migrateGenMain(args: string[]): Promise<number> {
   let files: MigrationFile[];
   let output: string;
+  let json: boolean;
   try {
     const flags = usageErrors(() =>
       parseArgs({
@@ -152,6 +154,7 @@ export async function migrateGenMain(args: string[]): Promise<number> {
         allowPositionals: false,
         options: {
           output: { type: "string", default: "migrations" },
+          json: { type: "boolean", default: false },
           ...TABLE_FLAGS,
           help: { type: "boolean", short: "h" },
         },
@@ -163,6 +166,7 @@ export async function migrateGenMain(args: string[]): Promise<number> {
     }
     if (flags.output === "") throw new UsageError("--output must not be empty");
     output = flags.output;
+    json = flags.json;
     files = generateMigrationFiles(tableNames(flags));
   } catch (error) {
     if (!(error instanceof PupsourcingError)) throw error;
@@ -188,12 +192,15 @@ export async function migrateGenMain(args: string[]): Promise<number> {
       }
     }
     await mkdir(output, { recursive: true });
+    const written: string[] = [];
     for (const file of missing) {
       path = join(output, file.name);
       await writeFile(path, file.sql, { flag: "wx" });
-      process.stdout.write(`Generated PostgreSQL migration: ${path}\n`);
+      written.push(path);
+      if (!json) process.stdout.write(`Generated PostgreSQL migration: ${path}\n`);
     }
-    if (missing.length === 0) {
+    if (json) process.stdout.write(JSON.stringify({ output, written }) + "\n");
+    else if (missing.length === 0) {
       process.stdout.write(`Nothing to write: every version is already in ${output}\n`);
     }
   } catch (error) {

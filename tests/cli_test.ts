@@ -146,10 +146,18 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
     const made = await cli(["migrate"], { DATABASE_URL: url });
     assert.equal(made.code, 0, made.stderr);
     assert.match(made.stdout, /^Applied 0001_event_store\n/);
+    const again = await cli(["migrate", "--json"], { DATABASE_URL: url });
+    assert.deepEqual(JSON.parse(again.stdout), { applied: [] });
+    const fresh = await db.createDatabase();
+    const json = JSON.parse((await cli(["migrate", "--json"], { DATABASE_URL: fresh })).stdout);
+    assert.equal(json.applied[0], "0001_event_store");
     const output = join(dir, "migrations");
     const files = await cli(["migrate-gen", "--output", output]);
     assert.equal(files.code, 0, files.stderr);
     assert.ok((await readdir(output)).includes("0001_event_store.sql"));
+    const other = join(dir, "migrations-json");
+    const written = JSON.parse((await cli(["migrate-gen", "--output", other, "--json"])).stdout);
+    assert.equal(written.written[0], join(other, "0001_event_store.sql"));
   });
 
   it("run: a module's projections until caught up (text, --json); SIGTERM stops a continuous run", async () => {

@@ -52,7 +52,7 @@ const USAGE = `Usage: pupsourcing <command> [options]
 Commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`).join("\n")}
 
-Every command takes --help, --json (except migrate-gen and migrate) and
+Every command takes --help and --json, and those that use the database
 --database-url <url> (default: the DATABASE_URL variable).
 Exit codes: 0 done, 1 a runtime failure, 2 a usage error.
 `;
