@@ -115,6 +115,14 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
     const none = await cli(["run", empty]);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /exports no projection/);
+    const twice = join(dir, "twice.js");
+    await writeFile(
+      twice,
+      'export const a = { name: "p", handle() {} };\nexport const b = { name: "p", handle() {} };\n',
+    );
+    const duplicate = await cli(["run", twice]);
+    assert.equal(duplicate.code, 2);
+    assert.match(duplicate.stderr, /has two projections named "p"/);
 
     const noDatabase = await cli(["status"], { DATABASE_URL: "" });
     assert.equal(noDatabase.code, 2);
@@ -207,7 +215,7 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
       );
       await appendUsers(store, 12, 20);
       await worker.waitFor(
-        /projection worker progress projection=emails partition=0\/1 processed=\d+ rate=\d+ lagEvents="\d+"/,
+        /projection worker progress projection=emails partition=0\/1 processed=\d+ rate=\d+ lagEvents=\d+ lagSeconds=/,
         "a progress line while catching up",
       );
       await waitUntil(
