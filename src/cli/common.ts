@@ -11,7 +11,7 @@
 import process from "node:process";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { parseArgs } from "node:util";
 import postgres from "postgres";
 import {
   databaseFailure,
@@ -56,18 +56,33 @@ export interface Command {
   run(args: string[], env: Record<string, string | undefined>): Promise<number>;
 }
 
+/** One flag, as `parseArgs` takes it. */
+export interface FlagSpec {
+  type: "string" | "boolean";
+  short?: string;
+  multiple?: boolean;
+  default?: string | boolean | string[];
+}
+
+/** The values of flags `O`: a string, a boolean, or strings for a repeatable flag. */
+export type FlagValues<O extends Record<string, FlagSpec>> = {
+  [K in keyof O]?: O[K] extends { type: "boolean" } ? boolean
+    : O[K] extends { multiple: true } ? string[]
+    : string;
+};
+
 /** Parsed flags and positionals of one command. */
-export interface Parsed<V> {
-  values: V;
+export interface Parsed<O extends Record<string, FlagSpec>> {
+  values: FlagValues<O>;
   positionals: string[];
 }
 
 /** `parseArgs` in strict mode, its complaints as {@linkcode UsageError}s. */
-export function parseFlags<O extends NonNullable<ParseArgsConfig["options"]>>(
+export function parseFlags<O extends Record<string, FlagSpec>>(
   args: string[],
   options: O,
   positionals: { min: number; max: number; names: string },
-) {
+): Parsed<O> {
   const parsed = usageErrors(() =>
     parseArgs({ args, options, strict: true, allowPositionals: positionals.max > 0 })
   );
@@ -82,7 +97,7 @@ export function parseFlags<O extends NonNullable<ParseArgsConfig["options"]>>(
         }`,
     );
   }
-  return parsed;
+  return { values: parsed.values as FlagValues<O>, positionals: parsed.positionals };
 }
 
 /** What a command needs of the database: the client, the store and the URL for messages. */

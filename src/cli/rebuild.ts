@@ -87,7 +87,7 @@ export const rebuild: Command = {
       const bar = new Progress(process.stdout, {
         label: `rebuild ${name}`,
         total: Number(total),
-        json: values.json,
+        json: values.json === true,
         everyMs: everySeconds * 1000,
       });
       const processor = new ProjectionProcessor(sql, store, {

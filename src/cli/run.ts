@@ -80,7 +80,7 @@ export const run: Command = {
         ...module.storeConfig,
       });
       const { sql } = track(connect(values, env, { store, max: projections.length + 2 }));
-      const logger = cliLogger(values.json, values.verbose);
+      const logger = cliLogger(values.json === true, values.verbose === true);
       const stop = stopOnSignals();
       try {
         const outcomes = await runMultipleProjections(
