@@ -14,6 +14,7 @@ import {
   resetProjection,
   waitForProjections,
 } from "../src/projection/mod.ts";
+import { runProjectionPartitions } from "../src/runner/mod.ts";
 import { after, before, describe, it, within } from "./_bounds.ts";
 import { event, holdTransaction, setupDatabase, type TestDb } from "./_db.ts";
 import {
@@ -141,6 +142,36 @@ describe("operations library", () => {
         e instanceof ProjectionBusyError && e.holders[0] === "worker worker-7 holds a lease",
     );
     assert.equal((await resetProjection(db.sql, store, "p", { force: true })).segments, 2);
+  });
+
+  it("a runner's worker logs where it starts, its segments, and its progress while catching up", async () => {
+    const store = await db.freshStore();
+    await appendEvents(db.sql, store, { aggregates: 6, perAggregate: 5 });
+    const lines: { message: string; fields: Record<string, unknown> }[] = [];
+    const logger = {
+      debug() {},
+      info: (message: string, fields = {}) => void lines.push({ message, fields }),
+      error: (message: string, fields = {}) => void lines.push({ message, fields }),
+    };
+    const slow = { name: "slow", handle: () => sleep(10) };
+    await caughtUp(runProjectionPartitions(db.sql, store, slow, 2, {
+      mode: "until_caught_up",
+      config: { logger, batchSize: 5, segments: 4 },
+      progressIntervalMs: 50,
+    }));
+    const starts = lines.filter((l) => l.message === "projection worker starting");
+    assert.deepEqual(starts.map((l) => [l.fields.partition, l.fields.segments]).sort(), [
+      ["0/2", "0,2"],
+      ["1/2", "1,3"],
+    ]);
+    assert.equal(starts[0].fields.from, "the start of the log (first run)");
+    const progress = lines.filter((l) => l.message === "projection worker progress");
+    assert.ok(progress.length >= 2, `${progress.length} progress lines`);
+    for (const { fields } of progress) {
+      assert.equal(typeof fields.rate, "number");
+      assert.equal(typeof fields.lagEvents, "bigint");
+      assert.equal(typeof fields.processed, "number");
+    }
   });
 
   it("waitForProjections resolves only once the projection applied the append, though an older transaction commits late", async () => {

@@ -47,11 +47,13 @@ export function countingLogger(inner: Logger | undefined, count: (n: number) => 
   };
 }
 
-/** Where one worker sits: its partition and the projection's segment count. */
+/** Where one worker sits: its partition (or group member id) and the projection's segment count. */
 export interface WorkerPlace {
   partitionKey: number;
   totalPartitions: number;
   segments: number;
+  /** Set in group mode: the member's segments come and go with its leases. */
+  memberId?: string;
 }
 
 /**
@@ -77,19 +79,25 @@ export class WorkerReport {
     private readonly intervalMs: number,
   ) {
     this.logger = countingLogger(inner, (n) => this.#processed += n);
-    this.#owned = ownedSegments(place.partitionKey, place.totalPartitions, place.segments);
+    // A group member's share changes with its leases: it reports the whole projection.
+    this.#owned = place.memberId === undefined
+      ? ownedSegments(place.partitionKey, place.totalPartitions, place.segments)
+      : ownedSegments(0, 1, place.segments);
   }
 
   /** Runs `run` between the start line and the last progress line. */
   async around(run: () => Promise<RunOutcome>): Promise<RunOutcome> {
-    const base = {
-      projection: this.projection.name,
-      partition: `${this.place.partitionKey}/${this.place.totalPartitions}`,
-    };
+    const { memberId } = this.place;
+    const base = memberId === undefined
+      ? {
+        projection: this.projection.name,
+        partition: `${this.place.partitionKey}/${this.place.totalPartitions}`,
+      }
+      : { projection: this.projection.name, member: memberId };
     const lag = await this.#lag();
     this.inner.info("projection worker starting", {
       ...base,
-      segments: this.#owned.join(","),
+      segments: memberId === undefined ? this.#owned.join(",") : "by lease (group mode)",
       from: lag?.from ?? "the start of the log (first run)",
       lagEvents: lag?.events,
     });
@@ -159,20 +167,32 @@ export function reportedProcessor(
   projection: Projection,
   config: ProcessorConfig,
   progressIntervalMs: number,
-): { run(options: RunOptions): Promise<RunOutcome> } {
+): Pick<ProjectionProcessor, "config"> & { run(options: RunOptions): Promise<RunOutcome> } {
+  // Constructed first: it validates the configuration and resolves its defaults.
+  const plain = new ProjectionProcessor(sql, store, config);
   const inner = config.logger;
   if (inner === undefined || progressIntervalMs === Infinity) {
-    const processor = new ProjectionProcessor(sql, store, config);
-    return { run: (options) => processor.run(projection, options) };
+    return { config: plain.config, run: (options) => plain.run(projection, options) };
   }
-  const place = {
-    partitionKey: config.partitionKey ?? 0,
-    totalPartitions: config.totalPartitions ?? 1,
-    segments: config.segments ?? DEFAULT_SEGMENTS,
-  };
-  const report = new WorkerReport(sql, store, projection, place, inner, progressIntervalMs);
+  const report = new WorkerReport(
+    sql,
+    store,
+    projection,
+    placeOf(plain.config),
+    inner,
+    progressIntervalMs,
+  );
   const processor = new ProjectionProcessor(sql, store, { ...config, logger: report.logger });
-  return { run: (options) => report.around(() => processor.run(projection, options)) };
+  return {
+    config: processor.config,
+    run: (options) => report.around(() => processor.run(projection, options)),
+  };
+}
+
+/** Where a worker of this resolved configuration sits. */
+function placeOf(config: ProjectionProcessor["config"]): WorkerPlace {
+  const { partitionKey, totalPartitions, segments } = config;
+  return { partitionKey, totalPartitions, segments };
 }
 
 /** Checks a runner's `progressIntervalMs`: a positive number of milliseconds, or `Infinity`. */
