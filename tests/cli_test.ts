@@ -120,6 +120,15 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
       twice,
       'export const a = { name: "p", handle() {} };\nexport const b = { name: "p", handle() {} };\n',
     );
+    const bad = join(dir, "bad.js");
+    await writeFile(
+      bad,
+      'export const processorConfig = { batchSize: 0 };\nexport const p = { name: "p", handle() {} };\n',
+    );
+    const refused = await cli(["rebuild", "p", "--module", bad, ...flags]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /batchSize/);
+    oneLine(refused);
     const duplicate = await cli(["run", twice]);
     assert.equal(duplicate.code, 2);
     assert.match(duplicate.stderr, /has two projections named "p"/);
@@ -416,9 +425,10 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
     const one = await cli(["tail", "--aggregate", "Blob:b", ...flags]);
     assert.match(one.stdout, /^5 {2}\d+ {2}\S+Z {2}Blob\/b@1 {2}Raw {2}base64:\/wA=\n$/);
 
-    const follow = startDenoScript(MAIN, ["tail", "-f", "-n", "0", ...flags], { env: env() });
+    // -n 1 prints the last event at once: then it is surely following.
+    const follow = startDenoScript(MAIN, ["tail", "-f", "-n", "1", ...flags], { env: env() });
     try {
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await follow.waitFor(/Blob\/b@1/, "tail -f to print the last event");
       await appendUsers(store, 4, 1);
       await follow.waitFor(/User\/user-4@1/, "tail -f to print the new event");
     } finally {
@@ -426,7 +436,7 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
     }
     const ended = await follow.exited();
     assert.equal(ended.code, 0, ended.stderr);
-    assert.equal(ended.stdout.trim().split("\n").length, 1);
+    assert.equal(ended.stdout.trim().split("\n").length, 2);
   });
 
   async function storeOf(schema: string): Promise<PostgresStore> {
