@@ -18,8 +18,6 @@ export interface ProgressSink {
 export interface ProgressOptions {
   /** What is being done, such as `rebuild user_emails`. */
   label: string;
-  /** The work expected (it may turn out larger: then it grows). */
-  total: number;
   /** JSON lines instead of text. */
   json: boolean;
   /** Milliseconds between plain (or JSON) lines; the bar redraws every 100 ms. */
@@ -28,19 +26,26 @@ export interface ProgressOptions {
 
 const BAR_WIDTH = 30;
 
-/** A progress report; call `update` as work is done, `finish` at the end. */
+/** A progress report: `start`, then `add` as work is done, `finish` at the end. */
 export class Progress {
   readonly #sink: ProgressSink;
   readonly #options: ProgressOptions;
-  readonly #started = performance.now();
-  readonly #timer: ReturnType<typeof setInterval>;
+  #started = performance.now();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #total = 0;
   #done = 0;
 
   constructor(sink: ProgressSink, options: ProgressOptions) {
     this.#sink = sink;
     this.#options = options;
-    const bar = sink.isTTY === true && !options.json;
-    this.#timer = setInterval(() => this.#draw(), bar ? 100 : options.everyMs);
+  }
+
+  /** Starts drawing, with the work expected (it may turn out larger: then it grows). */
+  start(total: number): void {
+    this.#total = total;
+    this.#started = performance.now();
+    const bar = this.#sink.isTTY === true && !this.#options.json;
+    this.#timer = setInterval(() => this.#draw(), bar ? 100 : this.#options.everyMs);
     if (bar) this.#draw();
     else this.#line("started");
   }
@@ -71,7 +76,7 @@ export class Progress {
   }
 
   #numbers() {
-    const total = Math.max(this.#options.total, this.#done);
+    const total = Math.max(this.#total, this.#done);
     const seconds = (performance.now() - this.#started) / 1000;
     const rate = this.#done / Math.max(seconds, 0.001);
     const eta = rate > 0 ? (total - this.#done) / rate : Infinity;

@@ -81,24 +81,23 @@ export const rebuild: Command = {
       const projection = pickProjection(module, name, values.module);
       const store = storeFromFlags(values, module.storeConfig);
       const { sql } = track(connect(values, env, { store }));
+      const bar = new Progress(process.stdout, {
+        label: `rebuild ${name}`,
+        json: values.json === true,
+        everyMs: everySeconds * 1000,
+      });
       // Made first: a bad configuration fails before anything is reset.
-      let bar: Progress | undefined;
       const processor = new ProjectionProcessor(sql, store, {
         ...module.processorConfig,
         ...(batchSize === undefined ? {} : { batchSize }),
         partitionKey: 0,
         totalPartitions: 1,
-        logger: countingLogger(module.processorConfig.logger, (n) => bar?.add(n)),
+        logger: countingLogger(module.processorConfig.logger, (n) => bar.add(n)),
       });
       const known = (await projectionStatus(sql, store)).some((s) => s.name === name);
       if (known) await resetProjection(sql, store, projection, { force: values.force });
       const total = await countEvents(sql, store.tables, projection);
-      bar = new Progress(process.stdout, {
-        label: `rebuild ${name}`,
-        total: Number(total),
-        json: values.json === true,
-        everyMs: everySeconds * 1000,
-      });
+      bar.start(Number(total));
       const stop = stopOnSignals();
       try {
         const outcome = await processor.run(projection, {
