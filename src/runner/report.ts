@@ -13,7 +13,6 @@ import type { PostgresStore } from "../postgres/mod.ts";
 import { ValidationError } from "../es/errors.ts";
 import { show } from "../es/validate.ts";
 import {
-  DEFAULT_SEGMENTS,
   ownedSegments,
   type ProcessorConfig,
   type Projection,
