@@ -247,6 +247,63 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
     assert.match(stopped.stderr, /projection processor stopped projection=emails reason=aborted/);
   });
 
+  it("run --group: two members share a projection, status shows them, SIGTERM stops them", async () => {
+    const { module, schema, store, flags } = await app(10);
+    const member = (id: string) =>
+      startDenoScript(MAIN, [
+        "run",
+        module,
+        "--projection",
+        "emails",
+        "--group",
+        "--member-id",
+        id,
+        ...flags,
+      ], { env: env() });
+    const a = member("a");
+    const b = member("b");
+    try {
+      await a.waitFor(
+        /projection worker starting projection=emails member=a segments="by lease/,
+        "member a to start",
+      );
+      await b.waitFor(/projection worker starting projection=emails member=b/, "member b to start");
+      await waitUntil(
+        "both members to hold segments",
+        async () => {
+          const result = await cli(["status", "emails", "--json", ...flags]);
+          if (result.code !== 0) return false;
+          const status = JSON.parse(result.stdout);
+          return status.members.length === 2 &&
+            status.members.every((m: { segments: number[] }) => m.segments.length === 8);
+        },
+        30_000,
+        200,
+      );
+      await appendUsers(store, 10, 20);
+      await waitUntil(
+        "the group to apply every event",
+        async () => await emails(schema) === 30,
+        20_000,
+        50,
+      );
+      const text = await cli(["status", "emails", ...flags]);
+      assert.match(text.stdout, /\nmembers: {5}a \((\d+,){7}\d+\), b \((\d+,){7}\d+\)\n/);
+      assert.match(
+        text.stdout,
+        /SEGMENT\s+CHECKPOINT\s+LAG\s+LAG TIME\s+MODE\s+OWNER\s+HEARTBEAT\s+LEASE UNTIL\n0\s+\S+\s+0\s+0s\s+group\s+[ab]\s+\S+Z\s+\S+Z\n/,
+      );
+    } finally {
+      a.kill("SIGTERM");
+      b.kill("SIGTERM");
+    }
+    for (const [id, worker] of [["a", a], ["b", b]] as const) {
+      const stopped = await worker.exited();
+      assert.equal(stopped.code, 0, stopped.stderr);
+      assert.match(stopped.stdout, new RegExp(`^emails \\[${id}\\]: stopped, \\d+ events`));
+    }
+  });
+
   it("status and horizon, text and --json", async () => {
     const { module, store, flags } = await app(5);
     assert.equal((await cli(["run", module, "--until-caught-up", ...flags])).code, 0);
@@ -268,7 +325,7 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
     assert.match(detail.stdout, /lag: {9}3 events, /);
     assert.match(
       detail.stdout,
-      /SEGMENT\s+CHECKPOINT\s+LAG\s+LAG TIME\s+OWNER\s+LEASE UNTIL\n0\s+/,
+      /SEGMENT\s+CHECKPOINT\s+LAG\s+LAG TIME\s+MODE\s+OWNER\s+HEARTBEAT\s+LEASE UNTIL\n0\s+\S+\s+\d+\s+\S+\s+static\s+-/,
     );
     const asJson = JSON.parse((await cli(["status", "emails", "--json", ...flags])).stdout);
     assert.equal(asJson.name, "emails");
@@ -451,7 +508,12 @@ function moduleSource(schema: string): string {
   return `import process from "node:process";
 
 export const storeConfig = { schema: ${JSON.stringify(schema)} };
-export const processorConfig = { batchSize: 5, pollInterval: 20, maxPollInterval: 200 };
+export const processorConfig = {
+  batchSize: 5,
+  pollInterval: 20,
+  maxPollInterval: 200,
+  group: { leaseMs: 2000 }, // group mode only (run --group)
+};
 const slow = Number(process.env.SLOW_MS ?? 0);
 
 export const emails = {

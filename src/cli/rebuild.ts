@@ -87,8 +87,10 @@ export const rebuild: Command = {
         everyMs: everySeconds * 1000,
       });
       // Made first: a bad configuration fails before anything is reset.
+      // The rebuild runs every segment here, as a static worker: no group settings.
+      const { group: _group, ...shared } = module.processorConfig;
       const processor = new ProjectionProcessor(sql, store, {
-        ...module.processorConfig,
+        ...shared,
         ...(batchSize === undefined ? {} : { batchSize }),
         partitionKey: 0,
         totalPartitions: 1,

@@ -8,7 +8,7 @@
 
 import process from "node:process";
 import { DEFAULT_NOTIFY_CHANNEL } from "../postgres/mod.ts";
-import { partitionConfigFromArgs, runMultipleProjections } from "../runner/mod.ts";
+import { runMultipleProjections, workerConfigFromArgs } from "../runner/mod.ts";
 import {
   cliLogger,
   type Command,
@@ -25,7 +25,8 @@ import {
   UsageError,
 } from "./common.ts";
 
-const USAGE = `Usage: pupsourcing run MODULE [options]
+const USAGE =
+  `Usage: pupsourcing run MODULE [--group | --partition-key K --total-partitions N] [options]
 
 Runs the projections MODULE exports (each export that is a projection, or an
 array of them), each in its own processor, until SIGINT or SIGTERM stops
@@ -39,7 +40,13 @@ to stderr (JSON lines with --json).
 
 Options:
   --projection <name>            run only this projection (repeatable)
-  --partition-key <k>            this process's partition (also PARTITION_KEY)
+  --group                        join each projection's consumer group: members come and
+                                 go, segments move between them through leases
+                                 (also PUPSOURCING_GROUP=1; the module's
+                                 processorConfig.group sets leaseMs, heartbeatMs)
+  --member-id <id>               this member's id (also PUPSOURCING_MEMBER_ID; default
+                                 a random UUID)
+  --partition-key <k>            static mode: this process's partition (also PARTITION_KEY)
   --total-partitions <n>         processes sharing each projection (also TOTAL_PARTITIONS)
   --until-caught-up              stop once every projection has caught up
   --progress-every <seconds>     between progress lines while catching up (default 10)
@@ -55,6 +62,8 @@ export const run: Command = {
     const { values, positionals } = parseFlags(args, {
       ...COMMON_FLAGS,
       projection: { type: "string", multiple: true },
+      group: { type: "boolean" },
+      "member-id": { type: "string" },
       "partition-key": { type: "string" },
       "total-partitions": { type: "string" },
       "until-caught-up": { type: "boolean", default: false },
@@ -67,7 +76,7 @@ export const run: Command = {
       if (!(progressSeconds > 0)) {
         throw new UsageError("--progress-every must be a number of seconds > 0");
       }
-      const partition = partitionConfigFromArgs(args, env);
+      const worker = workerConfigFromArgs(args, env);
       const module = await loadModule(path);
       const names = values.projection ?? [...module.projections.keys()];
       const twice = names.find((name, i) => names.indexOf(name) !== i);
@@ -81,6 +90,9 @@ export const run: Command = {
       });
       const { sql } = track(connect(values, env, { store, max: projections.length + 2 }));
       const logger = cliLogger(values.json === true, values.verbose === true);
+      // The module's group settings (lease length, heartbeat) apply in group mode only.
+      const { group: groupSettings, ...shared } = module.processorConfig;
+      const mode = "group" in worker ? { group: { ...groupSettings, ...worker.group } } : worker;
       const stop = stopOnSignals();
       try {
         const outcomes = await runMultipleProjections(
@@ -88,7 +100,7 @@ export const run: Command = {
           store,
           projections.map((projection) => ({
             projection,
-            config: { ...module.processorConfig, ...partition, logger },
+            config: { ...shared, ...mode, logger },
           })),
           {
             signal: stop.signal,
@@ -100,7 +112,9 @@ export const run: Command = {
         else {
           for (const o of outcomes) {
             process.stdout.write(
-              `${o.projection} [${o.partitionKey}/${o.totalPartitions}]: ${
+              `${o.projection} [${
+                o.memberId === undefined ? `${o.partitionKey}/${o.totalPartitions}` : o.memberId
+              }]: ${
                 o.status === "caught_up" ? "caught up" : "stopped"
               }, ${o.processed} events in ${o.batches} batches` +
                 (o.parked + o.skipped > 0 ? `, ${o.parked} parked, ${o.skipped} skipped` : "") +

@@ -28,7 +28,8 @@ const USAGE = `Usage: pupsourcing status [NAME] [options]
 Where each projection is: its segments, the oldest and newest checkpoint
 (transaction id/position), the lag in events and in seconds (the age of the
 oldest event not applied yet), parked events, the last handler error, and
-with NAME one line per segment with its owner and lease.
+with NAME the live members of its consumer group and one line per segment:
+its mode (group, static, none), owner, last heartbeat and lease.
 
 The lag counts every event of a projection's segments after its checkpoint;
 with --module, only those in the projection's scope.
@@ -89,6 +90,11 @@ function detail(s: ProjectionStatus): string {
     `(moved ${s.updatedAt.toISOString()})`,
     `lag:         ${s.lagEvents} events, ${duration(s.lagSeconds)}`,
     `parked:      ${s.parked}`,
+    `members:     ${
+      s.members.length === 0
+        ? "-"
+        : s.members.map((m) => `${m.memberId} (${m.segments.join(",") || "none"})`).join(", ")
+    }`,
     `last error:  ${
       s.lastError
         ? `${s.lastError.at.toISOString()} at position ${s.lastError.globalPosition}: ` +
@@ -98,13 +104,15 @@ function detail(s: ProjectionStatus): string {
     "",
   ].join("\n");
   return head + "\n" + table([
-    ["SEGMENT", "CHECKPOINT", "LAG", "LAG TIME", "OWNER", "LEASE UNTIL"],
+    ["SEGMENT", "CHECKPOINT", "LAG", "LAG TIME", "MODE", "OWNER", "HEARTBEAT", "LEASE UNTIL"],
     ...s.segmentDetails.map((d) => [
       String(d.segment),
       cursor(d.checkpoint),
       String(d.lagEvents),
       duration(d.lagSeconds),
-      d.ownerId ?? "-",
+      d.mode,
+      d.ownerId === null ? "-" : `${d.ownerId}${d.live ? "" : " (expired)"}`,
+      d.lastHeartbeat?.toISOString() ?? "-",
       d.leaseExpiresAt?.toISOString() ?? "-",
     ]),
   ]);

@@ -21,9 +21,6 @@ export interface SegmentLag {
   segmentCount: number;
   cursor: Cursor;
   updatedAt: Date;
-  /** The worker holding the segment's lease, if any (consumer groups). */
-  ownerId: string | null;
-  leaseExpiresAt: Date | null;
   /** Committed events of the segment (and scope) after the cursor. */
   lagEvents: bigint;
   /** Seconds since the oldest of them was appended (database clock); 0 when none. */
@@ -64,7 +61,7 @@ export async function segmentLag(
         ${arrayLiteral(eventTypes)}::text[]) as s(name, aggregate_types, event_types)
     )
     select c.projection_name, c.segment, c.segment_count, c.transaction_id, c.global_position,
-      c.updated_at, c.owner_id, c.lease_expires_at, l.n, l.age
+      c.updated_at, l.n, l.age
     from ${table(db, tables.checkpoints)} as c
     left join scopes s on s.name = c.projection_name
     cross join lateral (
@@ -84,15 +81,13 @@ export async function segmentLag(
     order by c.projection_name, c.segment
   `.values();
   return rows.map((
-    [projection, segment, count, tx, position, updatedAt, ownerId, leaseExpiresAt, n, age],
+    [projection, segment, count, tx, position, updatedAt, n, age],
   ) => ({
     projection: projection as string,
     segment: Number(segment),
     segmentCount: Number(count),
     cursor: { transactionId: toBigInt(tx), globalPosition: toBigInt(position) },
     updatedAt: new Date(updatedAt as Date),
-    ownerId: (ownerId as string | null) ?? null,
-    leaseExpiresAt: leaseExpiresAt === null ? null : new Date(leaseExpiresAt as Date),
     lagEvents: toBigInt(n),
     ageSeconds: Math.max(0, Number(age)),
   }));

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { Sql } from "postgres";
 import type { Cursor } from "../es/event.ts";
 import { ValidationError } from "../es/errors.ts";
 import { checkOptions } from "../es/options.ts";
@@ -21,6 +22,12 @@ import {
   segmentLag,
   table,
 } from "../postgres/internal.ts";
+import {
+  type GroupMemberInfo,
+  type Ownership,
+  type SegmentOwner,
+  segmentOwnership,
+} from "./ownership.ts";
 import { type Projection, validateProjection } from "./projection.ts";
 
 /**
@@ -44,10 +51,22 @@ export interface SegmentStatus {
   lagEvents: bigint;
   /** Age in seconds of the oldest of them (0 when none). */
   lagSeconds: number;
-  /** The worker holding the segment's lease (consumer groups); `null` when none. */
+  /**
+   * Who runs it: `"group"` when a consumer group's member holds (or last
+   * held) its lease, `"static"` when a static worker last moved it,
+   * `"none"` when nobody holds it (see `segmentOwnership`).
+   */
+  mode: SegmentOwner["mode"];
+  /** The group member holding the lease; `null` when none. */
   ownerId: string | null;
-  /** When that lease runs out; `null` when none. */
+  /** When that member took the lease. */
+  since: Date | null;
+  /** When it last renewed it. */
+  lastHeartbeat: Date | null;
+  /** When the lease runs out; `null` when none. */
   leaseExpiresAt: Date | null;
+  /** Whether the lease is running, by the database's clock. */
+  live: boolean;
 }
 
 /**
@@ -88,6 +107,8 @@ export interface ProjectionStatus {
   lastError: { error: string; at: Date; globalPosition: bigint } | null;
   /** Every segment, in order. */
   segmentDetails: SegmentStatus[];
+  /** The live members of its consumer group (none for static workers). */
+  members: GroupMemberInfo[];
 }
 
 /**
@@ -175,7 +196,14 @@ export async function projectionStatus(
     // Rows come sorted by name: one group per projection.
     const byName = new Map<string, SegmentLag[]>();
     for (const row of rows) byName.set(row.projection, [...byName.get(row.projection) ?? [], row]);
-    return [...byName].map(([name, segments]) => summary(name, segments, parkedBy.get(name)));
+    const owners = new Map<string, Ownership>();
+    for (const name of byName.keys()) {
+      // deno-lint-ignore no-explicit-any -- segmentOwnership takes any client
+      owners.set(name, await segmentOwnership(db as Sql<any>, store, name));
+    }
+    return [...byName].map(([name, segments]) =>
+      summary(name, segments, parkedBy.get(name), owners.get(name)!)
+    );
   } catch (error) {
     throw missingTable(error, tables);
   }
@@ -212,7 +240,9 @@ function summary(
   name: string,
   segments: readonly SegmentLag[],
   parked: Record<string, unknown> | undefined,
+  ownership: Ownership,
 ): ProjectionStatus {
+  const owner = new Map(ownership.segments.map((s) => [s.segment, s]));
   const cursors = segments.map((s) => s.cursor);
   return {
     name,
@@ -236,8 +266,13 @@ function summary(
       updatedAt: s.updatedAt,
       lagEvents: s.lagEvents,
       lagSeconds: s.ageSeconds,
-      ownerId: s.ownerId,
-      leaseExpiresAt: s.leaseExpiresAt,
+      mode: owner.get(s.segment)?.mode ?? "none",
+      ownerId: owner.get(s.segment)?.ownerId ?? null,
+      since: owner.get(s.segment)?.since ?? null,
+      lastHeartbeat: owner.get(s.segment)?.lastHeartbeat ?? null,
+      leaseExpiresAt: owner.get(s.segment)?.leaseExpiresAt ?? null,
+      live: owner.get(s.segment)?.live ?? false,
     })),
+    members: ownership.members,
   };
 }

@@ -190,8 +190,8 @@ export function reportedProcessor(
 
 /** Where a worker of this resolved configuration sits. */
 function placeOf(config: ProjectionProcessor["config"]): WorkerPlace {
-  const { partitionKey, totalPartitions, segments } = config;
-  return { partitionKey, totalPartitions, segments };
+  const { partitionKey, totalPartitions, segments, group } = config;
+  return { partitionKey, totalPartitions, segments, memberId: group?.memberId };
 }
 
 /** Checks a runner's `progressIntervalMs`: a positive number of milliseconds, or `Infinity`. */
