@@ -286,7 +286,7 @@ describe("appendMany", () => {
       // Cut as the retry's lookup of the stored events is sent: after the
       // refusal, before the lookup reaches the server.
       const { sql: client, cutAt, cuts } = await cuttingClient(db);
-      cutAt("select global_position");
+      cutAt("select e.* from unnest");
       const error = await store.appendMany(client, appends).then(() => undefined, (e) => e);
       assert.equal(cuts(), 1, "the lookup was sent");
       assert.equal(error?.code, "CONNECTION_CLOSED", String(error));

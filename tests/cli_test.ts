@@ -93,6 +93,7 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
       [["status", "a", "b"], /expected at most one projection NAME/],
       [["reset"], /expected one projection NAME, got nothing/],
       [["reset", "emails", "--to", "later"], /--to must be start or now/],
+      [["reset", "emails", ...flags], /needs --module .* or --keep-read-model/],
       [["rebuild", "emails"], /rebuild needs --module/],
       [["tail", "--aggregate", "User"], /--aggregate must be TYPE:ID/],
       [["status", "nope", ...flags], /none has run yet/],

@@ -6,6 +6,7 @@ import {
   PartitioningModeError,
   type ProcessorConfig,
   ProjectionProcessor,
+  resetProjection,
   segmentOwnership,
 } from "../src/projection/mod.ts";
 import {
@@ -319,6 +320,14 @@ describe("consumer groups", () => {
     const ownership = await segmentOwnership(db.sql, other, "was_static");
     assert.ok(ownership.segments.every((s) => s.mode === "static"));
     assert.deepEqual(ownership.members, [], "the refused member left");
+
+    // A reset is no static worker's move: after it the group may take over at once.
+    await resetProjection(db.sql, other, "was_static", { to: "now" });
+    await caughtUp(
+      new ProjectionProcessor(db.sql, other, { group: { memberId: "g2", leaseMs: 60_000 } })
+        .run(groupProjection(other, "was_static", "g2"), { mode: "until_caught_up" }),
+      "a group member after a reset",
+    );
   });
 
   it("segmentOwnership: owner, since, last heartbeat and expiry by the database's clock", async () => {

@@ -204,7 +204,7 @@ describe("idempotent appends", () => {
     const { sql, cutAt, cuts } = await cuttingClient(db);
     const pid = await backendPid(sql);
     // The cut comes as the append looks up what the other stored.
-    cutAt("select global_position");
+    cutAt("select e.* from unnest");
     const appending = store.append(sql, [{ ...stored, aggregateId: "o-2" }]).then(
       () => undefined,
       (error) => error,

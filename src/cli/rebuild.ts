@@ -8,7 +8,12 @@
  */
 
 import process from "node:process";
-import { ProjectionProcessor, projectionStatus, resetProjection } from "../projection/mod.ts";
+import {
+  ProjectionProcessor,
+  projectionStatus,
+  resetProjection,
+  segmentOwnership,
+} from "../projection/mod.ts";
 import { countEvents } from "../postgres/lag.ts";
 import { countingLogger } from "../runner/report.ts";
 import {
@@ -97,7 +102,20 @@ export const rebuild: Command = {
         logger: countingLogger(module.processorConfig.logger, (n) => bar.add(n)),
       });
       const known = (await projectionStatus(sql, store)).some((s) => s.name === name);
-      if (known) await resetProjection(sql, store, projection, { force: values.force });
+      if (known) {
+        // A rebuild runs every segment here, which a live group refuses to
+        // share: even --force cannot make that work, so nothing is reset.
+        const leased = (await segmentOwnership(sql, store, name)).segments
+          .find((s) => s.mode === "group" && s.live);
+        if (leased) {
+          throw new Error(
+            `projection "${name}" is run by a consumer group (member ${leased.ownerId} ` +
+              `holds segment ${leased.segment}): stop its members, then rebuild; or reset it ` +
+              `(pupsourcing reset) and let the group catch up`,
+          );
+        }
+        await resetProjection(sql, store, projection, { force: values.force });
+      }
       const total = await countEvents(sql, store.tables, projection);
       bar.start(Number(total));
       const stop = stopOnSignals();

@@ -208,16 +208,30 @@ async function undoSkipped(
   rows: unknown[][],
 ): Promise<void> {
   const { aggregateType, aggregateId } = events[0];
-  const positions = rows.flatMap(([position]) => position === null ? [] : [String(position)]);
+  const positions = rows.flatMap(([position]) => position === null ? [] : [toBigInt(position)]);
   const heads = quote(store.tables.aggregateHeads);
   const aggregate = "aggregate_type = $2 and aggregate_id = $3";
+  // The range as well as the list: a list alone is planned as a scan of
+  // the table when the plan is generic and the table young.
+  const [first, last] = positions.length === 0 ? [null, null] : [
+    String(positions.reduce((a, b) => a < b ? a : b)),
+    String(positions.reduce((a, b) => a > b ? a : b)),
+  ];
   await db.unsafe(
     `with gone as (delete from ${quote(store.tables.events)}
-        where global_position = any($1::text::int8[])),
+        where global_position between $5::int8 and $6::int8
+          and global_position = any($1::text::int8[])),
       created as (delete from ${heads} where ${aggregate} and aggregate_version = $4::int8)
     update ${heads} set aggregate_version = aggregate_version - $4::int8
     where ${aggregate} and aggregate_version > $4::int8`,
-    [arrayLiteral(positions), aggregateType, aggregateId, String(events.length)],
+    [
+      arrayLiteral(positions.map(String)),
+      aggregateType,
+      aggregateId,
+      String(events.length),
+      first,
+      last,
+    ],
     ONE_SHOT,
   );
 }
@@ -286,9 +300,12 @@ async function storedRetry(
 ): Promise<AppendResult | undefined> {
   if (callerIds.length === 0) return undefined;
   const { aggregateType, aggregateId } = events[0];
+  // One index lookup per id: `event_id = any(...)` is planned as a scan of
+  // the table when the plan is generic and the table young.
   const stored = (await db.unsafe(
-    `select ${EVENT_COLUMNS} from ${quote(store.tables.events)}
-    where event_id = any($1::text::uuid[])`,
+    `select e.* from unnest($1::text::uuid[]) as k(id)
+      cross join lateral (select ${EVENT_COLUMNS} from ${quote(store.tables.events)}
+        where event_id = k.id limit 1) as e`,
     [arrayLiteral(callerIds)],
     ONE_SHOT,
   ).values()).map(decodeEvent);

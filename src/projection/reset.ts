@@ -14,6 +14,7 @@ import { requireName, show } from "../es/validate.ts";
 import type { PostgresStore } from "../postgres/mod.ts";
 import { missingTable, requireClient, table, tipColumns, tipOf } from "../postgres/internal.ts";
 import { type Projection, validateProjection } from "./projection.ts";
+import { STATIC_OWNER } from "./leases.ts";
 import { knownList } from "./status.ts";
 
 /**
@@ -171,10 +172,13 @@ export async function resetProjection(
         const [[tipTx, tipPosition]] = await tx`select ${tipColumns(tx, tables)}`.values();
         checkpoint = tipOf(tipTx, tipPosition) ?? checkpoint;
       }
+      // A reset is no static worker's move: a static mark left on the rows
+      // would keep group members out for a lease time.
       await tx`
         update ${checkpoints}
         set transaction_id = ${String(checkpoint.transactionId)}::xid8,
-          global_position = ${String(checkpoint.globalPosition)}::bigint, updated_at = now()
+          global_position = ${String(checkpoint.globalPosition)}::bigint, updated_at = now(),
+          owner_id = nullif(owner_id, ${STATIC_OWNER})
         where projection_name = ${name}
       `;
       const removed = to === "start"
