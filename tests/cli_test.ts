@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import type { PostgresStore } from "../src/postgres/mod.ts";
 import { after, before, describe, it, waitUntil } from "./_bounds.ts";
 import { runDenoScript, startDenoScript } from "./_cli.ts";
@@ -495,6 +496,27 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
     const ended = await follow.exited();
     assert.equal(ended.code, 0, ended.stderr);
     assert.equal(ended.stdout.trim().split("\n").length, 2);
+  });
+
+  it("tail into a reader that stops early ends quietly", async () => {
+    const { store, flags } = await app(0);
+    await store.append(
+      db.sql,
+      Array.from({ length: 3000 }, () => ({
+        aggregateType: "User",
+        aggregateId: "many",
+        eventType: "UserRenamed",
+        payload: json({ name: "x".repeat(40) }),
+      })),
+    );
+    const script = `"${process.execPath}" run -A "${MAIN}" tail -n 3000 ${flags.join(" ")} ` +
+      `| head -n 1 > /dev/null; echo "tail exited $\{PIPESTATUS[0]}"`;
+    const { stdout, stderr } = await promisify(execFile)("bash", ["-c", script], {
+      env: env(),
+      timeout: 60_000,
+    });
+    assert.equal(stdout.trim(), "tail exited 0", stderr);
+    assert.equal(stderr, "");
   });
 
   async function storeOf(schema: string): Promise<PostgresStore> {

@@ -7,7 +7,8 @@ import { type PersistedEvent, ProjectionError, ValidationError } from "../src/es
 import type { LogFields, Logger } from "../src/es/logger.ts";
 import type { PostgresStore } from "../src/postgres/mod.ts";
 import { ProjectionProcessor } from "../src/projection/mod.ts";
-import { isConnectionLoss, isTransientDatabaseError } from "../src/projection/transient.ts";
+import { isConnectionLoss } from "../src/postgres/connection_loss.ts";
+import { isTransientDatabaseError } from "../src/projection/transient.ts";
 import { setupDatabase, type TestDb } from "./_db.ts";
 import {
   appendEvents,

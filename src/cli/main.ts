@@ -68,13 +68,14 @@ Exit codes: 0 done, 1 a runtime failure, 2 a usage error.
  * ```ts ignore
  * import { cliMain } from "@getpup/pupsourcing/cli";
  *
- * process.exitCode = await cliMain(["reset", "user_emails", "--to", "start"]);
+ * process.exitCode = await cliMain(["status", "--json"]);
  * ```
  */
 export async function cliMain(
   args: string[],
   env: Record<string, string | undefined> = process.env,
 ): Promise<number> {
+  endQuietlyOnClosedPipe();
   const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(USAGE);
@@ -94,6 +95,21 @@ export async function cliMain(
   } catch (error) {
     return fail(command.name, error);
   }
+}
+
+let watchingPipe = false;
+
+/**
+ * A reader that stops early (`pupsourcing tail | head`) closes the pipe:
+ * the output is done, which is no failure and no reason for a stack trace.
+ */
+function endQuietlyOnClosedPipe(): void {
+  if (watchingPipe) return;
+  watchingPipe = true;
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(0);
+    throw error;
+  });
 }
 
 if ((import.meta as { main?: boolean }).main) {

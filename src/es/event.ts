@@ -5,7 +5,16 @@
  * @module
  */
 
-/** Any value that survives `JSON.stringify` and `JSON.parse` unchanged. */
+/**
+ * Any value that survives `JSON.stringify` and `JSON.parse` unchanged.
+ *
+ * @example
+ * ```ts
+ * import type { JsonValue } from "@getpup/pupsourcing";
+ *
+ * const metadata: JsonValue = { tenant: "acme", tags: ["import"], retries: 0 };
+ * ```
+ */
 export type JsonValue =
   | string
   | number

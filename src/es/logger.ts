@@ -4,7 +4,16 @@
  * @module
  */
 
-/** Structured context for a log line. */
+/**
+ * Structured context for a log line.
+ *
+ * @example
+ * ```ts
+ * import type { LogFields } from "@getpup/pupsourcing";
+ *
+ * const fields: LogFields = { projection: "user_emails", processed: 100 };
+ * ```
+ */
 export type LogFields = Record<string, unknown>;
 
 /**

@@ -36,6 +36,7 @@ import type { AppendResult, Event, ExpectedVersion } from "../es/event.ts";
 import { uuidv7 } from "../es/uuid.ts";
 import type { ValidAppend } from "../es/validate.ts";
 import { append, type AppendContext, appendTogether } from "./append.ts";
+import { isConnectionLoss } from "./connection_loss.ts";
 import type { Db } from "./db.ts";
 
 /** How appends are coalesced: the most events one statement carries. */
@@ -57,17 +58,6 @@ interface Waiting {
   readonly reject: (error: unknown) => void;
   /** Stops listening to the caller's signal: once the append is sent. */
   readonly sent: () => void;
-}
-
-/**
- * Whether `error` means the statement's connection is gone: postgres.js's
- * own codes, or PostgreSQL's connection exceptions (08) and shutdowns
- * (57P01-57P03).
- */
-function isConnectionLoss(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  return typeof code === "string" &&
-    (code.startsWith("CONNECTION_") || code.startsWith("08") || /^57P0[1-3]$/.test(code));
 }
 
 /** The queue of one store on one pool. */

@@ -23,6 +23,7 @@ export {
   tipColumns,
   tipOf,
 } from "./log.ts";
+export { isConnectionLoss } from "./connection_loss.ts";
 export { missingTable } from "./missing_table.ts";
 export { regressionOf } from "./order.ts";
 export type { ResolvedTables } from "./tables.ts";

@@ -119,7 +119,16 @@ const CONFIG_KEYS: readonly (keyof PostgresStoreConfig)[] = [
 /** The events one coalesced statement carries at most, by default. */
 const DEFAULT_COALESCE_EVENTS = 1000;
 
-/** The channel appends NOTIFY unless configured otherwise. */
+/**
+ * The channel appends NOTIFY unless configured otherwise.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_NOTIFY_CHANNEL } from "@getpup/pupsourcing";
+ *
+ * console.log(`LISTEN ${DEFAULT_NOTIFY_CHANNEL}`); // what a processor listens on
+ * ```
+ */
 export const DEFAULT_NOTIFY_CHANNEL = "pupsourcing_events";
 
 /**

@@ -46,6 +46,14 @@ export interface TableNames {
  * Validated names. Each table is qualified with its schema (`es.events`)
  * when one is set; pass it to postgres.js's `sql(name)` or to
  * {@linkcode quote}, which both quote every part.
+ *
+ * @example
+ * ```ts
+ * import { PostgresStore } from "@getpup/pupsourcing";
+ *
+ * const store = new PostgresStore({ schema: "es" });
+ * console.log(store.tables.events); // "es.events"
+ * ```
  */
 export interface ResolvedTables {
   /** The schema, or `undefined` when tables are unqualified. */

@@ -12,7 +12,12 @@ import { compareCursors, cursorOf, maxCursor } from "../es/cursor.ts";
 import type { Cursor, PersistedEvent } from "../es/event.ts";
 import { ProjectionError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
-import { beginGuarded, missingTable, readSegments } from "../postgres/internal.ts";
+import {
+  beginGuarded,
+  isConnectionLoss,
+  missingTable,
+  readSegments,
+} from "../postgres/internal.ts";
 import { advanceCheckpoints, lockCheckpoints, segmentCountMismatch } from "./checkpoints.ts";
 import type { Failures } from "./failures.ts";
 import { PartitioningModeError } from "./mode_conflict.ts";
@@ -21,7 +26,7 @@ import { aggregateKey, errorText, openParkedAggregates, recordParked } from "./p
 import { type ResolvedPolicy, retryDelay } from "./policy.ts";
 import type { Projection } from "./projection.ts";
 import type { Target } from "./target.ts";
-import { isConnectionLoss, isTransientDatabaseError } from "./transient.ts";
+import { isTransientDatabaseError } from "./transient.ts";
 
 /** What a batch did. */
 export interface BatchOutcome {

@@ -41,7 +41,17 @@ export interface GroupOptions {
   heartbeatMs?: number;
 }
 
-/** {@linkcode GroupOptions}, validated, with every default filled in. */
+/**
+ * {@linkcode GroupOptions}, validated, with every default filled in: what
+ * a processor's `config.group` holds.
+ *
+ * @example
+ * ```ts
+ * import type { ResolvedGroup } from "@getpup/pupsourcing/projection";
+ *
+ * const describe = (g: ResolvedGroup) => `${g.memberId}: lease ${g.leaseMs} ms`;
+ * ```
+ */
 export interface ResolvedGroup {
   /** This member's id. */
   memberId: string;

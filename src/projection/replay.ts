@@ -10,13 +10,19 @@ import { ProjectionError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
 import { checkOptions } from "../es/options.ts";
 import type { PostgresStore } from "../postgres/mod.ts";
-import { beginGuarded, missingTable, readAtPositions, table } from "../postgres/internal.ts";
+import {
+  beginGuarded,
+  isConnectionLoss,
+  missingTable,
+  readAtPositions,
+  table,
+} from "../postgres/internal.ts";
 import { callHandler } from "./handler.ts";
 import { errorText } from "./parked.ts";
 import { checkFilter, filterSql, type ParkedFilter } from "./parked_admin.ts";
 import { resolvePolicy } from "./policy.ts";
 import { type Projection, validateProjection } from "./projection.ts";
-import { isConnectionLoss, isTransientDatabaseError } from "./transient.ts";
+import { isTransientDatabaseError } from "./transient.ts";
 
 /**
  * Options of {@linkcode replayParked}: which events, and where to log.

@@ -10,7 +10,7 @@ import type { AppendResult, Cursor } from "../es/event.ts";
 import { PupsourcingError, ValidationError } from "../es/errors.ts";
 import { checkOptions } from "../es/options.ts";
 import { maxCursor } from "../es/cursor.ts";
-import { requireName, show } from "../es/validate.ts";
+import { requireName, show, validateCursor } from "../es/validate.ts";
 import type { PostgresStore } from "../postgres/mod.ts";
 import { arrayLiteral, belowHorizon, type Db, missingTable, table } from "../postgres/internal.ts";
 
@@ -80,7 +80,9 @@ export interface WaitOptions {
 /**
  * Resolves once every segment of the projections has applied every event
  * up to `after`: the projections' read models (written through the
- * batch's `tx`) then show the append, and everything before it.
+ * batch's `tx`) then show the append, and everything before it, except
+ * events their error policy skipped or parked (the checkpoint moves past
+ * those too; `listParked` shows them).
  *
  * Exact, also while transactions commit out of order: a checkpoint is a
  * `(transactionId, globalPosition)` pair and only passes events below the
@@ -161,7 +163,7 @@ function cursorAfter(after: WaitOptions["after"] | undefined): Cursor {
   for (const result of results as unknown[]) {
     const r = result as Partial<AppendResult & Cursor> | null;
     if (typeof r?.transactionId === "bigint" && typeof r.globalPosition === "bigint") {
-      cursors.push({ transactionId: r.transactionId, globalPosition: r.globalPosition });
+      cursors.push(validateCursor(r, "options.after"));
     } else if (Array.isArray(r?.globalPositions) && r.globalPositions.length > 0) {
       // An append's result: its events' cursors.
       const { events: appended = [] } = r as AppendResult;
