@@ -43,6 +43,11 @@ export interface BenchDb {
   freshStore(config?: Omit<PostgresStoreConfig, "schema">): Promise<PostgresStore>;
   /** Empties a store's events and heads (TRUNCATE): young tables again. */
   empty(store: PostgresStore): Promise<void>;
+  /**
+   * Ends the clients a workload opened: the run's connections would
+   * otherwise add up past the server's `max_connections`.
+   */
+  releaseClients(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -92,6 +97,10 @@ export async function openBenchDb(): Promise<BenchDb> {
     async empty(store) {
       const { events, aggregateHeads } = store.tables;
       await admin`truncate ${admin(events)}, ${admin(aggregateHeads)}`;
+    },
+    async releaseClients() {
+      const opened = clients.splice(1);
+      await Promise.all(opened.map((c) => c.end({ timeout: 5 })));
     },
     async close() {
       await Promise.all(clients.map((c) => c.end({ timeout: 5 })));

@@ -67,8 +67,12 @@ try {
   const step = async (id: string, run: () => Promise<WorkloadResult | WorkloadResult[]>) => {
     if (!wanted(id)) return;
     log(`${id} ...`);
-    const out = await run();
-    results.push(...(Array.isArray(out) ? out : [out]));
+    try {
+      const out = await run();
+      results.push(...(Array.isArray(out) ? out : [out]));
+    } finally {
+      await db.releaseClients();
+    }
   };
   await step("W1-1", async () => pgbenchW1(db, cfg, 1, await w1(db, cfg, 1)));
   await step("W1-8", async () => pgbenchW1(db, cfg, 8, await w1(db, cfg, 8)));

@@ -47,7 +47,7 @@ import { migrationId } from "./postgres/migrations.ts";
 import { rebaseLog } from "./postgres/rebase.ts";
 import { PostgresStore } from "./postgres/store.ts";
 
-const USAGE = `Usage: migrate [options]
+const USAGE = `Usage: pupsourcing migrate [options]
 
 Applies the pupsourcing schema's pending versions to a PostgreSQL database,
 each in its own transaction, and records them in the migrations table.

@@ -114,7 +114,7 @@ export function generateMigration(config: MigrationConfig = {}): string {
   return generateMigrationFiles(config).map((file) => file.sql).join("\n");
 }
 
-const USAGE = `Usage: migrate-gen [options]
+const USAGE = `Usage: pupsourcing migrate-gen [options]
 
 Writes the pupsourcing PostgreSQL schema as numbered SQL files, one per
 schema version (0001_event_store.sql, ...), each idempotent. Files already

@@ -138,7 +138,7 @@ describe("migrate-gen", () => {
     it("--help prints the usage and exits 0", async () => {
       const { code, stdout, stderr } = await cli(["--help"]);
       assert.equal(code, 0);
-      assert.match(stdout, /^Usage: migrate-gen \[options\]/);
+      assert.match(stdout, /^Usage: pupsourcing migrate-gen \[options\]/);
       for (const flag of ["--output", "--schema", "--events-table"]) {
         assert.ok(stdout.includes(flag), flag);
       }
@@ -211,7 +211,7 @@ describe("migrate-gen", () => {
         assert.equal(stdout, "");
         assert.match(stderr, /^migrate-gen: /);
         assert.match(stderr, message);
-        assert.ok(stderr.includes("Usage: migrate-gen"));
+        assert.ok(stderr.includes("Usage: pupsourcing migrate-gen"));
         await assert.rejects(readdir(output), { code: "ENOENT" });
       });
     }

@@ -404,7 +404,7 @@ describe("migrate", () => {
     it("--help prints the usage and exits 0", async () => {
       const { code, stdout, stderr } = await cli(["--help"]);
       assert.equal(code, 0);
-      assert.match(stdout, /^Usage: migrate \[options\]/);
+      assert.match(stdout, /^Usage: pupsourcing migrate \[options\]/);
       for (
         const flag of [
           "--database-url",
@@ -443,7 +443,7 @@ describe("migrate", () => {
         assert.equal(stdout, "");
         assert.match(stderr, /^migrate: /);
         assert.match(stderr, message);
-        assert.ok(stderr.includes("Usage: migrate"));
+        assert.ok(stderr.includes("Usage: pupsourcing migrate"));
       });
     }
 

@@ -26,7 +26,7 @@ import { PartitioningModeError } from "./mode_conflict.ts";
  * id) owns once the group has settled: ⌊S/N⌋, plus one for the first
  * `S mod N` members. The shares add up to `segments`.
  */
-export function shareOf(index: number, members: number, segments: number): number {
+function shareOf(index: number, members: number, segments: number): number {
   return Math.floor(segments / members) + (index < segments % members ? 1 : 0);
 }
 
