@@ -50,8 +50,18 @@ async function measure(
       const appended = await store.append(writer, [event]);
       const committed = performance.now();
       const id = appended.events[0].eventId;
+      // Bounded: a consumer that misses an event fails the run, naming it.
       const handled = early.get(id) ??
-        await new Promise<number>((resolve) => waiting.set(id, resolve));
+        await new Promise<number>((resolve, reject) => {
+          const timer = setTimeout(
+            () => reject(new Error(`W6: event ${id} not handled within 30 s`)),
+            30_000,
+          );
+          waiting.set(id, (t) => {
+            clearTimeout(timer);
+            resolve(t);
+          });
+        });
       latencies.push(Math.max(0, handled - committed));
       await sleep(5 + Math.random() * 20);
     }
