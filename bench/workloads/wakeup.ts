@@ -82,13 +82,23 @@ export async function w6(db: BenchDb, config: Config): Promise<WorkloadResult> {
     const sql = await db.client(2);
     return await measure(db, listenStore, config.latencyAppends, async (seen, signal) => {
       let after: Promise<void> = listenStore.readEvents(sql, { limit: 1 }).then(() => {});
+      let last: string | undefined;
       const { unlisten } = await sql.listen(listenStore.notifyChannel!, () => {
+        // The notified event may not be below the horizon yet (another
+        // transaction still open): read again until it is, as any correct
+        // consumer must, or a missed event would stall the run.
         after = after.then(async () => {
-          const rows = await sql`
-            select event_id from ${sql(listenStore.tables.events)}
-            where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-            order by transaction_id desc, global_position desc limit 1`;
-          for (const row of rows) seen({ eventId: row.event_id } as PersistedEvent);
+          for (let tries = 0; tries < 1000; tries++) {
+            const [row] = await sql`
+              select event_id from ${sql(listenStore.tables.events)}
+              where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+              order by transaction_id desc, global_position desc limit 1`;
+            if (row && row.event_id !== last) {
+              last = row.event_id;
+              return seen({ eventId: row.event_id } as PersistedEvent);
+            }
+            await sleep(1);
+          }
         });
       });
       await new Promise((resolve) => signal.addEventListener("abort", resolve));
