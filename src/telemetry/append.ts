@@ -27,7 +27,7 @@ export async function observeAppend<A extends { events: readonly Event[] }, R>(
   const attributes = {
     "pupsourcing.aggregate_type": types.length === 1 ? types[0] : "(several)",
   };
-  const span = tracer.startSpan(SPANS.append, {
+  const span = tracer().startSpan(SPANS.append, {
     kind: SpanKind.PRODUCER,
     attributes: {
       ...attributes,

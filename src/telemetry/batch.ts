@@ -44,7 +44,7 @@ export async function observeBatch<P extends ObservedProjection, O extends Obser
 ): Promise<O> {
   const started = performance.now();
   const attributes = { "pupsourcing.projection": projection.name };
-  const span = tracer.startSpan(SPANS.batch, { kind: SpanKind.CONSUMER, attributes });
+  const span = tracer().startSpan(SPANS.batch, { kind: SpanKind.CONSUMER, attributes });
   const seen: PersistedEvent[] = [];
   const observed = span.isRecording() ? noting(projection, seen) : projection;
   const m = instruments();

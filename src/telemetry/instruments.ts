@@ -125,5 +125,11 @@ export function instruments(): Instruments {
   return cached.instruments;
 }
 
-/** The library's tracer (the API's proxy: it follows a provider registered later). */
-export const tracer: Tracer = trace.getTracer(SCOPE);
+/**
+ * The library's tracer, from the provider registered now. Asked for on
+ * every span, not kept: a proxy tracer kept from the start holds on to the
+ * first provider it met, even after `trace.disable()`.
+ */
+export function tracer(): Tracer {
+  return trace.getTracer(SCOPE);
+}
