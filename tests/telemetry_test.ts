@@ -194,4 +194,45 @@ describe("OpenTelemetry", () => {
       await tracerProvider.shutdown();
     }
   });
+
+  it("counts the transient database errors a processor waits out, by projection and error", async () => {
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    metrics.setGlobalMeterProvider(meterProvider);
+    try {
+      const store = await db.freshStore();
+      await store.append(db.sql, [event("flaky-1"), event("flaky-1")]);
+      let cut = false;
+      const handled: string[] = [];
+      const processor = new ProjectionProcessor(db.sql, store, { pollInterval: 5 });
+      const outcome = await caughtUp(processor.run({
+        name: "flaky",
+        async handle(e, tx) {
+          // The batch's own connection dies under it once: a real connection loss.
+          if (!cut) {
+            cut = true;
+            await tx`select pg_terminate_backend(pg_backend_pid())`;
+          }
+          handled.push(e.eventId);
+        },
+      }, { mode: "until_caught_up" }));
+      assert.equal(outcome.retries, 1);
+      assert.equal(handled.length, 2, "the batch ran again in full after the retry");
+      await reader.forceFlush();
+      const retries = exporter.getMetrics().at(-1)!.scopeMetrics
+        .filter((s) => s.scope.name === "pupsourcing")
+        .flatMap((s) => s.metrics)
+        .find((m) => m.descriptor.name === "pupsourcing.transient.retries");
+      assert.ok(retries, "the pupsourcing.transient.retries metric");
+      const points = retries.dataPoints.map((p) => [p.attributes, p.value] as const);
+      assert.equal(points.length, 1, JSON.stringify(points));
+      const [[attributes, value]] = points;
+      assert.equal(value, 1);
+      assert.equal(attributes["pupsourcing.projection"], "flaky");
+      assert.match(String(attributes["error.type"]), /^(57P01|CONNECTION_CLOSED|CONNECTION_ENDED|ECONNRESET)$/);
+    } finally {
+      await meterProvider.shutdown();
+    }
+  });
 });

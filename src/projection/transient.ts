@@ -12,6 +12,7 @@
 import type { Logger } from "../es/logger.ts";
 import { DatabaseUnavailableError, ProjectionError } from "../es/errors.ts";
 import { isConnectionLoss } from "../postgres/internal.ts";
+import { countTransientRetry } from "../telemetry/retry.ts";
 import { Alarm } from "./wakeup.ts";
 
 /**
@@ -106,9 +107,12 @@ export class Backoff {
     let delayMs = Math.min(pollInterval * 2 ** Math.min(this.#attempt - 1, 30), maxPollInterval);
     if (giveUpAfter !== undefined) delayMs = Math.min(delayMs, giveUpAfter - elapsedMs);
     this.#retries++;
+    // Telemetry: the retry, counted by projection and error (src/telemetry/retry.ts).
+    const code = codeOf(underlying)!; // every transient error has one
+    countTransientRetry(projection, code);
     logger?.error("projection processor database error, retrying", {
       projection,
-      code: codeOf(underlying),
+      code,
       message: underlying instanceof Error ? underlying.message : String(underlying),
       attempt: this.#attempt,
       delayMs,

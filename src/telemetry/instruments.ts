@@ -49,6 +49,7 @@ export const METRICS = {
   batchFailures: "pupsourcing.batch.failures",
   handlerRetries: "pupsourcing.handler.retries",
   eventsParked: "pupsourcing.events.parked",
+  transientRetries: "pupsourcing.transient.retries",
   lagEvents: "pupsourcing.projection.lag.events",
   lagSeconds: "pupsourcing.projection.lag.seconds",
 } as const;
@@ -79,6 +80,7 @@ export interface Instruments {
   batchFailures: Counter;
   handlerRetries: Counter;
   eventsParked: Counter;
+  transientRetries: Counter;
 }
 
 let cached: { provider: MeterProvider; instruments: Instruments } | undefined;
@@ -118,6 +120,10 @@ export function instruments(): Instruments {
         }),
         eventsParked: meter.createCounter(METRICS.eventsParked, {
           description: "Events a projection parked (failed, or held behind a parked one)",
+        }),
+        transientRetries: meter.createCounter(METRICS.transientRetries, {
+          description: "Transient database errors (a lost connection, a serialization " +
+            "failure, a deadlock) a processor waited out to try again, by error type",
         }),
       },
     };

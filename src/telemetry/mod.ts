@@ -8,7 +8,9 @@
  *   `pupsourcing.events.processed`, `pupsourcing.batch.duration` (s),
  *   `pupsourcing.batch.failures` (by `error.type`),
  *   `pupsourcing.handler.retries` and `pupsourcing.events.parked` (by
- *   `pupsourcing.projection`), and with {@linkcode observeProjectionLag},
+ *   `pupsourcing.projection`), `pupsourcing.transient.retries` (by
+ *   `pupsourcing.projection` and `error.type`: the database errors a
+ *   processor waited out), and with {@linkcode observeProjectionLag},
  *   `pupsourcing.projection.lag.events` and `.lag.seconds`;
  * - traces: a `pupsourcing.append` span per append (a child of the
  *   caller's active span), whose context each event carries in its
