@@ -9,7 +9,7 @@
 import { after, before, describe, it } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type Cursor, type PersistedEvent, START, TransactionIdRegressionError } from "../mod.ts";
-import type { PostgresStore } from "../src/postgres/mod.ts";
+import { type PostgresStore, rebaseLog } from "../src/postgres/mod.ts";
 import { event, holdTransaction, setupDatabase, type TestDb } from "./_db.ts";
 
 describe("the global log's order", () => {
@@ -220,5 +220,32 @@ describe("the global log's order", () => {
       assert.deepEqual(await store.readEvents(tx, { after: below }), []);
       await store.assertCursorInCluster(tx, below);
     });
+  });
+
+  it("a rebase reaches sessions whose cached plans folded the old offset in", async () => {
+    const store = await db.freshStore();
+    // One connection, its statements prepared: after five runs PostgreSQL
+    // may keep a generic plan, with the offset folded in as a constant.
+    const session = db.client({ max: 1 });
+    await session`set plan_cache_mode = force_generic_plan`;
+    for (let i = 0; i < 6; i++) await store.append(session, [event(`warm-${i}`)]);
+    assert.equal((await store.readEvents(session, { after: START })).length, 6);
+
+    // Foreign history far above this cluster's ids, as after a move.
+    const [{ foreign }] = await db.sql`
+      insert into ${db.sql(store.tables.events)} (transaction_id, aggregate_type, aggregate_id,
+        aggregate_version, aggregate_id_hash, event_id, event_type, payload)
+      values ((pg_current_xact_id()::text::int8 + 1000000)::text::xid8, 'Order', 'moved', 1, 0,
+        gen_random_uuid(), 'E', '\\x00'::bytea)
+      returning transaction_id::text as foreign`;
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // past the session's trusted second
+    await assert.rejects(store.append(session, [event("o-1")]), TransactionIdRegressionError);
+
+    assert.equal((await rebaseLog(db.sql, { store })).rebased, true);
+    // The same connection, the same prepared statements: the new offset.
+    const { events: [after] } = await store.append(session, [event("o-1")]);
+    assert.ok(after.transactionId > BigInt(foreign), `${after.transactionId} <= ${foreign}`);
+    const log = await store.readEvents(session, { after: START });
+    assert.deepEqual(log.map((e) => e.aggregateId).slice(-2), ["moved", "o-1"]);
   });
 });

@@ -24,8 +24,14 @@ describe("a database without the schema", () => {
     assert.ok(error instanceof SchemaMissingError, String(error));
     assert.ok([table].flat().includes(error.table), `${error.table} not in ${table}`);
     assert.equal(error.schema, schema);
-    assert.equal(error.code, "42P01");
-    assert.equal((error.cause as { code?: string }).code, "42P01");
+    // One of the log's functions, named with (), is undefined_function.
+    const code = error.table.endsWith("()") ? "42883" : "42P01";
+    assert.equal(error.code, code);
+    // A statement that calls a function in a missing schema fails on the schema.
+    assert.ok(
+      [code, "3F000"].includes((error.cause as { code?: string }).code!),
+      String((error.cause as { code?: string }).code),
+    );
     assert.match(error.message, /migrate\(sql, \{ store \}\)/);
     assert.match(error.message, schema ? new RegExp(`schema "${schema}"`) : /search_path/);
     return true;
@@ -34,10 +40,15 @@ describe("a database without the schema", () => {
   it("names the missing table and the store's schema from appends, reads and the processor", async () => {
     const schema = `missing_${process.pid}`;
     const store = new PostgresStore({ schema });
-    // An append names the first table its statement meets: the log offset or the heads.
-    const heads = [`${schema}.pupsourcing_log_offset`, `${schema}.aggregate_heads`];
-    // A log read names the events table and the log offset.
-    const events = [`${schema}.events`, `${schema}.pupsourcing_log_offset`];
+    // An append names the first object its statement meets: the log offset's function or the
+    // heads; with the whole schema missing, the events table.
+    const heads = [
+      `${schema}.pupsourcing_log_offset_value()`,
+      `${schema}.aggregate_heads`,
+      `${schema}.events`,
+    ];
+    // A log read names the events table or the log offset's function.
+    const events = [`${schema}.events`, `${schema}.pupsourcing_log_offset_value()`];
     await assert.rejects(store.append(db.sql, [event("o-1")]), isMissing(heads, schema));
     await assert.rejects(
       store.appendMany(db.sql, [{ events: [event("o-1")] }]),
@@ -65,7 +76,7 @@ describe("a database without the schema", () => {
     const bare = db.client({}, await db.createDatabase());
     await assert.rejects(
       new PostgresStore().append(bare, [event("o-1")]),
-      isMissing(["pupsourcing_log_offset", "aggregate_heads"], undefined),
+      isMissing(["pupsourcing_log_offset_value()", "aggregate_heads"], undefined),
     );
   });
 
@@ -85,14 +96,29 @@ describe("a database without the schema", () => {
     );
   });
 
-  it("translates only PostgreSQL's undefined_table on the store's own tables", () => {
+  it("translates only PostgreSQL's undefined_table and undefined_function on the store's own", () => {
     const tables = resolveTables({ schema: "es" });
     const raw = (relation: string) =>
       Object.assign(new Error(`relation "${relation}" does not exist`), { code: "42P01" });
+    const rawFunction = (name: string) =>
+      Object.assign(new Error(`function ${name} does not exist`), { code: "42883" });
     const translated = missingTable(raw("es.events"), tables);
     assert.ok(translated instanceof SchemaMissingError);
     assert.equal(translated.table, "es.events");
-    for (const other of [raw("events"), raw("es.read_model"), { code: "42703" }, null, "x"]) {
+    const look = missingTable(rawFunction("es.events_foreign_key(xid8)"), tables);
+    assert.ok(look instanceof SchemaMissingError);
+    assert.equal(look.table, "es.events_foreign_key()");
+    assert.match(look.message, /^Function es.events_foreign_key\(\) does not exist/);
+    for (
+      const other of [
+        raw("events"),
+        raw("es.read_model"),
+        rawFunction("es.my_function(integer)"),
+        { code: "42703" },
+        null,
+        "x",
+      ]
+    ) {
       assert.equal(missingTable(other, tables), other);
     }
   });

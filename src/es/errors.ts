@@ -278,20 +278,24 @@ function describeCause(cause: unknown): string {
  * ```
  */
 export class SchemaMissingError extends PupsourcingError {
-  /** The missing table, as the store names it (`es.aggregate_heads`, or unqualified). */
+  /**
+   * The missing table, as the store names it (`es.aggregate_heads`, or
+   * unqualified), or one of the log's functions, named with `()`.
+   */
   readonly table: string;
   /** The schema searched: the store's, or `undefined` for the `search_path`. */
   readonly schema: string | undefined;
   /**
-   * `42P01`, PostgreSQL's undefined_table, which the underlying error
-   * (the `cause`) carries: code that tested the raw error still works.
+   * `42P01`, PostgreSQL's undefined_table (`42883`, undefined_function, for
+   * a function), which the underlying error (the `cause`) carries: code
+   * that tested the raw error still works.
    */
-  readonly code = "42P01";
+  readonly code: "42P01" | "42883";
 
   /** Creates the error for `table`, looked for in `schema` (`undefined`: the search_path). */
   constructor(table: string, schema: string | undefined, options?: ErrorOptions) {
     super(
-      `Table ${table} does not exist in ${
+      `${table.endsWith("()") ? "Function" : "Table"} ${table} does not exist in ${
         schema === undefined ? "the search_path" : `schema "${schema}"`
       }: expected a database with the pupsourcing schema, got one without it. ` +
         `Run the migrations, with the same schema and table names as the store: ` +
@@ -302,5 +306,6 @@ export class SchemaMissingError extends PupsourcingError {
     );
     this.table = table;
     this.schema = schema;
+    this.code = table.endsWith("()") ? "42883" : "42P01";
   }
 }

@@ -294,18 +294,16 @@ function head(tables: ResolvedTables, shape: AppendShape, count: string): string
 }
 
 /**
- * The CTE `log_key`: the log's offset and this transaction's order key
- * (see ./order.ts), in one row, read once for the whole statement, or the
- * regression guard's refusal of the whole statement when the log holds
- * ids this cluster has not issued. Every head's key is the key of an event
- * in the log, so the log's keys cover the heads too. (`offset 0` keeps the
- * planner from copying the offset's sub-select into every use.)
+ * The CTE `log_key`: this transaction's order key (see ./order.ts), in one
+ * row, computed once for the whole statement, or the regression guard's
+ * refusal of the whole statement when the log holds ids this cluster has
+ * not issued. Every head's key is the key of an event in the log, so the
+ * log's keys cover the heads too.
  */
 function orderKey(tables: ResolvedTables): string {
-  const [before, after] = regressionGuardSql(tables, "o.log_offset");
+  const [before, after] = regressionGuardSql(tables);
   return `log_key as materialized (
-      select o.log_offset, ${orderKeySql("o.log_offset")} as order_key
-      from (select ${offsetSql(tables)} as log_offset offset 0) o
+      select ${orderKeySql(offsetSql(tables))} as order_key
       where ${before}null${after})`;
 }
 

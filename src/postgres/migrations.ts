@@ -13,6 +13,7 @@
  */
 
 import { groupMembersSql, initialSchemaSql, logOffsetSql, parkedEventsSql } from "./schema.ts";
+import { logFunctionsSql } from "./order.ts";
 import { snapshotsSql } from "./snapshots.ts";
 import type { ResolvedTables } from "./tables.ts";
 
@@ -33,6 +34,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, name: "snapshots", sql: snapshotsSql },
   { version: 4, name: "parked_events", sql: parkedEventsSql },
   { version: 5, name: "group_members", sql: groupMembersSql },
+  { version: 6, name: "log_functions", sql: logFunctionsSql },
 ];
 
 /** `0001_event_store`: the version, zero-padded so files sort, and the name. */

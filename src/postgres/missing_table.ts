@@ -4,7 +4,11 @@
  * exist` (42P01), which says neither where it looked nor what to do; on
  * one of the store's own tables that error becomes a
  * {@linkcode SchemaMissingError} naming the table, the schema searched and
- * the fix. Called where the store and the processor hand errors back.
+ * the fix. The same for one of the log's functions (undefined_function,
+ * 42883): a database migrated before schema version 6; and for the
+ * store's schema itself (invalid_schema_name, 3F000), which PostgreSQL
+ * reports first when a statement calls a function in it. Called where the
+ * store and the processor hand errors back.
  *
  * @module
  */
@@ -13,6 +17,7 @@ import { SchemaMissingError } from "../es/errors.ts";
 import type { ResolvedTables } from "./tables.ts";
 
 const UNDEFINED_TABLE = /relation "([^"]+)" does not exist/;
+const UNDEFINED_FUNCTION = /function ([^(\s]+)\(/;
 
 /**
  * `error` as a {@linkcode SchemaMissingError} when it is PostgreSQL's
@@ -21,7 +26,19 @@ const UNDEFINED_TABLE = /relation "([^"]+)" does not exist/;
  */
 export function missingTable(error: unknown, tables: ResolvedTables): unknown {
   const e = error as { code?: unknown; message?: unknown };
-  if (e?.code !== "42P01" || typeof e.message !== "string") return error;
+  if (typeof e?.message !== "string") return error;
+  // A function's schema is looked up first: a missing schema is all of it missing.
+  if (e.code === "3F000" && e.message === `schema "${tables.schema}" does not exist`) {
+    return new SchemaMissingError(tables.events, tables.schema, { cause: error });
+  }
+  if (e.code === "42883") {
+    const name = UNDEFINED_FUNCTION.exec(e.message)?.[1];
+    const missing = [tables.logOffsetFunction, tables.logLookFunction].find((f) => f === name);
+    return missing === undefined
+      ? error
+      : new SchemaMissingError(`${missing}()`, tables.schema, { cause: error });
+  }
+  if (e.code !== "42P01") return error;
   const name = UNDEFINED_TABLE.exec(e.message)?.[1];
   const table = [
     tables.events,

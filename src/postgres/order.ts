@@ -3,12 +3,21 @@
  * cluster cannot have issued.
  *
  * An event's order key is the transaction id it was filed under plus the
- * log's ordering offset (one row, schema version 2): appends file under
- * `pg_current_xact_id() + offset`, readers read below
- * `pg_snapshot_xmin(pg_current_snapshot()) + offset`. Adding one constant
- * to both sides keeps the ordering rule exact. The offset is 0 until the
- * database is moved into a cluster whose transaction ids start below the
- * history's; {@linkcode rebaseLog} then raises it once, past the history.
+ * log's ordering offset: appends file under `pg_current_xact_id() +
+ * offset`, readers read below `pg_snapshot_xmin(pg_current_snapshot()) +
+ * offset`. Adding one constant to both sides keeps the ordering rule
+ * exact. The offset is 0 until the database is moved into a cluster whose
+ * transaction ids start below the history's; {@linkcode rebaseLog} then
+ * raises it once, past the history.
+ *
+ * The offset is the body of an IMMUTABLE SQL function (schema version 6),
+ * which the planner folds into every statement as a constant: reading it
+ * from its one-row table cost every append and read a table access, about
+ * a sixth of a one-event append's server time. The rebase replaces the
+ * function, which invalidates every session's cached plans that used it,
+ * so the next statement of any transaction that begins after the rebase
+ * uses the new offset. (The one-row table stays, as the record of the
+ * rebase.)
  *
  * The guard: a key that this database has handed out is below
  * `pg_snapshot_xmax(pg_current_snapshot()) + offset` (the next id, in
@@ -30,14 +39,9 @@
 import { TransactionIdRegressionError } from "../es/errors.ts";
 import { quote, type ResolvedTables } from "./tables.ts";
 
-/**
- * The log's ordering offset, 0 if its row is missing: a sub-select, read
- * once per statement where it appears (an InitPlan). A statement that
- * needs it in several places reads it once into a column and passes that
- * column to the functions below.
- */
+/** The log's ordering offset: a call the planner folds into a constant. */
 export function offsetSql(tables: ResolvedTables): string {
-  return `coalesce((select transaction_id_offset from ${quote(tables.logOffset)}), 0)`;
+  return `${quote(tables.logOffsetFunction)}()`;
 }
 
 /** The order key this transaction files its events under, given the offset (int8). */
@@ -81,43 +85,93 @@ const RECENTLY_CHECKED = `coalesce(nullif(current_setting('${CHECKED}', true), '
  * `null`), which the caller puts between them.
  *
  * The cursor is compared on every statement. The log is looked at once per
- * session and second: a session that found it sound records when in a
- * session setting (undone with its transaction if that aborts), and skips
- * the look for a second after. A move into a new cluster is a new server,
- * so every session on it is new and looks first; the second bounds how
- * long a session trusts a log that someone else fills with foreign history
- * under it. Looking on every statement cost eight concurrent appenders
- * 10-20% of their rate: it descends the log's index to the page that every
- * append writes to, and no plan can be trusted to use the index at all
- * (on a table analyzed while empty, the planner scans the table, and a
- * cached generic plan keeps doing so as the table grows).
- *
- * The look asks for the first key at or above the next one, an index range
- * that is empty while all is well (no row visited); the ORDER BY and LIMIT
- * keep the index, which EXISTS would drop. The newest key is read only for
- * the verdict's text.
+ * session and second, by the function of {@linkcode logFunctionsSql}: a
+ * session that found it sound records when in a session setting (undone
+ * with its transaction if that aborts), and skips the look for a second
+ * after. A move into a new cluster is a new server, so every session on it
+ * is new and looks first; the second bounds how long a session trusts a
+ * log that someone else fills with foreign history under it. Looking on
+ * every statement cost eight concurrent appenders 10-20% of their rate.
+ * The look is a function, not a sub-select, so that statements that skip
+ * it do not pay for it either: every sub-select of a plan is set up when
+ * the statement starts, run or not (an index scan's setup, on every
+ * append).
  */
 export function regressionVerdictSql(
   tables: ResolvedTables,
   offset: string = offsetSql(tables),
 ): [string, string] {
-  const events = quote(tables.events);
-  const skip = (look: string) => `(case when ${RECENTLY_CHECKED} then false else ${look} end)`;
-  const foreignKey = skip(`(select transaction_id from ${events} where transaction_id >= g.next
-      order by transaction_id limit 1) is not null`);
-  const record = skip(
-    `set_config('${CHECKED}', date_part('epoch', statement_timestamp())::text, false) is null`,
-  );
-  const newest = `(select transaction_id from ${events}
-      order by transaction_id desc, global_position desc limit 1)`;
+  const look = `${quote(tables.logLookFunction)}(g.next)`;
   return [
     `(select case
-      when ${foreignKey} then 'log ' || ${newest} || ' ' || g.next
-      when g.cursor >= g.next then 'cursor ' || g.cursor || ' ' || g.next
-      when ${record} then null end
+      when (case when ${RECENTLY_CHECKED} then false else ${look} is not null end)
+        then 'log ' || ${look} || ' ' || g.next
+      when g.cursor >= g.next then 'cursor ' || g.cursor || ' ' || g.next end
     from (select ${nextKeySql(offset)} as next, (`,
     `)::xid8 as cursor) g)`,
   ];
+}
+
+/**
+ * The query the look runs: the first key at or above the next one, an
+ * index range that is empty while all is well (no row visited). The ORDER
+ * BY and LIMIT keep the index, which EXISTS would drop.
+ */
+export function lookSql(tables: ResolvedTables): string {
+  return `SELECT transaction_id FROM ${quote(tables.events)} WHERE transaction_id >= $1
+    ORDER BY transaction_id LIMIT 1`;
+}
+
+/** A SQL string literal of `text`. */
+function literal(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
+/** `CREATE OR REPLACE` of the offset function, its body `%s`: the offset, filled in by `format`. */
+function offsetFunctionTemplate(tables: ResolvedTables): string {
+  return `CREATE OR REPLACE FUNCTION ${quote(tables.logOffsetFunction)}() RETURNS int8
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT %s::int8'`;
+}
+
+/** `CREATE OR REPLACE` of the offset function with the body `offset`: run by the rebase. */
+export function offsetFunctionSql(tables: ResolvedTables, offset: bigint): string {
+  return offsetFunctionTemplate(tables).replace("%s", String(offset));
+}
+
+/**
+ * The DDL of schema version 6: the log's two functions. The offset
+ * function returns the offset of the one-row table as a constant (see the
+ * module doc). The look function returns the first key at or above
+ * `next_key`, or null, recording the time in the session when there is
+ * none. It plans its query on every call (once per session and second):
+ * a plan cached while the table was young or analyzed empty would scan
+ * the table for good.
+ */
+export function logFunctionsSql(tables: ResolvedTables): string {
+  return `-- The log's ordering offset as a constant that every statement's plan folds in;
+-- rebaseLog replaces it. Made from the offset table's row, so a rebased log keeps its offset.
+DO $pupsourcing$
+BEGIN
+    EXECUTE format(${literal(offsetFunctionTemplate(tables))},
+        (SELECT coalesce(max(transaction_id_offset), 0) FROM ${quote(tables.logOffset)}));
+END
+$pupsourcing$;
+
+-- The guard's look at the log, once per session and second: the first order key at or
+-- above the next one this cluster will hand out; null (and the time recorded) while none is.
+CREATE OR REPLACE FUNCTION ${quote(tables.logLookFunction)}(next_key xid8) RETURNS xid8
+    LANGUAGE plpgsql VOLATILE AS $pupsourcing$
+DECLARE
+    foreign_key xid8;
+BEGIN
+    EXECUTE ${literal(lookSql(tables))} INTO foreign_key USING next_key;
+    IF foreign_key IS NULL THEN
+        PERFORM set_config('${CHECKED}', date_part('epoch', statement_timestamp())::text, false);
+    END IF;
+    RETURN foreign_key;
+END
+$pupsourcing$;
+`;
 }
 
 /**

@@ -10,6 +10,7 @@ import { checkOptions } from "../es/options.ts";
 import { show } from "../es/validate.ts";
 import { requireClient, table } from "./db.ts";
 import { PostgresStore } from "./store.ts";
+import { offsetFunctionSql, offsetSql } from "./order.ts";
 import { quote } from "./tables.ts";
 
 /**
@@ -109,15 +110,15 @@ export async function rebaseLog(
     await tx`insert into ${table(tx, tables.logOffset)} (singleton) values (true)
       on conflict do nothing`;
     const events = table(tx, tables.events);
+    // The offset in force is the function's (see ./order.ts); the table records it.
     const [row] = await tx`
-      select o.transaction_id_offset::text as offset,
+      select ${tx.unsafe(offsetSql(tables))}::text as offset,
         (select transaction_id from ${events}
          order by transaction_id desc, global_position desc limit 1)::text as newest_event,
         (select transaction_id from ${table(tx, tables.checkpoints)}
          order by transaction_id desc limit 1)::text as newest_checkpoint,
         pg_snapshot_xmin(pg_current_snapshot())::text as xmin,
-        pg_snapshot_xmax(pg_current_snapshot())::text as xmax
-      from ${table(tx, tables.logOffset)} o`;
+        pg_snapshot_xmax(pg_current_snapshot())::text as xmax`;
     const previousOffset = BigInt(row.offset);
     const keys = [row.newest_event, row.newest_checkpoint].filter((k) => k !== null).map(BigInt);
     const newest = keys.length === 0 ? null : keys.reduce((a, b) => (a > b ? a : b));
@@ -129,6 +130,9 @@ export async function rebaseLog(
     if (needed) {
       await tx`update ${table(tx, tables.logOffset)}
         set transaction_id_offset = ${String(offset)}::int8, rebased_at = now()`;
+      // Every session's cached plans that folded the old offset in are
+      // invalidated at commit.
+      await tx.unsafe(offsetFunctionSql(tables, offset));
     }
     const [moved] = await tx`
       select setval(s.name, p.last)::text as position

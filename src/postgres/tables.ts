@@ -74,6 +74,16 @@ export interface ResolvedTables {
   parkedEvents: string;
   /** The consumer groups' members and their heartbeats. */
   groupMembers: string;
+  /**
+   * The function that returns the log's ordering offset as a constant
+   * (schema version 6), named after the offset table: `..._value`.
+   */
+  logOffsetFunction: string;
+  /**
+   * The function that looks for an order key this cluster has not issued
+   * (schema version 6), named after the events table: `..._foreign_key`.
+   */
+  logLookFunction: string;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -120,17 +130,18 @@ export function resolveTables(names: TableNames = {}): ResolvedTables {
   const schema = names.schema === undefined
     ? undefined
     : validateIdentifier("schema", names.schema);
-  const table = (field: string, value: string | undefined, fallback: string) => {
-    const name = validateIdentifier(field, value ?? fallback);
-    return schema ? `${schema}.${name}` : name;
-  };
+  const qualified = (name: string) => schema ? `${schema}.${name}` : name;
+  const table = (field: string, value: string | undefined, fallback: string) =>
+    qualified(validateIdentifier(field, value ?? fallback));
+  const events = table("eventsTable", names.eventsTable, "events");
+  const logOffset = table("logOffsetTable", names.logOffsetTable, "pupsourcing_log_offset");
   return {
     schema,
-    events: table("eventsTable", names.eventsTable, "events"),
+    events,
     aggregateHeads: table("aggregateHeadsTable", names.aggregateHeadsTable, "aggregate_heads"),
     checkpoints: table("checkpointsTable", names.checkpointsTable, "projection_checkpoints"),
     migrations: table("migrationsTable", names.migrationsTable, "pupsourcing_migrations"),
-    logOffset: table("logOffsetTable", names.logOffsetTable, "pupsourcing_log_offset"),
+    logOffset,
     snapshots: table("snapshotsTable", names.snapshotsTable, "snapshots"),
     parkedEvents: table(
       "parkedEventsTable",
@@ -142,5 +153,7 @@ export function resolveTables(names: TableNames = {}): ResolvedTables {
       names.groupMembersTable,
       "projection_group_members",
     ),
+    logOffsetFunction: qualified(derivedName(logOffset, "value")),
+    logLookFunction: qualified(derivedName(events, "foreign_key")),
   };
 }
