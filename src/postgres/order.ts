@@ -145,7 +145,10 @@ export function offsetFunctionSql(tables: ResolvedTables, offset: bigint): strin
  * `next_key`, or null, recording the time in the session when there is
  * none. It plans its query on every call (once per session and second):
  * a plan cached while the table was young or analyzed empty would scan
- * the table for good.
+ * the table for good. It is STABLE so that its query reads with the
+ * calling statement's snapshot: a VOLATILE function's query takes a
+ * snapshot of its own, which can see a transaction that committed after
+ * the caller took the next key from its snapshot, and refuse a sound log.
  */
 export function logFunctionsSql(tables: ResolvedTables): string {
   return `-- The log's ordering offset as a constant that every statement's plan folds in;
@@ -159,8 +162,9 @@ $pupsourcing$;
 
 -- The guard's look at the log, once per session and second: the first order key at or
 -- above the next one this cluster will hand out; null (and the time recorded) while none is.
+-- STABLE: it reads with the calling statement's snapshot, the one the next key came from.
 CREATE OR REPLACE FUNCTION ${quote(tables.logLookFunction)}(next_key xid8) RETURNS xid8
-    LANGUAGE plpgsql VOLATILE AS $pupsourcing$
+    LANGUAGE plpgsql STABLE AS $pupsourcing$
 DECLARE
     foreign_key xid8;
 BEGIN
