@@ -43,6 +43,7 @@ import {
   type AppendShape,
   appendStatement,
   type AppendValues,
+  eventColumn,
   type EventColumnName,
   eventValue,
   refusedAggregate,
@@ -166,10 +167,6 @@ function insert(
     optional: events.some(setsOptional),
     notify,
   };
-  const column = <T>(pick: (event: Event, i: number) => T) =>
-    single ? pick(events[0], 0) : events.map(pick);
-  const text = (value: string | null | (string | null)[]) =>
-    Array.isArray(value) ? arrayLiteral(value) : value;
   // Only the values the statement names are computed.
   const value = (name: keyof AppendValues): AppendValues[keyof AppendValues] => {
     switch (name) {
@@ -186,7 +183,7 @@ function insert(
       case "channel":
         return store.notifyChannel ?? "";
       default:
-        return text(column((e, i) => eventValue(name, e, ids[i])));
+        return single ? eventValue(name, events[0], ids[0]) : eventColumn(name, events, ids);
     }
   };
   const { strings, order } = appendStatement(store.tables, shape);
@@ -482,10 +479,12 @@ function statementValues(
 ): { [Name in keyof AppendManyValues]: () => AppendManyValues[Name] } {
   const heads = (pick: (p: Planned) => string) => arrayLiteral(locked.map(pick));
   const headOf = new Map(locked.map((p, k) => [p, k + 1]));
-  const column = (pick: (p: Planned, i: number) => string | null) =>
-    arrayLiteral(planned.flatMap((p) => p.events.map((_, i) => pick(p, i))));
-  const event = (name: EventColumnName) => () =>
-    column((p, i) => eventValue(name, p.events[i], p.ids[i]));
+  // Numbers, one per event: no entry needs quoting.
+  const numbers = (pick: (p: Planned, i: number) => number) =>
+    `{${planned.flatMap((p) => p.events.map((_, i) => pick(p, i))).join(",")}}`;
+  const events = planned.flatMap((p) => p.events);
+  const ids = planned.flatMap((p) => p.ids);
+  const event = (name: EventColumnName) => () => eventColumn(name, events, ids);
   return {
     eventId: event("eventId"),
     eventType: event("eventType"),
@@ -501,8 +500,8 @@ function statementValues(
     counts: () => heads((p) => String(p.events.length)),
     expected: () => heads((p) => expectedCode(p.expected)),
     hashes: () => heads((p) => String(fnv1a32(p.events[0].aggregateId))),
-    aggregates: () => column((p) => String(headOf.get(p))),
-    offsets: () => column((_, i) => String(i + 1)),
+    aggregates: () => numbers((p) => headOf.get(p)!),
+    offsets: () => numbers((_, i) => i + 1),
     channel: () => store.notifyChannel ?? "",
     notifyTypes: () => arrayLiteral(notifyTypes),
   };
