@@ -79,10 +79,13 @@ export function requireName(field: string, value: unknown): string {
   return value;
 }
 
-function optionalText(field: string, value: unknown): void {
+/** Names a field of the event being checked (`events[3].traceId`), for an error. */
+type EventField = (name: string) => string;
+
+function optionalText(at: EventField, name: string, value: unknown): void {
   if (value === undefined || value === null) return;
   if (typeof value !== "string" || !wellFormed(value)) {
-    throw new ValidationError(field, `a string ${WELL_FORMED}, null or undefined`, show(value));
+    throw new ValidationError(at(name), `a string ${WELL_FORMED}, null or undefined`, show(value));
   }
 }
 
@@ -303,27 +306,29 @@ export function validateEvents(
   let checkedType: unknown;
   for (let i = 0; i < events.length; i++) {
     const candidate: unknown = events[i];
-    const at = `${path}[${i}]`;
+    // An event's field names are made only for an error: making them for
+    // every field of every event cost more than checking the fields.
+    const at = (name?: string) => name === undefined ? `${path}[${i}]` : `${path}[${i}].${name}`;
     if (typeof candidate !== "object" || candidate === null) {
-      throw new ValidationError(at, "an event object", show(candidate));
+      throw new ValidationError(at(), "an event object", show(candidate));
     }
     const event = candidate as Partial<Event>;
     // A misspelt field (`aggregateID`, `meta`) would be dropped without a word.
     for (const key in event) {
-      if (!EVENT_KEYS.has(key as keyof Event)) checkOptions(at, event, [...EVENT_KEYS]);
+      if (!EVENT_KEYS.has(key as keyof Event)) checkOptions(at(), event, [...EVENT_KEYS]);
     }
     if (i === 0 || event.aggregateType !== first?.aggregateType) {
-      requireName(`${at}.aggregateType`, event.aggregateType);
+      requireName(at("aggregateType"), event.aggregateType);
     }
     if (i === 0 || event.aggregateId !== first?.aggregateId) {
-      requireName(`${at}.aggregateId`, event.aggregateId);
+      requireName(at("aggregateId"), event.aggregateId);
     }
     if (i === 0 || event.eventType !== checkedType) {
-      checkedType = requireName(`${at}.eventType`, event.eventType);
+      checkedType = requireName(at("eventType"), event.eventType);
     }
     if (event.aggregateType !== first?.aggregateType || event.aggregateId !== first?.aggregateId) {
       throw new ValidationError(
-        `${at}.aggregateId`,
+        at("aggregateId"),
         `the aggregate of events[0] (${first?.aggregateType} ${show(first?.aggregateId)}); ` +
           "append each aggregate's events in its own call (or its own entry of appendMany)",
         `${event.aggregateType} ${show(event.aggregateId)}`,
@@ -331,16 +336,16 @@ export function validateEvents(
     }
     if (!(event.payload instanceof Uint8Array)) {
       throw new ValidationError(
-        `${at}.payload`,
+        at("payload"),
         "a Uint8Array (encode text with new TextEncoder().encode(...))",
         show(event.payload),
       );
     }
-    countPayload(`${at}.payload`, event.payload.byteLength, tally);
+    countPayload(at, event.payload.byteLength, tally);
     if (event.eventId !== undefined) {
       if (!isUuid(event.eventId)) {
         throw new ValidationError(
-          `${at}.eventId`,
+          at("eventId"),
           "a UUID such as 0190a6e0-...",
           show(event.eventId),
         );
@@ -348,7 +353,7 @@ export function validateEvents(
       const key = event.eventId.toLowerCase();
       if (tally.ids.has(key)) {
         throw new ValidationError(
-          `${at}.eventId`,
+          at("eventId"),
           "an id not used by another event of this append",
           show(event.eventId),
         );
@@ -361,16 +366,16 @@ export function validateEvents(
         event.eventVersion <= INT32_MAX)
     ) {
       throw new ValidationError(
-        `${at}.eventVersion`,
+        at("eventVersion"),
         "an integer from 1 to 2147483647",
         show(event.eventVersion),
       );
     }
-    if (event.createdAt !== undefined) validateCreatedAt(`${at}.createdAt`, event.createdAt);
-    optionalText(`${at}.traceId`, event.traceId);
-    optionalText(`${at}.correlationId`, event.correlationId);
-    optionalText(`${at}.causationId`, event.causationId);
-    if (event.metadata !== undefined) validateJson(`${at}.metadata`, event.metadata);
+    if (event.createdAt !== undefined) validateCreatedAt(at, event.createdAt);
+    optionalText(at, "traceId", event.traceId);
+    optionalText(at, "correlationId", event.correlationId);
+    optionalText(at, "causationId", event.causationId);
+    if (event.metadata !== undefined) validateJson(at, event.metadata);
   }
 }
 
@@ -384,10 +389,10 @@ interface AppendTally {
 }
 
 /** Refuses a payload above its own limit, or one that takes its append above the total's. */
-function countPayload(field: string, bytes: number, tally: AppendTally): void {
+function countPayload(at: EventField, bytes: number, tally: AppendTally): void {
   if (bytes > MAX_EVENT_PAYLOAD_BYTES) {
     throw new ValidationError(
-      field,
+      at("payload"),
       `at most ${MAX_EVENT_PAYLOAD_BYTES} bytes (MAX_EVENT_PAYLOAD_BYTES); ` +
         "keep large files outside the event and store a reference",
       `${bytes} bytes`,
@@ -396,7 +401,7 @@ function countPayload(field: string, bytes: number, tally: AppendTally): void {
   tally.payloadBytes += bytes;
   if (tally.payloadBytes > MAX_APPEND_PAYLOAD_BYTES) {
     throw new ValidationError(
-      field,
+      at("payload"),
       `payloads of one append totalling at most ${MAX_APPEND_PAYLOAD_BYTES} bytes ` +
         "(MAX_APPEND_PAYLOAD_BYTES); split the events over several appends",
       `${tally.payloadBytes} bytes up to this event`,
@@ -404,11 +409,11 @@ function countPayload(field: string, bytes: number, tally: AppendTally): void {
   }
 }
 
-function validateCreatedAt(field: string, value: unknown): void {
+function validateCreatedAt(at: EventField, value: unknown): void {
   const time = value instanceof Date ? value.getTime() : NaN;
   if (time >= MIN_CREATED_AT && time <= MAX_CREATED_AT) return;
   throw new ValidationError(
-    field,
+    at("createdAt"),
     "a valid Date from year 100 to year 9999 (UTC), the range the store writes and reads back",
     show(value),
   );
@@ -474,23 +479,23 @@ export function validateAppends(appends: unknown): ValidAppend[] {
  */
 const JSON_REFUSED = /(?<!\\)(?:\\\\)*\\u(0000|d[89a-f][0-9a-f]{2})/;
 
-function validateJson(field: string, value: unknown): void {
+function validateJson(at: EventField, value: unknown): void {
   let text: string | undefined;
   try {
     text = JSON.stringify(value);
   } catch (error) {
     throw new ValidationError(
-      field,
+      at("metadata"),
       "a JSON value",
       `one JSON.stringify rejects (${(error as Error).message})`,
     );
   }
-  if (text === undefined) throw new ValidationError(field, "a JSON value", show(value));
+  if (text === undefined) throw new ValidationError(at("metadata"), "a JSON value", show(value));
   // Without a `\u` in it, no text is refused: the pattern only runs on the rare one with.
   const refused = text.includes("\\u") ? JSON_REFUSED.exec(text)?.[1] : undefined;
   if (refused !== undefined) {
     throw new ValidationError(
-      field,
+      at("metadata"),
       "JSON without NUL characters or unpaired surrogates (PostgreSQL's jsonb refuses both)",
       `a \\u${refused}`,
     );
