@@ -78,6 +78,8 @@ describe("PostgresStore.append", () => {
       42,
       [awkward, { a: null }],
       false,
+      // Beside events with metadata: stored as no metadata, read back as null.
+      null,
     ];
     const input = metadatas.map((metadata, i) =>
       event("o-1", {
@@ -112,6 +114,11 @@ describe("PostgresStore.append", () => {
     assert.deepEqual(result.events.map(fields), expected);
     assert.deepEqual(stream.events.map(fields), expected);
     assert.deepEqual(log.map(fields), expected);
+    // No metadata is SQL's NULL, not a JSON null (both read back as null).
+    const unset = await db.sql`
+      select aggregate_version::int as version from ${db.sql(store.tables.events)}
+      where metadata is null`;
+    assert.deepEqual(unset.map((row) => row.version), [metadatas.length]);
   });
 
   it("keeps a createdAt the caller gives", async () => {
