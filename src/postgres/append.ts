@@ -46,8 +46,8 @@ import {
   eventColumn,
   type EventColumnName,
   eventValue,
+  optionalColumns,
   refusedAggregate,
-  setsOptional,
 } from "./append_sql.ts";
 import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
 import { decodeEvent, EVENT_COLUMNS } from "./decode.ts";
@@ -164,7 +164,7 @@ function insert(
       : "update",
     skipStored,
     single,
-    optional: events.some(setsOptional),
+    optional: events.reduce((columns, event) => columns | optionalColumns(event), 0),
     notify,
   };
   // Only the values the statement names are computed.
@@ -401,7 +401,10 @@ async function storeMany<Refused>(
     : [];
   const values = statementValues(store, planned, locked, notifyTypes);
   const { strings, order } = appendManyStatement(store.tables, {
-    optional: planned.some((p) => p.events.some(setsOptional)),
+    optional: planned.reduce(
+      (columns, p) => p.events.reduce((c, event) => c | optionalColumns(event), columns),
+      0,
+    ),
     notify: notifyTypes.length > 0,
   });
   // Only the values the statement names are computed.

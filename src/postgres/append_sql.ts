@@ -89,8 +89,11 @@ export interface AppendShape {
   skipStored: boolean;
   /** One event (plain parameters) or several (arrays). */
   single: boolean;
-  /** Some event sets a column that has a default (event version, metadata, ids, time). */
-  optional: boolean;
+  /**
+   * The columns with a default (event version, metadata, ids, time) that
+   * some event sets: see {@linkcode optionalColumns}.
+   */
+  optional: number;
   /** NOTIFY inside the statement (appends in a caller's transaction). */
   notify: boolean;
 }
@@ -102,7 +105,7 @@ export type AppendStatement = Template<keyof AppendValues>;
 export const appendStatement: (tables: ResolvedTables, shape: AppendShape) => AppendStatement =
   cachedBuild(
     (shape: AppendShape) =>
-      `${shape.head}${+shape.skipStored}${+shape.single}${+shape.optional}${+shape.notify}`,
+      `${shape.head}${+shape.skipStored}${+shape.single}.${shape.optional}.${+shape.notify}`,
     build,
   );
 
@@ -154,21 +157,35 @@ const hasDefault = (column: EventColumn) => {
 /** The columns every append writes. */
 const REQUIRED: EventColumn[] = CALLER.filter((c) => !hasDefault(c));
 
-/** The columns with defaults, written only when some event of the append sets one. */
+/** The columns with defaults, each written only when some event of the append sets it. */
 const OPTIONAL: EventColumn[] = CALLER.filter(hasDefault);
 
+/** Each column with a default as a bit of {@linkcode optionalColumns}. */
+const BIT = Object.fromEntries(OPTIONAL.map((c, k) => [c.name, 1 << k])) as Partial<
+  Record<EventColumnName, number>
+>;
+
 /**
- * The event columns an append writes: the required ones, and the ones
- * with defaults when some event sets one (see {@linkcode setsOptional}).
+ * The event columns an append writes: the required ones, and those with
+ * defaults that some event sets (`optional`, see {@linkcode optionalColumns}).
  */
-function eventColumns(optional: boolean): EventColumn[] {
-  return optional ? [...REQUIRED, ...OPTIONAL] : REQUIRED;
+function eventColumns(optional: number): EventColumn[] {
+  return [...REQUIRED, ...OPTIONAL.filter((_, k) => optional & (1 << k))];
 }
 
-/** Whether an event sets a column that has a default, so the append must write them. */
-export function setsOptional(event: Event): boolean {
-  return event.eventVersion !== undefined || event.metadata != null || event.traceId != null ||
-    event.correlationId != null || event.causationId != null || event.createdAt !== undefined;
+/**
+ * The columns with defaults that an event sets, one bit each: an append
+ * writes those that some event of it sets, and leaves the others to their
+ * defaults (events with metadata and trace ids sent a thousand event
+ * versions of 1 and a thousand null times, which the server parsed).
+ */
+export function optionalColumns(event: Event): number {
+  return (event.eventVersion !== undefined ? BIT.eventVersion ?? 0 : 0) |
+    (event.metadata != null ? BIT.metadata ?? 0 : 0) |
+    (event.traceId != null ? BIT.traceId ?? 0 : 0) |
+    (event.correlationId != null ? BIT.correlationId ?? 0 : 0) |
+    (event.causationId != null ? BIT.causationId ?? 0 : 0) |
+    (event.createdAt !== undefined ? BIT.createdAt ?? 0 : 0);
 }
 
 /** One event's value for the column `name`, as the text the statement casts. */
@@ -424,8 +441,8 @@ export type AppendManyStatement = Template<keyof AppendManyValues>;
 
 /** What decides the statement's text. */
 export interface AppendManyShape {
-  /** Some event sets a column that has a default. */
-  optional: boolean;
+  /** The columns with a default that some event sets: see {@linkcode optionalColumns}. */
+  optional: number;
   /** NOTIFY inside the statement (appends in a caller's transaction). */
   notify: boolean;
 }
@@ -438,7 +455,7 @@ export const appendManyStatement: (
   tables: ResolvedTables,
   shape: AppendManyShape,
 ) => AppendManyStatement = cachedBuild(
-  (shape: AppendManyShape) => `${+shape.optional}${+shape.notify}`,
+  (shape: AppendManyShape) => `${shape.optional}.${+shape.notify}`,
   buildMany,
 );
 
