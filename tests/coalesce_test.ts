@@ -206,12 +206,51 @@ describe("append coalescing", () => {
     for (const head of heads) assert.equal(BigInt(head.v), versions.get(head.aggregate_id));
   });
 
+  it("statements in flight are half the pool's connections; the queue goes whole", async () => {
+    const pool = db.client({ max: 8 });
+    const store = await db.freshStore({ coalesce: true });
+    const held = ["h-1", "h-2", "h-3", "h-4", "h-5"];
+    for (const id of held) await store.append(db.sql, [event(id)]);
+    const locked = gate();
+    const release = gate();
+    const holding = db.client({ max: 1 }).begin(async (tx) => {
+      await tx`select from ${tx(store.tables.aggregateHeads)}
+        where aggregate_id in ${tx(held)} for update`;
+      locked.open();
+      await release.promise;
+    });
+    await within(locked.promise, 10_000, "the heads to be locked");
+    // Four lone appends fill half the pool and wait on the locked heads; the
+    // fifth and 40 appends to new aggregates queue, though four
+    // connections are free.
+    const first = held.map((id) => store.append(pool, [event(id)]));
+    const queued = Array.from({ length: 40 }, (_, i) => store.append(pool, [event(`n-${i}`)]));
+    await waitUntil("four appends to wait on the heads", async () => {
+      const [{ n }] = await db.sql`
+        select count(*)::int as n from pg_stat_activity
+        where wait_event_type = 'Lock' and pid <> pg_backend_pid()`;
+      return n === 4;
+    });
+    release.open();
+    await within(holding, 10_000, "the holder to commit");
+    await within(Promise.all([...first, ...queued]), 20_000, "every append");
+    // Counted from the database: each statement is a transaction, and files
+    // its events under that transaction's id.
+    const [{ statements, queue }] = await db.sql`
+      select count(distinct transaction_id)::int as statements,
+        count(distinct transaction_id) filter (where aggregate_id like 'n-%')::int as queue
+      from ${db.sql(store.tables.events)} where aggregate_id like 'n-%' or aggregate_version = 2`;
+    assert.equal(queue, 1, "the 40 queued appends in one statement");
+    assert.equal(statements, 5, "45 appends: four alone, then the queue whole");
+  });
+
   it("a backend killed during a coalesced statement loses and duplicates nothing", async () => {
-    const pool = db.client({ max: 2 });
+    // Two statements in flight: half of four connections.
+    const pool = db.client({ max: 4 });
     const store = await db.freshStore({ coalesce: true });
     for (const id of ["h-1", "h-2", "h-3"]) await store.append(db.sql, [event(id)]);
-    // Two holders of head rows: the two first appends take both connections
-    // and wait; the next ones queue. When the first holder lets go, the
+    // Two holders of head rows: the two first appends take both statements
+    // in flight and wait; the next ones queue. When the first holder lets go, the
     // queue goes as one statement, which waits on the second holder's h-3.
     const hold = async (ids: string[]) => {
       const locked = gate();

@@ -65,10 +65,11 @@ export interface PostgresStoreConfig extends TableNames {
    */
   notifyChannel?: string | false;
   /**
-   * Coalesce concurrent appends on a pool: while every connection carries
-   * an append, later ones queue and go together as one statement when a
-   * connection frees, each caller keeping its own outcome (a conflict, a
-   * duplicate or an exact retry touches only its append). A lone append
+   * Coalesce concurrent appends on a pool: while half its connections (at
+   * least one) carry an append statement, later appends queue and go
+   * together as one statement when one ends, each caller keeping its own
+   * outcome (a conflict, a duplicate or an exact retry touches only its
+   * append). A lone append
    * goes at once. Appends in a caller's transaction (`sql.begin`) or on a
    * reserved connection are never coalesced. `maxEvents` caps the events
    * of one statement (default 1000).
