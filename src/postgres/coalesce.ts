@@ -98,12 +98,18 @@ export class Coalescer {
     expected: ExpectedVersion,
     signal?: AbortSignal,
   ): Promise<AppendResult> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    // Nothing waits and a statement may go: sent at once, alone, with none
+    // of the queue's bookkeeping (a lone caller appends as fast as without
+    // coalescing).
+    if (this.#queue.length === 0 && this.#inFlight < this.#slots) {
+      return this.#sendAlone(events, expected);
+    }
     const withIds = events.map((event) =>
       event.eventId === undefined ? { ...event, eventId: uuidv7() } : event
     );
     const { aggregateType, aggregateId } = events[0];
     return new Promise<AppendResult>((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason);
       const drop = () => {
         const at = this.#queue.indexOf(waiting);
         if (at < 0) return;
@@ -123,6 +129,17 @@ export class Coalescer {
       this.#queue.push(waiting);
       this.#drain();
     });
+  }
+
+  /** Runs one append as a statement of its own, in one of the statements in flight. */
+  async #sendAlone(events: readonly Event[], expected: ExpectedVersion): Promise<AppendResult> {
+    this.#inFlight++;
+    try {
+      return await append(this.#db, this.#store, events, expected);
+    } finally {
+      this.#inFlight--;
+      this.#drain();
+    }
   }
 
   /** Sends what the queue holds while fewer statements than the limit are in flight. */
