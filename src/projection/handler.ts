@@ -71,22 +71,24 @@ export function startHandler(
   logger: Logger | undefined,
   call?: () => void | Promise<void>,
 ): Promise<void> | undefined {
-  const fail = (cause: unknown): never => {
+  if (timeoutMs === undefined) {
+    let result: unknown;
+    try {
+      result = call ? call() : projection.handle(event, tx);
+    } catch (cause) {
+      throw failed(projection, event, cause, logger);
+    }
+    if (!isThenable(result)) return undefined;
+    return Promise.resolve(result).then(noop, (cause) => {
+      throw failed(projection, event, cause, logger);
+    });
+  }
+  // The deadline is set before the handler starts: a timer the handler
+  // sets for as long fires after it, when the transaction is over.
+  const work = Promise.resolve().then(() => call ? call() : projection.handle(event, tx));
+  return withTimeout(work, timeoutMs).catch((cause) => {
     throw failed(projection, event, cause, logger);
-  };
-  if (timeoutMs !== undefined) {
-    // The deadline is set before the handler starts: a timer the handler
-    // sets for as long fires after it, when the transaction is over.
-    const work = Promise.resolve().then(() => call ? call() : projection.handle(event, tx));
-    return withTimeout(work, timeoutMs).catch(fail);
-  }
-  let result: unknown;
-  try {
-    result = call ? call() : projection.handle(event, tx);
-  } catch (cause) {
-    return fail(cause);
-  }
-  return isThenable(result) ? Promise.resolve(result).then(noop, fail) : undefined;
+  });
 }
 
 function noop(): void {}
