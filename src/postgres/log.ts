@@ -157,7 +157,7 @@ export interface LockedShare {
   /** The log's tip as of the statement: see {@linkcode tipOf}. */
   tip: Cursor | undefined;
   /** The events read, in log order. */
-  events: PersistedEvent[];
+  page: PersistedEvent[];
 }
 
 /**
@@ -225,7 +225,7 @@ export async function readLockedShare(
   return {
     head: head[EVENT_COLUMN_COUNT] as string | null,
     tip: tipOf(head[EVENT_COLUMN_COUNT + 1], head[EVENT_COLUMN_COUNT + 2]),
-    events: read,
+    page: read,
   };
 }
 

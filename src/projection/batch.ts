@@ -221,7 +221,7 @@ async function transaction(
     if (leased) {
       throw new PartitioningModeError(target.name, "static", leased.segment, leased.leasedBy!);
     }
-    let events = view.events;
+    let events = view.page;
     done.full = events.length === batchSize;
 
     // Starts the handler on `first` (or `call`, a batch handler): a

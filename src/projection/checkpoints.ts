@@ -106,7 +106,7 @@ export async function furthestCheckpoint(db: Db, target: Target): Promise<Cursor
 /** A batch's start: the checkpoint rows it locked, the log's tip, and the events read. */
 export interface LockedBatch extends CheckpointView {
   /** The events read after the locked rows' cursors, in log order. */
-  events: PersistedEvent[];
+  page: PersistedEvent[];
 }
 
 /**
@@ -180,7 +180,7 @@ export async function lockAndRead(db: Db, target: Target, limit: number): Promis
       ...(leasedBy === null ? {} : { leasedBy }),
     })),
     tip: read.tip,
-    events: read.events,
+    page: read.page,
   };
 }
 
