@@ -28,6 +28,9 @@ export const EVENT_COLUMNS: string = READ.map((name) =>
   name === "payload" ? "encode(payload, 'base64')" : name === "metadata" ? "metadata::text" : name
 ).join(", ");
 
+/** How many columns {@linkcode EVENT_COLUMNS} has. */
+export const EVENT_COLUMN_COUNT: number = READ.length;
+
 /** {@linkcode EVENT_COLUMNS} as a fragment of a query on `db`. */
 export function eventColumns(db: Db) {
   return db.unsafe(EVENT_COLUMNS);

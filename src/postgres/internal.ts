@@ -17,9 +17,9 @@ export {
   type LogScope,
   pendingColumn,
   readAtPositions,
-  readSegments,
+  readLockedShare,
   regressionGuard,
-  type SegmentCursor,
+  type ShareLock,
   tipColumns,
   tipOf,
 } from "./log.ts";

@@ -16,9 +16,8 @@
 
 import type { PendingQuery, Row } from "postgres";
 import type { Cursor, PersistedEvent } from "../es/event.ts";
-import { compareCursors, maxCursor, minCursor } from "../es/cursor.ts";
 import { arrayLiteral, type Db, table, toBigInt } from "./db.ts";
-import { decodeEvent, eventColumns } from "./decode.ts";
+import { decodeEvent, EVENT_COLUMN_COUNT, eventColumns } from "./decode.ts";
 import {
   horizonSql,
   regressionFromVerdict,
@@ -36,12 +35,6 @@ export interface LogScope {
   eventTypes?: readonly string[];
   /** Only events whose segment (`aggregate_id_hash % count`) is one of `ids`; default: all. */
   segments?: { count: number; ids: readonly number[] };
-}
-
-/** One segment's cursor, for {@linkcode readSegments}. */
-export interface SegmentCursor {
-  segment: number;
-  cursor: Cursor;
 }
 
 /**
@@ -139,61 +132,117 @@ export async function readAfter(
 }
 
 /**
- * Reads up to `limit` events of the segments of `cursors` (of `count`
- * segments), each after its own segment's cursor, in scope, in log order,
- * below the safe horizon: a worker's share, in one statement.
+ * What {@linkcode readLockedShare} runs before its read, in the same
+ * statement: the caller's choice of segments (typically locked) and what
+ * it needs to know of them.
+ */
+export interface ShareLock {
+  /**
+   * Common table expressions (`name as (...)`, comma-separated) that
+   * define `locked`: the segments to read, with columns `segment`,
+   * `transaction_id` and `global_position` (the segment's cursor). They may
+   * use `tip`, the log's last event below the safe horizon as of this
+   * statement (columns `transaction_id`, `global_position`; no row while
+   * nothing is readable).
+   */
+  ctes: PendingQuery<Row[]>;
+  /** An expression over those tables, one text value handed back as `head`. */
+  head: PendingQuery<Row[]>;
+}
+
+/** What {@linkcode readLockedShare} read. */
+export interface LockedShare {
+  /** The value of {@linkcode ShareLock.head}. */
+  head: string | null;
+  /** The log's tip as of the statement: see {@linkcode tipOf}. */
+  tip: Cursor | undefined;
+  /** The events read, in log order. */
+  page: PersistedEvent[];
+}
+
+/**
+ * In one statement: runs the caller's {@linkcode ShareLock} (a worker
+ * locking its checkpoint rows), then reads up to `limit` events of the
+ * segments in `locked` (of `count` segments), each after its own
+ * segment's cursor, in scope, in log order, below the safe horizon. One
+ * statement is one round trip, and one snapshot: the tip, the horizon of
+ * the read and the rows the caller locked all agree.
  *
- * The index range starts at the earliest of the cursors, so the scan is one
- * forward walk of the log index from there. Segments usually share one
- * cursor (a batch moves all the segments it locked together), and then
- * that bound is the whole condition. When they differ (after a change of
- * worker count), each row is also compared with its own segment's cursor,
- * looked up by segment number in an array parameter: a per-row subscript,
- * no join, so the plan stays an ordered index scan that stops at `limit`.
+ * The index range starts at the earliest of the cursors, so the scan is
+ * one forward walk of the log index from there that stops at `limit`.
+ * Each row is also compared with its own segment's cursor, looked up by
+ * segment number in an array built once from `locked` (a per-row
+ * subscript, no join): a segment not in `locked` has no cursor there, and
+ * a comparison with null is never true, so the same test keeps the read
+ * to the worker's share. With one segment there is one cursor, and the
+ * range is the whole condition.
+ *
+ * The result is the head row, then the events: a UNION ALL runs its inputs
+ * in order, and this statement never runs in parallel (it locks rows), so
+ * the events come in the read's own order, with no sort of the whole
+ * result.
  *
  * @throws {TransactionIdRegressionError} when the log or a cursor holds a
  * transaction id this database has not handed out (a move into a new
- * cluster): nothing is read.
+ * cluster): nothing is read, and the statement fails.
  */
-export async function readSegments(
+export async function readLockedShare(
   db: Db,
   tables: ResolvedTables,
-  cursors: readonly SegmentCursor[],
+  lock: ShareLock,
   count: number,
   limit: number,
   scope: Omit<LogScope, "segments">,
-): Promise<PersistedEvent[]> {
-  const from = minCursor(cursors.map((s) => s.cursor));
-  const uniform = cursors.every((s) => compareCursors(s.cursor, from) === 0);
-  const segments = { count, ids: cursors.map((s) => s.segment) };
+): Promise<LockedShare> {
+  const events = table(db, tables.events);
   const rows = await db`
-    select ${eventColumns(db)} from ${table(db, tables.events)}
-    where (transaction_id, global_position) >
-        (${String(from.transactionId)}::xid8, ${String(from.globalPosition)}::bigint)
+    with tip as materialized (
+      select transaction_id, global_position from ${events} where ${belowHorizon(db, tables)}
+      order by transaction_id desc, global_position desc limit 1
+    ), ${lock.ctes}
+    select ${db.unsafe(NO_EVENT)}, ${lock.head},
+      (select transaction_id from tip), (select global_position from tip)
+    union all
+    (select ${eventColumns(db)}, null, null, null from ${events}
+    where (transaction_id, global_position) > (select transaction_id, global_position
+        from locked order by transaction_id, global_position limit 1)
       and ${belowHorizon(db, tables)}
-      ${scopeFilter(db, { ...scope, segments })}
-      ${uniform ? db`` : perSegmentCursor(db, cursors, count)}
-      and ${regressionGuard(db, tables, cursors.map((s) => s.cursor).reduce(maxCursor))}
+      ${scopeFilter(db, scope)}
+      ${count === 1 ? db`` : ownCursor(db, count)}
+      and ${
+    regressionGuard(
+      db,
+      tables,
+      db`(select transaction_id from locked order by transaction_id desc limit 1)`,
+    )
+  }
     order by transaction_id, global_position
-    limit ${limit}
+    limit ${limit})
   `.values().catch(refusal);
-  return rows.map(decodeEvent);
+  const head = rows[0];
+  const read: PersistedEvent[] = new Array(rows.length - 1);
+  for (let i = 1; i < rows.length; i++) read[i - 1] = decodeEvent(rows[i]);
+  return {
+    head: head[EVENT_COLUMN_COUNT] as string | null,
+    tip: tipOf(head[EVENT_COLUMN_COUNT + 1], head[EVENT_COLUMN_COUNT + 2]),
+    page: read,
+  };
 }
 
-/** `and (transaction_id, global_position) > cursor of the row's own segment`. */
-function perSegmentCursor(db: Db, cursors: readonly SegmentCursor[], count: number) {
-  // Arrays indexed by segment + 1; segments not read stay null, and a
-  // comparison with null is never true, which excludes them a second time.
-  const txs: (string | null)[] = new Array(count).fill(null);
-  const positions: (string | null)[] = new Array(count).fill(null);
-  for (const { segment, cursor } of cursors) {
-    txs[segment] = String(cursor.transactionId);
-    positions[segment] = String(cursor.globalPosition);
-  }
+/** The event columns of the head row: none. */
+const NO_EVENT = new Array(EVENT_COLUMN_COUNT).fill("null").join(", ");
+
+/** `and (transaction_id, global_position) >` the cursor of the row's own segment in `locked`. */
+function ownCursor(db: Db, count: number) {
+  // Arrays indexed by segment + 1, built once (InitPlans); segments not in
+  // `locked` stay null there.
+  const bySegment = (column: string) =>
+    db`(select array_agg(l.${db.unsafe(column)} order by s) from generate_series(0, ${
+      count - 1
+    }::int4) as s left join locked as l on l.segment = s)`;
   const index = db`(aggregate_id_hash % ${count})::int4 + 1`;
   return db`and (transaction_id, global_position) > (
-    (${arrayLiteral(txs)}::text[])[${index}]::xid8,
-    (${arrayLiteral(positions)}::text[])[${index}]::bigint)`;
+    ${bySegment("transaction_id")}[${index}], ${bySegment("global_position")}[${index}])`;
 }
 
 /**
@@ -225,10 +274,13 @@ export function tipOf(tx: unknown, position: unknown): Cursor | undefined {
  * select list.
  */
 export function pendingColumn(db: Db, tables: ResolvedTables, scope: LogScope) {
-  return db`exists (
-    select from ${table(db, tables.events)}
-    where not ${belowHorizon(db, tables)} ${scopeFilter(db, scope)}
-  ) as pending`;
+  // The first key at or above the horizon: an index range that holds only
+  // the events of transactions that ended after the oldest one still
+  // open. The ORDER BY and LIMIT keep the index; EXISTS (or a negated
+  // bound) let the planner scan the whole table on every idle poll.
+  return db`(select transaction_id from ${table(db, tables.events)}
+    where transaction_id >= ${db.unsafe(horizonSql(tables))} ${scopeFilter(db, scope)}
+    order by transaction_id limit 1) is not null as pending`;
 }
 
 /** How many committed events wait behind the horizon, as one column (`pending`). */

@@ -12,16 +12,11 @@ import { compareCursors, cursorOf, maxCursor } from "../es/cursor.ts";
 import type { Cursor, PersistedEvent } from "../es/event.ts";
 import { ProjectionError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
-import {
-  beginGuarded,
-  isConnectionLoss,
-  missingTable,
-  readSegments,
-} from "../postgres/internal.ts";
-import { advanceCheckpoints, lockCheckpoints, segmentCountMismatch } from "./checkpoints.ts";
+import { beginGuarded, isConnectionLoss, missingTable } from "../postgres/internal.ts";
+import { advanceCheckpoints, lockAndRead, segmentCountMismatch } from "./checkpoints.ts";
 import type { Failures } from "./failures.ts";
 import { PartitioningModeError } from "./mode_conflict.ts";
-import { callHandler } from "./handler.ts";
+import { startHandler } from "./handler.ts";
 import { aggregateKey, errorText, openParkedAggregates, recordParked } from "./parked.ts";
 import { type ResolvedPolicy, retryDelay } from "./policy.ts";
 import type { Projection } from "./projection.ts";
@@ -207,9 +202,15 @@ async function transaction(
     skipped: 0,
     parked: 0,
   };
+  // The checkpoint update goes out with the COMMIT, in one round trip: the
+  // body returns without waiting for it. A failed update aborts the
+  // transaction, and the COMMIT then rolls back without an error of its
+  // own, so its outcome is awaited once the transaction is over.
+  let advanced: Promise<void> | undefined;
   await beginGuarded(sql, async (tx, track) => {
-    // Lock this worker's segments (those no other processor holds).
-    const view = await lockCheckpoints(tx, target);
+    // Lock this worker's segments (those behind the tip that no other
+    // processor holds) and read their share of the log after their cursors.
+    const view = await lockAndRead(tx, target, batchSize);
     done.locked = view.rows.length;
     if (done.locked === 0) return;
     const mismatch = view.rows.find((row) => row.segmentCount !== target.segments);
@@ -220,23 +221,28 @@ async function transaction(
     if (leased) {
       throw new PartitioningModeError(target.name, "static", leased.segment, leased.leasedBy!);
     }
-
-    // Read their share of the log after their cursors.
-    const { aggregateTypes, eventTypes } = target;
-    let events = await readSegments(tx, target.tables, view.rows, target.segments, batchSize, {
-      aggregateTypes,
-      eventTypes,
-    });
+    let events = view.page;
     done.full = events.length === batchSize;
 
-    // A handler's failure, unless a transient database error, is the policy's.
-    const handled = (work: Promise<void>) =>
-      track(work).catch((error) => {
-        if (error instanceof ProjectionError && !isTransientDatabaseError(error.cause)) {
-          throw new HandlerFailed(error);
-        }
-        throw error;
+    // Starts the handler on `first` (or `call`, a batch handler): a
+    // promise to await if it returned one. A handler's failure, unless a
+    // transient database error, is the policy's.
+    const { handlerTimeoutMs } = policy;
+    const policyFailure = (error: unknown) =>
+      error instanceof ProjectionError && !isTransientDatabaseError(error.cause)
+        ? new HandlerFailed(error)
+        : error;
+    const start = (first: PersistedEvent, call?: () => void | Promise<void>) => {
+      let work: Promise<void> | undefined;
+      try {
+        work = startHandler(projection, first, tx, handlerTimeoutMs, logger, call);
+      } catch (error) {
+        throw policyFailure(error);
+      }
+      return work && track(work).catch((error) => {
+        throw policyFailure(error);
       });
+    };
 
     // A run again stops at the failing event (and takes it, to record it).
     let last: PersistedEvent | undefined;
@@ -258,7 +264,8 @@ async function transaction(
       : undefined;
 
     // Handle each event, in order: one by one, or (a batch handler) the
-    // events not held, in one call.
+    // events not held, in one call. A handler that returns without a
+    // promise is not awaited: the next event follows at once.
     const batch: PersistedEvent[] = [];
     for (const event of events) {
       if (signal?.aborted) throw new Aborted();
@@ -268,16 +275,17 @@ async function transaction(
         done.parked++;
       } else if (!oneByOne) batch.push(event);
       else {
-        await handled(callHandler(projection, event, tx, policy.handlerTimeoutMs, logger));
+        const work = start(event);
+        if (work) await work;
         done.handled.push(event);
       }
     }
     if (batch.length > 0) {
-      const call = () => projection.handleBatch!(batch, tx);
-      await handled(callHandler(projection, batch[0], tx, policy.handlerTimeoutMs, logger, call))
-        .catch((error) => {
-          throw error instanceof HandlerFailed ? new BatchHandlerFailed() : error;
-        });
+      try {
+        await start(batch[0], () => projection.handleBatch!(batch, tx));
+      } catch (error) {
+        throw error instanceof HandlerFailed ? new BatchHandlerFailed() : error;
+      }
       done.handled.push(...batch);
     }
     if (signal?.aborted) throw new Aborted();
@@ -301,10 +309,13 @@ async function transaction(
     let next = last ? cursorOf(last) : undefined;
     if (!done.full && view.tip) next = next ? maxCursor(next, view.tip) : view.tip;
     if (next && view.rows.some((row) => compareCursors(row.cursor, next) < 0)) {
-      await advanceCheckpoints(tx, target, view.rows.map((row) => row.segment), next);
+      advanced = advanceCheckpoints(tx, target, view.rows.map((row) => row.segment), next);
+      // When the transaction fails as a whole, that failure is the one reported.
+      advanced.catch(() => {});
       done.checkpoint = next;
     }
   }, (error) => isConnectionLoss(error instanceof ProjectionError ? error.cause : error));
+  await advanced;
   return done;
 }
 

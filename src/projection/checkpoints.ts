@@ -6,13 +6,14 @@
  * @module
  */
 
-import type { Cursor } from "../es/event.ts";
+import type { Cursor, PersistedEvent } from "../es/event.ts";
 import { ValidationError } from "../es/errors.ts";
 import {
   type Db,
   int4Array,
   missingTable,
   pendingColumn,
+  readLockedShare,
   regressionGuard,
   regressionOf,
   table,
@@ -102,13 +103,23 @@ export async function furthestCheckpoint(db: Db, target: Target): Promise<Cursor
   return row ? { transactionId: toBigInt(row[0]), globalPosition: toBigInt(row[1]) } : undefined;
 }
 
+/** A batch's start: the checkpoint rows it locked, the log's tip, and the events read. */
+export interface LockedBatch extends CheckpointView {
+  /** The events read after the locked rows' cursors, in log order. */
+  page: PersistedEvent[];
+}
+
 /**
- * Locks this worker's checkpoint rows for the batch's transaction, skipping
- * rows another processor holds: two processors of the same partition
- * never take the same segment at once, and neither waits on the other.
- * The rows are locked in segment order (LockRows runs above the sort), so
- * overlapping workers cannot deadlock either. The tip is taken in the same
- * statement: the batch read comes later, with a horizon at least as far.
+ * Locks this worker's checkpoint rows for the batch's transaction and
+ * reads up to `limit` events of their segments after their cursors, in
+ * one statement (one round trip, one snapshot: see `readLockedShare`).
+ *
+ * Only rows behind the log's tip are locked: a batch with nothing to read
+ * locks nothing, so its transaction takes no transaction id and writes
+ * nothing. Rows another processor holds are skipped: two processors of
+ * the same partition never take the same segment at once, and neither
+ * waits on the other. The rows are locked in segment order (LockRows runs
+ * above the sort), so overlapping workers cannot deadlock either.
  *
  * A group member locks only the rows whose lease it holds, live by the
  * database's clock: the condition is checked again on each row once it is
@@ -120,9 +131,12 @@ export async function furthestCheckpoint(db: Db, target: Target): Promise<Cursor
  * rows, rolled back, instead of holding them for as long as it is paused.
  * Each row says which live group member leases it, for a static worker to
  * refuse to mix with a group.
+ *
+ * @throws {TransactionIdRegressionError} when the log or a locked cursor
+ * holds a transaction id this cluster has not handed out.
  */
-export async function lockCheckpoints(db: Db, target: Target): Promise<CheckpointView> {
-  const { member } = target;
+export async function lockAndRead(db: Db, target: Target, limit: number): Promise<LockedBatch> {
+  const { member, aggregateTypes, eventTypes } = target;
   const leased = member === undefined
     ? db``
     : db`and c.owner_id = ${member.id} and c.lease_expires_at > clock_timestamp()`;
@@ -133,22 +147,41 @@ export async function lockCheckpoints(db: Db, target: Target): Promise<Checkpoin
       'idle_in_transaction_session_timeout', ${
     String(Math.ceil(2 * member.leaseMs))
   }, true)) as idle`;
-  const rows = await db`
-    select c.segment, c.segment_count, c.transaction_id, c.global_position, ${
-    tipColumns(db, target.tables)
-  }, case when c.owner_id <> ${STATIC_OWNER} and c.lease_expires_at > clock_timestamp()
-      then c.owner_id end
-    from ${table(db, target.tables.checkpoints)} as c ${idle}
-    where c.projection_name = ${target.name}
-      and c.segment = any(${int4Array(target.owned)}::int4[]) ${leased}
-    order by c.segment
-    for update of c skip locked
-  `.values();
-  const view = toView(rows);
-  rows.forEach((row, i) => {
-    if (row[6] !== null) view.rows[i].leasedBy = String(row[6]);
-  });
-  return view;
+  const read = await readLockedShare(
+    db,
+    target.tables,
+    {
+      ctes: db`locked as materialized (
+      select c.segment, c.segment_count, c.transaction_id, c.global_position,
+        case when c.owner_id <> ${STATIC_OWNER} and c.lease_expires_at > clock_timestamp()
+          then c.owner_id end as leased_by
+      from ${table(db, target.tables.checkpoints)} as c ${idle}
+      where c.projection_name = ${target.name}
+        and c.segment = any(${int4Array(target.owned)}::int4[]) ${leased}
+        and (c.transaction_id, c.global_position) < (select transaction_id, global_position from tip)
+      order by c.segment
+      for update of c skip locked
+    )`,
+      head: db`(select json_agg(json_build_array(segment, segment_count, transaction_id::text,
+      global_position::text, leased_by) order by segment)::text from locked)`,
+    },
+    target.segments,
+    limit,
+    { aggregateTypes, eventTypes },
+  );
+  const locked = read.head === null
+    ? []
+    : JSON.parse(read.head) as [number, number, string, string, string | null][];
+  return {
+    rows: locked.map(([segment, segmentCount, tx, position, leasedBy]) => ({
+      segment,
+      segmentCount,
+      cursor: { transactionId: BigInt(tx), globalPosition: BigInt(position) },
+      ...(leasedBy === null ? {} : { leasedBy }),
+    })),
+    tip: read.tip,
+    page: read.page,
+  };
 }
 
 /** What a poll needs: the checkpoints (unlocked), the tip, and whether events wait. */

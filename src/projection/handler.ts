@@ -46,23 +46,74 @@ export async function callHandler(
   tx: TransactionSql<any>,
   timeoutMs: number | undefined,
   logger: Logger | undefined,
-  call: () => void | Promise<void> = () => projection.handle(event, tx),
+  call?: () => void | Promise<void>,
 ): Promise<void> {
-  try {
-    if (timeoutMs === undefined) await call();
-    else await withTimeout(Promise.resolve().then(call), timeoutMs);
-  } catch (cause) {
-    logger?.error("projection handler error", {
-      projection: projection.name,
-      position: event.globalPosition,
-      transactionId: event.transactionId,
-      aggregateType: event.aggregateType,
-      aggregateId: event.aggregateId,
-      eventType: event.eventType,
-      error: cause,
+  await startHandler(projection, event, tx, timeoutMs, logger, call);
+}
+
+/**
+ * {@linkcode callHandler} for a loop over many events: without a timeout,
+ * a handler that returns without a promise (or throws) is done, and its
+ * outcome comes back at once, `undefined` or thrown, with no promise made
+ * and no microtask spent on it, which is most of what a projection costs
+ * per event when its handler does its work in memory. Otherwise the
+ * outcome comes back as a promise that rejects on failure, or when the
+ * handler has not settled within `timeoutMs`.
+ *
+ * @throws {ProjectionError} when the handler throws, without a timeout.
+ */
+export function startHandler(
+  projection: Projection,
+  event: PersistedEvent,
+  // deno-lint-ignore no-explicit-any -- any client configuration
+  tx: TransactionSql<any>,
+  timeoutMs: number | undefined,
+  logger: Logger | undefined,
+  call?: () => void | Promise<void>,
+): Promise<void> | undefined {
+  if (timeoutMs === undefined) {
+    let result: unknown;
+    try {
+      result = call ? call() : projection.handle(event, tx);
+    } catch (cause) {
+      throw failed(projection, event, cause, logger);
+    }
+    if (!isThenable(result)) return undefined;
+    return Promise.resolve(result).then(noop, (cause) => {
+      throw failed(projection, event, cause, logger);
     });
-    throw new ProjectionError(projection.name, event, cause);
   }
+  // The deadline is set before the handler starts: a timer the handler
+  // sets for as long fires after it, when the transaction is over.
+  const work = Promise.resolve().then(() => call ? call() : projection.handle(event, tx));
+  return withTimeout(work, timeoutMs).catch((cause) => {
+    throw failed(projection, event, cause, logger);
+  });
+}
+
+function noop(): void {}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === "function";
+}
+
+/** Logs a handler's failure and returns the {@linkcode ProjectionError} for it. */
+function failed(
+  projection: Projection,
+  event: PersistedEvent,
+  cause: unknown,
+  logger: Logger | undefined,
+): ProjectionError {
+  logger?.error("projection handler error", {
+    projection: projection.name,
+    position: event.globalPosition,
+    transactionId: event.transactionId,
+    aggregateType: event.aggregateType,
+    aggregateId: event.aggregateId,
+    eventType: event.eventType,
+    error: cause,
+  });
+  return new ProjectionError(projection.name, event, cause);
 }
 
 /** `work`, or a {@linkcode HandlerTimeoutError} once `timeoutMs` has passed. */

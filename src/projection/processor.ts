@@ -54,15 +54,17 @@ interface Tally {
  * through that transaction are updated exactly once, whatever crashes.
  *
  * - Each batch is one transaction: lock the worker's checkpoint rows
- *   (`FOR UPDATE SKIP LOCKED`), read up to `batchSize` events after them,
- *   call `handle` on each in order, move the checkpoints forward, commit.
+ *   (`FOR UPDATE SKIP LOCKED`) and read up to `batchSize` events after
+ *   them in one statement, call `handle` on each in order, move the
+ *   checkpoints forward and commit (one round trip).
  *   Two processors of the same partition never apply an event twice: a
  *   segment is locked by one of them at a time.
  * - Checkpoints belong to segments, so changing `totalPartitions` (1, 4, 3,
  *   1, ...) never skips or repeats an event. The segment count is fixed
  *   per projection.
  * - Idle polls read without locking or writing; the interval doubles up to
- *   `maxPollInterval` while idle, a NOTIFY from an append wakes it at once,
+ *   `maxPollInterval` while idle, a NOTIFY from an append wakes it at once
+ *   (straight into a batch, which locks nothing when nothing is readable),
  *   and it stays short while committed events wait for an older
  *   transaction to end.
  * - A database that goes away (a restart, a failover, a dropped
@@ -302,10 +304,16 @@ export class ProjectionProcessor {
     const { batchSize, pollInterval, maxPollInterval, logger } = this.config;
     let goal: Cursor | undefined;
     let idlePolls = 0;
+    let woken = false;
     const failures = new Failures(target.segments);
     for (;;) {
       if (signal?.aborted) return "aborted";
-      let probe: Probe;
+      // After a wake-up, straight to a batch: a NOTIFY says an event was
+      // committed, and the batch's statement finds it (with the regression
+      // guard) in the round trip a probe would have taken before it.
+      const direct = woken;
+      woken = false;
+      let probe: Probe | undefined;
       let processed = 0;
       let advanced = false;
       // Every statement here stands alone or in a batch transaction that
@@ -314,25 +322,28 @@ export class ProjectionProcessor {
       try {
         // A group member beats between batches: renews, releases, takes.
         if (member && member.dueIn() === 0) await member.beat(this.#sql);
-        probe = await probeCheckpoints(this.#sql, target);
-        backoff.reset();
-        const tip = probe.tip;
-        if (mode === "until_caught_up") {
-          // Everything below the horizon at the first poll, and nothing more.
-          goal ??= tip ?? START;
-          const reached = goal;
-          if (probe.rows.every((row) => compareCursors(row.cursor, reached) >= 0)) {
-            return "caught up";
-          }
-        }
-        // A group member works on the segments it holds; the rest were probed
+        // A group member works on the segments it holds; the rest are probed
         // only to know when the whole group has caught up.
         const share = member ? { ...target, owned: member.owned } : target;
-        const behind = probe.rows.filter((row) =>
-          tip && compareCursors(row.cursor, tip) < 0 &&
-          (!member || share.owned.includes(row.segment))
-        );
-        if (behind.length > 0) {
+        let behind = direct;
+        if (!direct) {
+          probe = await probeCheckpoints(this.#sql, target);
+          backoff.reset();
+          const tip = probe.tip;
+          if (mode === "until_caught_up") {
+            // Everything below the horizon at the first poll, and nothing more.
+            goal ??= tip ?? START;
+            const reached = goal;
+            if (probe.rows.every((row) => compareCursors(row.cursor, reached) >= 0)) {
+              return "caught up";
+            }
+          }
+          behind = probe.rows.some((row) =>
+            tip && compareCursors(row.cursor, tip) < 0 &&
+            (!member || share.owned.includes(row.segment))
+          );
+        }
+        if (behind) {
           for (;;) {
             // Telemetry: a span and metrics per batch (src/telemetry/batch.ts).
             const outcome = await observeBatch(
@@ -370,6 +381,9 @@ export class ProjectionProcessor {
         idlePolls = 0;
         continue;
       }
+      // A wake-up that found nothing to handle: poll now, to learn whether
+      // committed events wait behind the horizon before sleeping.
+      if (!probe) continue;
       // Committed events wait behind an open transaction: the horizon may
       // pass them any moment, and no NOTIFY will say so.
       if (probe.pending) idlePolls = 0;
@@ -384,7 +398,9 @@ export class ProjectionProcessor {
         member?.dueIn() ?? Infinity,
       );
       idlePolls = Math.min(idlePolls + 1, 30);
-      if (await alarm.sleep(delay, signal) === "aborted") return "aborted";
+      const awakening = await alarm.sleep(delay, signal);
+      if (awakening === "aborted") return "aborted";
+      woken = awakening === "woken";
     }
   }
 }

@@ -1,0 +1,143 @@
+/**
+ * The statements a projection worker sends on the events table (the idle
+ * poll, and the batch's lock-and-read) walk the log's index and never scan
+ * the table: a young table (created a moment ago, never analyzed) is what
+ * every new deployment has, and a plan cached on it would go on scanning
+ * the table as it grows. Each statement is captured as the processor sends
+ * it, then planned again with the same parameters under custom and
+ * generic plans, on that young table, an empty one and a filled, analyzed
+ * one. (The idle poll's check for events behind the horizon used to scan
+ * the table on every poll, whatever its age.)
+ *
+ * @module
+ */
+
+import { after, before, describe, it } from "./_bounds.ts";
+import assert from "node:assert/strict";
+import type postgres from "postgres";
+import type { PostgresStore } from "../src/postgres/mod.ts";
+import { ProjectionProcessor } from "../src/projection/mod.ts";
+import { setupDatabase, type TestDb } from "./_db.ts";
+import { appendEvents } from "./_projection.ts";
+
+/** The plan nodes of an `EXPLAIN (FORMAT JSON)` result, flattened. */
+interface PlanNode {
+  "Node Type": string;
+  "Relation Name"?: string;
+  Plans?: PlanNode[];
+}
+
+function nodes(plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
+}
+
+/** A statement as postgres.js sent it. */
+interface Sent {
+  query: string;
+  parameters: unknown[];
+}
+
+/** A parameter as an SQL literal, for `EXECUTE` (postgres.js sends them untyped, as text). */
+function literal(value: unknown): string {
+  if (value === null || value === undefined) return "null";
+  return `'${String(value).replaceAll("'", "''")}'`;
+}
+
+describe("a projection worker's plans on the events table", () => {
+  let db: TestDb;
+  let store: PostgresStore;
+  const sent = new Map<string, Sent>();
+
+  before(async () => {
+    db = await setupDatabase();
+    store = await db.freshStore();
+    const events = store.tables.events.split(".").pop()!;
+    const sql = db.client({
+      debug: (_connection: number, query: string, parameters: unknown[]) => {
+        if (query.includes(`"${events}"`)) sent.set(query, { query, parameters });
+      },
+    });
+    // A young table: a few events, never analyzed.
+    await appendEvents(db.sql, store, { aggregates: 5, perAggregate: 2 });
+    await appendEvents(db.sql, store, { aggregates: 2, perAggregate: 1, aggregateType: "Other" });
+    const runs: [ConstructorParameters<typeof ProjectionProcessor>[2], object][] = [
+      [{}, {}],
+      [{ partitionKey: 1, totalPartitions: 4 }, { aggregateTypes: ["Account"] }],
+      [{ segments: 1 }, { eventTypes: ["Deposited"] }],
+    ];
+    for (const [i, [config, scope]] of runs.entries()) {
+      const outcome = await new ProjectionProcessor(sql, store, config).run(
+        { name: `plans_${i}`, handle() {}, ...scope },
+        { mode: "until_caught_up" },
+      );
+      assert.equal(outcome.status, "caught_up");
+    }
+  });
+  after(() => db?.close());
+
+  /** The nodes of `statement`'s plan under `mode` that read the events table. */
+  async function eventsScans(statement: Sent, mode: string): Promise<PlanNode[]> {
+    const events = store.tables.events.split(".").pop();
+    return await db.sql.begin(async (tx: postgres.TransactionSql) => {
+      await tx.unsafe(`set local plan_cache_mode = ${mode}`);
+      await tx.unsafe(`prepare worker_statement as ${statement.query}`);
+      const [row] = await tx.unsafe(
+        `explain (format json) execute worker_statement(${
+          statement.parameters.map(literal).join(", ")
+        })`,
+      );
+      await tx.unsafe("deallocate worker_statement");
+      const plan = (row["QUERY PLAN"] as { Plan: PlanNode }[])[0].Plan;
+      return nodes(plan).filter((n) => n["Relation Name"] === events);
+    });
+  }
+
+  it("polls and reads batches through the log's index, under custom and generic plans", async () => {
+    const { events } = store.tables;
+    const statements = [...sent.values()];
+    // The idle poll, and the batch's lock-and-read: one text per run (its
+    // scope and segment count make the text).
+    assert.ok(statements.some((s) => /\bpending\b/.test(s.query)), "captured the idle poll");
+    assert.equal(
+      statements.filter((s) => /for update of c skip locked/.test(s.query)).length,
+      3,
+      "captured each run's batch statement",
+    );
+    const stages: [string, () => Promise<unknown>][] = [
+      ["a young table", async () => {}],
+      ["an empty table", () => db.sql`truncate ${db.sql(events)}`],
+      ["a filled, analyzed table", async () => {
+        await db.sql`insert into ${db.sql(events)} (aggregate_type, aggregate_id,
+            aggregate_version, aggregate_id_hash, event_id, event_type, payload)
+          select 'Account', i::text, 1, i, gen_random_uuid(), 'Deposited', '\\x00'::bytea
+          from generate_series(1, 5000) i`;
+        await db.sql`analyze ${db.sql(events)}`;
+      }],
+    ];
+    for (const [stage, prepare] of stages) {
+      await prepare();
+      // While the table is young, the planner may read the few rows in range
+      // through a bitmap of the index and sort them; once it has rows and
+      // statistics, only an ordered walk of the index that stops at the limit.
+      const allowed = stage === "a filled, analyzed table"
+        ? /^Index( Only)? Scan$/
+        : /^(Index( Only)? Scan|Bitmap Heap Scan)$/;
+      for (const mode of ["force_custom_plan", "force_generic_plan"]) {
+        for (const statement of statements) {
+          const scans = await eventsScans(statement, mode);
+          const what = `${stage}, ${mode}: "${
+            statement.query.replace(/\s+/g, " ").slice(0, 60)
+          }..."`;
+          assert.ok(scans.length > 0, `${what} reads the events table`);
+          for (const scan of scans) {
+            assert.match(
+              scan["Node Type"],
+              allowed,
+              `${what} reads the events table by ${scan["Node Type"]}`,
+            );
+          }
+        }
+      }
+    }
+  });
+});
