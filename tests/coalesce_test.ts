@@ -379,6 +379,23 @@ describe("append coalescing", () => {
     assert.deepEqual(ids.map((r) => r.id), ["h-1", "x-1", "x-3"]);
   });
 
+  it("an aggregate's appends made together commit one at a time, in the order they were made", async () => {
+    const pool = db.client({ max: 8 });
+    const store = await db.freshStore({ coalesce: true });
+    // With connections to spare, each append could go at once; exact
+    // versions make any overtaking a conflict.
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        store.append(pool, [event("ordered-1")], {
+          expectedVersion: i === 0 ? "no_stream" : BigInt(i),
+        })),
+    );
+    assert.deepEqual(
+      results.map((r) => r.toVersion),
+      Array.from({ length: 12 }, (_, i) => BigInt(i + 1)),
+    );
+  });
+
   it("refuses a bad coalesce option before any SQL", () => {
     for (const coalesce of [{ maxEvents: 0 }, { maxEvent: 5 }, "yes"]) {
       assert.throws(

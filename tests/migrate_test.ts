@@ -7,7 +7,7 @@ import type postgres from "postgres";
 import { ValidationError } from "../src/es/errors.ts";
 import { migrateMain } from "../src/migrate.ts";
 import { MIGRATIONS } from "../src/postgres/migrations.ts";
-import { logFunctionsSql } from "../src/postgres/order.ts";
+import { logFunctionsSql, offsetSql } from "../src/postgres/order.ts";
 import { logOffsetSql } from "../src/postgres/schema.ts";
 import { migrate, PostgresStore, type TableNames } from "../src/postgres/mod.ts";
 import { ProjectionProcessor } from "../src/projection/mod.ts";
@@ -232,6 +232,25 @@ describe("migrate", () => {
     assert.deepEqual((await migrate(sql, { store: other })).map((m) => m.version), VERSIONS);
     assert.deepEqual((await store.readEvents(sql)).length, 1);
     assert.deepEqual((await other.readEvents(sql)).length, 0);
+  });
+
+  it("version 6 keeps a rebased log's offset, and applying it again never lowers it", async () => {
+    const { sql } = await freshDatabase();
+    const store = new PostgresStore({ schema: "rebased" });
+    // A database at version 5 whose log was rebased: the offset is in its row only.
+    for (const migration of MIGRATIONS.filter((m) => m.version <= 5)) {
+      await sql.unsafe(migration.sql(store.tables));
+    }
+    await sql`update ${sql(store.tables.logOffset)} set transaction_id_offset = 5000000`;
+    await migrate(sql, { store });
+    const offset = async () =>
+      (await sql.unsafe(`select ${offsetSql(store.tables)}::text as offset`))[0].offset;
+    assert.equal(await offset(), "5000000");
+
+    // A row copied from elsewhere says less: the offset in force stays.
+    await sql`update ${sql(store.tables.logOffset)} set transaction_id_offset = 0`;
+    await sql.unsafe(MIGRATIONS.find((m) => m.version === 6)!.sql(store.tables));
+    assert.equal(await offset(), "5000000");
   });
 
   it("every version is idempotent: applying each again changes nothing", async () => {

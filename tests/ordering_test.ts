@@ -6,7 +6,7 @@
  * transactions and show that the store's reader never skips nor repeats.
  */
 
-import { after, before, describe, it } from "./_bounds.ts";
+import { after, before, describe, it, waitUntil } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type Cursor, type PersistedEvent, START, TransactionIdRegressionError } from "../mod.ts";
 import { type PostgresStore, rebaseLog } from "../src/postgres/mod.ts";
@@ -247,5 +247,32 @@ describe("the global log's order", () => {
     assert.ok(after.transactionId > BigInt(foreign), `${after.transactionId} <= ${foreign}`);
     const log = await store.readEvents(session, { after: START });
     assert.deepEqual(log.map((e) => e.aggregateId).slice(-2), ["moved", "o-1"]);
+  });
+
+  it("a rebase waits for the transactions writing to the log: none appends with the old offset after it", async () => {
+    const store = await db.freshStore();
+    // A caller's transaction that has appended holds its lock on the
+    // events table; its cached plans would not see the rebase.
+    const writer = await holdTransaction(db.client({ max: 1 }));
+    await store.append(writer.tx, [event("open-1")]);
+    const [{ foreign }] = await db.sql`
+      insert into ${db.sql(store.tables.events)} (transaction_id, aggregate_type, aggregate_id,
+        aggregate_version, aggregate_id_hash, event_id, event_type, payload)
+      values ((pg_current_xact_id()::text::int8 + 1000000)::text::xid8, 'Order', 'moved', 1, 0,
+        gen_random_uuid(), 'E', '\\x00'::bytea)
+      returning transaction_id::text as foreign`;
+
+    const rebaser = db.client({ max: 1 });
+    const [{ pid }] = await rebaser`select pg_backend_pid() as pid`;
+    const rebase = rebaseLog(rebaser, { store });
+    await waitUntil("the rebase to wait for the open writer's lock", async () => {
+      const [row] = await db.sql`select wait_event_type from pg_stat_activity where pid = ${pid}`;
+      return row?.wait_event_type === "Lock";
+    }, 10_000);
+    await writer.commit();
+    assert.equal((await rebase).rebased, true);
+
+    const { events: [later] } = await store.append(db.sql, [event("after-1")]);
+    assert.ok(later.transactionId > BigInt(foreign), `${later.transactionId} <= ${foreign}`);
   });
 });

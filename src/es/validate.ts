@@ -512,10 +512,11 @@ function validateJson(at: EventField, value: unknown): void {
 const validatedJson = new WeakMap<object, string>();
 
 /**
- * `value` as JSON text: the text {@linkcode validateEvents} checked when
- * it checked this object, or a new one. A text checked once is what the
- * append writes, even if the caller changes the object while the append
- * waits to be sent.
+ * `value` as JSON text: the text the latest {@linkcode validateEvents} of
+ * this object made, or a new one. An append writes a text that was
+ * checked: a caller that changes the object while its append waits in a
+ * queue gets the text of the object's latest validation (its own, or a
+ * later append's of the same object).
  */
 export function jsonText(value: JsonValue): string {
   return (typeof value === "object" && value !== null && validatedJson.get(value)) ||

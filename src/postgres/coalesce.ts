@@ -22,9 +22,11 @@
  *
  * Each caller keeps the outcome its append gets alone:
  *
- * - A statement holds one append per aggregate (a later append to the same
- *   aggregate waits for the next statement, in its order) and each event
- *   id once, so no append changes what another means.
+ * - A statement holds one append per aggregate, and an aggregate has one
+ *   append in flight at a time: a later append to it waits until the
+ *   earlier one has settled (run alone again after a failure included),
+ *   so an aggregate's appends commit in their order. A statement holds
+ *   each event id once, so no append changes what another means.
  * - The shared statement stores all of its appends or none. When one of
  *   them refuses it (its expected version, or an event id stored already),
  *   that append runs alone, where it gets its conflict, its duplicate or
@@ -78,6 +80,8 @@ export class Coalescer {
   readonly #slots: number;
   #inFlight = 0;
   #queue: Waiting[] = [];
+  /** The aggregates with an append in flight, by key: their queued appends wait. */
+  readonly #busy = new Set<string>();
 
   constructor(db: Db, store: AppendContext, limits: CoalesceLimits) {
     this.#db = db;
@@ -102,13 +106,14 @@ export class Coalescer {
     // Nothing waits and a statement may go: sent at once, alone, with none
     // of the queue's bookkeeping (a lone caller appends as fast as without
     // coalescing).
-    if (this.#queue.length === 0 && this.#inFlight < this.#slots) {
-      return this.#sendAlone(events, expected);
+    const { aggregateType, aggregateId } = events[0];
+    const key = `${aggregateType.length}:${aggregateType} ${aggregateId}`;
+    if (this.#queue.length === 0 && this.#inFlight < this.#slots && !this.#busy.has(key)) {
+      return this.#sendAlone(key, events, expected);
     }
     const withIds = events.map((event) =>
       event.eventId === undefined ? { ...event, eventId: uuidv7() } : event
     );
-    const { aggregateType, aggregateId } = events[0];
     return new Promise<AppendResult>((resolve, reject) => {
       const drop = () => {
         const at = this.#queue.indexOf(waiting);
@@ -120,7 +125,7 @@ export class Coalescer {
         events,
         append: { events: withIds, expected },
         ids: withIds.map((event) => event.eventId!.toLowerCase()),
-        key: `${aggregateType.length}:${aggregateType} ${aggregateId}`,
+        key,
         resolve,
         reject,
         sent: () => signal?.removeEventListener("abort", drop),
@@ -132,12 +137,18 @@ export class Coalescer {
   }
 
   /** Runs one append as a statement of its own, in one of the statements in flight. */
-  async #sendAlone(events: readonly Event[], expected: ExpectedVersion): Promise<AppendResult> {
+  async #sendAlone(
+    key: string,
+    events: readonly Event[],
+    expected: ExpectedVersion,
+  ): Promise<AppendResult> {
     this.#inFlight++;
+    this.#busy.add(key);
     try {
       return await append(this.#db, this.#store, events, expected);
     } finally {
       this.#inFlight--;
+      this.#busy.delete(key);
       this.#drain();
     }
   }
@@ -146,7 +157,11 @@ export class Coalescer {
   #drain(): void {
     while (this.#inFlight < this.#slots && this.#queue.length > 0) {
       const batch = this.#take();
-      for (const waiting of batch) waiting.sent();
+      if (batch.length === 0) return; // every queued aggregate has an append in flight
+      for (const waiting of batch) {
+        waiting.sent();
+        this.#busy.add(waiting.key);
+      }
       this.#inFlight++;
       void this.#send(batch).finally(() => {
         this.#inFlight--;
@@ -156,22 +171,22 @@ export class Coalescer {
   }
 
   /**
-   * The next statement's appends, in queue order: the first waiting, then
-   * every later one that fits (events within the limit, its aggregate and
-   * ids not in the statement yet). An append to an aggregate that was
-   * passed over is passed over too, so an aggregate's appends keep their
-   * order.
+   * The next statement's appends, in queue order: every one that fits
+   * (events within the limit unless it is the first, its aggregate not in
+   * flight nor in the statement yet, its ids not in the statement yet). An
+   * append to an aggregate that was passed over is passed over too, so an
+   * aggregate's appends keep their order. Empty when every queued
+   * aggregate has an append in flight.
    */
   #take(): Waiting[] {
-    const [first] = this.#queue;
-    const batch = [first];
-    const keys = new Set([first.key]);
-    const passed = new Set<string>();
-    const ids = new Set(first.ids);
-    let events = first.ids.length;
+    const batch: Waiting[] = [];
+    const keys = new Set<string>();
+    const passed = new Set<string>(this.#busy);
+    const ids = new Set<string>();
+    let events = 0;
     const rest: Waiting[] = [];
-    for (const waiting of this.#queue.slice(1)) {
-      const fits = events + waiting.ids.length <= this.#limits.maxEvents &&
+    for (const waiting of this.#queue) {
+      const fits = (batch.length === 0 || events + waiting.ids.length <= this.#limits.maxEvents) &&
         !keys.has(waiting.key) && !passed.has(waiting.key) &&
         !waiting.ids.some((id) => ids.has(id));
       if (!fits) {
@@ -188,6 +203,7 @@ export class Coalescer {
     return batch;
   }
 
+  /** Sends `batch` and settles each caller; each aggregate is no longer busy once its caller is. */
   async #send(batch: Waiting[]): Promise<void> {
     if (batch.length === 1) return await this.#alone(batch[0], batch[0].events);
     let outcome: AppendResult[] | number;
@@ -204,11 +220,15 @@ export class Coalescer {
       // Nothing was stored: the append at fault gets its own outcome alone,
       // the others go first in the next statement.
       const [fault] = batch.splice(outcome, 1);
+      for (const waiting of batch) this.#busy.delete(waiting.key);
       this.#queue.unshift(...batch);
       this.#drain();
       return await this.#alone(fault, fault.events);
     }
-    batch.forEach((waiting, i) => waiting.resolve(outcome[i]));
+    batch.forEach((waiting, i) => {
+      this.#busy.delete(waiting.key);
+      waiting.resolve(outcome[i]);
+    });
   }
 
   /**
@@ -218,14 +238,18 @@ export class Coalescer {
    * just died).
    */
   async #alone(waiting: Waiting, events: readonly Event[], attempts = 1): Promise<void> {
-    for (let attempt = 1;; attempt++) {
-      try {
-        return waiting.resolve(
-          await append(this.#db, this.#store, events, waiting.append.expected),
-        );
-      } catch (error) {
-        if (attempt >= attempts || !isConnectionLoss(error)) return waiting.reject(error);
+    try {
+      for (let attempt = 1;; attempt++) {
+        try {
+          return waiting.resolve(
+            await append(this.#db, this.#store, events, waiting.append.expected),
+          );
+        } catch (error) {
+          if (attempt >= attempts || !isConnectionLoss(error)) return waiting.reject(error);
+        }
       }
+    } finally {
+      this.#busy.delete(waiting.key);
     }
   }
 }

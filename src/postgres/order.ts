@@ -141,7 +141,8 @@ export function offsetFunctionSql(tables: ResolvedTables, offset: bigint): strin
 /**
  * The DDL of schema version 6: the log's two functions. The offset
  * function returns the offset of the one-row table as a constant (see the
- * module doc). The look function returns the first key at or above
+ * module doc); it is the offset in force, and applying the DDL again never
+ * lowers it (a table row copied from elsewhere could say less). The look function returns the first key at or above
  * `next_key`, or null, recording the time in the session when there is
  * none. It plans its query on every call (once per session and second):
  * a plan cached while the table was young or analyzed empty would scan
@@ -152,11 +153,17 @@ export function offsetFunctionSql(tables: ResolvedTables, offset: bigint): strin
  */
 export function logFunctionsSql(tables: ResolvedTables): string {
   return `-- The log's ordering offset as a constant that every statement's plan folds in;
--- rebaseLog replaces it. Made from the offset table's row, so a rebased log keeps its offset.
+-- rebaseLog replaces it. Made from the offset table's row, so a rebased log keeps its offset,
+-- or kept when it is already greater (run again, this never lowers the offset in force).
 DO $pupsourcing$
+DECLARE
+    in_force int8 := 0;
 BEGIN
-    EXECUTE format(${literal(offsetFunctionTemplate(tables))},
-        (SELECT coalesce(max(transaction_id_offset), 0) FROM ${quote(tables.logOffset)}));
+    IF to_regprocedure(${literal(`${quote(tables.logOffsetFunction)}()`)}) IS NOT NULL THEN
+        EXECUTE ${literal(`SELECT ${quote(tables.logOffsetFunction)}()`)} INTO in_force;
+    END IF;
+    EXECUTE format(${literal(offsetFunctionTemplate(tables))}, greatest(in_force,
+        (SELECT coalesce(max(transaction_id_offset), 0) FROM ${quote(tables.logOffset)})));
 END
 $pupsourcing$;
 

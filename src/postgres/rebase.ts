@@ -74,8 +74,11 @@ export interface RebaseResult {
  * {@linkcode TransactionIdRegressionError}. It is safe to run at any
  * time: when the log needs no rebase it changes nothing and says so
  * (`rebased: false`); concurrent calls are serialized by an advisory lock
- * and the second finds nothing to do. Run it with the writers stopped or
- * refused: an append the rebase overtakes is refused, never misfiled.
+ * and the second finds nothing to do. It waits for the transactions that
+ * are writing to the log to end, and holds new appends until it commits
+ * (a `SHARE` lock on the events table). Run it with the writers stopped:
+ * a transaction that stays open waits it out. It needs to own the offset
+ * function (`CREATE OR REPLACE`), as the role that ran the migrations does.
  *
  * @param sql A postgres.js client from `postgres(url)`.
  * @throws {ValidationError} on a bad client or option, before any SQL.
@@ -107,6 +110,13 @@ export async function rebaseLog(
     // Taken before the statement that reads the keys, so that statement's
     // snapshot sees what a rebase that ran first committed.
     await tx`select pg_advisory_xact_lock(hashtextextended(${`pupsourcing rebase ${tables.logOffset}`}, 0))`;
+    // Waits for every transaction that is writing to the log to end, and
+    // holds new writers until the rebase commits: a writer's open
+    // transaction holds its lock on the events table, so it would not take
+    // the invalidation of its cached plans, and its next append would fold
+    // in the old offset. A writer that starts after the commit takes its
+    // lock anew, and with it the new offset.
+    await tx`lock table ${table(tx, tables.events)} in share mode`;
     await tx`insert into ${table(tx, tables.logOffset)} (singleton) values (true)
       on conflict do nothing`;
     const events = table(tx, tables.events);
