@@ -127,12 +127,17 @@ this machine; "before" is the first run of this benchmark):
    young outlives it.
 13. **Appends coalesced on a pool.** Each statement costs a parse, a plan, a
    round trip and a commit whatever it carries. With 64 callers on a pool
-   of 8, one statement per append ran 1,179 events/s, p99 120 ms; with
-   concurrent appends queued while every connection is busy and sent
-   together (\`coalesce\`, on by default) 2,738 events/s, p99 68 ms: 2.3
-   times, 1.4 times pgbench's one-statement ceiling at 8 clients (1,961), on
-   a machine loaded by three other workloads at the time. A lone caller is
-   not slowed (1.00): an idle store sends at once.
+   of 8, appends queued while the pool's connections all carry a statement
+   go together when one ends (\`coalesce\`, on by default): 2.3 times the
+   events per second of \`coalesce: false\`, with about half its p99, and
+   twice pgbench's one-statement ceiling at 8 clients (W1c-64 above). The
+   limit on two cores is CPU per append: 544 µs (client and server) alone,
+   234 at 4.7 appends per statement (eight in flight), 191 at 8.8 (four in
+   flight), 171 at 17 (two). Half the pool in flight was tried: W1c-64 no
+   clearly better, and eight callers on a pool of eight queued behind four
+   statements (W1-8 0.74 against 0.93 with the whole pool, W2 0.79 against
+   0.89, back to back). Earlier figures here compared coalescing with
+   itself: the reference row was coalesced too, by the default.
 14. **The order key's cost.** Since the log can be moved into a new cluster
    (docs/event-store.md, "Moving the database"), an event's order key is its
    transaction id plus an offset, and every append and read checks that the

@@ -206,8 +206,8 @@ describe("append coalescing", () => {
     for (const head of heads) assert.equal(BigInt(head.v), versions.get(head.aggregate_id));
   });
 
-  it("statements in flight are half the pool's connections; the queue goes whole", async () => {
-    const pool = db.client({ max: 8 });
+  it("appends queue only while every connection carries one; the queue goes whole", async () => {
+    const pool = db.client({ max: 4 });
     const store = await db.freshStore({ coalesce: true });
     const held = ["h-1", "h-2", "h-3", "h-4", "h-5"];
     for (const id of held) await store.append(db.sql, [event(id)]);
@@ -220,9 +220,8 @@ describe("append coalescing", () => {
       await release.promise;
     });
     await within(locked.promise, 10_000, "the heads to be locked");
-    // Four lone appends fill half the pool and wait on the locked heads; the
-    // fifth and 40 appends to new aggregates queue, though four
-    // connections are free.
+    // Four lone appends take the four connections and wait on the locked
+    // heads; the fifth and 40 appends to new aggregates queue.
     const first = held.map((id) => store.append(pool, [event(id)]));
     const queued = Array.from({ length: 40 }, (_, i) => store.append(pool, [event(`n-${i}`)]));
     await waitUntil("four appends to wait on the heads", async () => {
@@ -245,12 +244,11 @@ describe("append coalescing", () => {
   });
 
   it("a backend killed during a coalesced statement loses and duplicates nothing", async () => {
-    // Two statements in flight: half of four connections.
-    const pool = db.client({ max: 4 });
+    const pool = db.client({ max: 2 });
     const store = await db.freshStore({ coalesce: true });
     for (const id of ["h-1", "h-2", "h-3"]) await store.append(db.sql, [event(id)]);
-    // Two holders of head rows: the two first appends take both statements
-    // in flight and wait; the next ones queue. When the first holder lets go, the
+    // Two holders of head rows: the two first appends take both connections
+    // and wait; the next ones queue. When the first holder lets go, the
     // queue goes as one statement, which waits on the second holder's h-3.
     const hold = async (ids: string[]) => {
       const locked = gate();
