@@ -183,3 +183,22 @@ export async function holdTransaction(sql: postgres.Sql): Promise<HeldTransactio
     },
   };
 }
+
+/**
+ * Stores one event filed a million order keys above any this cluster has
+ * issued, as history restored from another cluster is: the log's regression
+ * guard refuses it until a rebase. Returns its key.
+ */
+export async function insertForeignEvent(
+  sql: postgres.Sql,
+  store: PostgresStore,
+  aggregateId = "moved",
+): Promise<bigint> {
+  const [{ key }] = await sql`
+    insert into ${sql(store.tables.events)} (transaction_id, aggregate_type, aggregate_id,
+      aggregate_version, aggregate_id_hash, event_id, event_type, payload)
+    values ((pg_current_xact_id()::text::int8 + 1000000)::text::xid8, 'Order', ${aggregateId}, 1, 0,
+      gen_random_uuid(), 'E', '\\x00'::bytea)
+    returning transaction_id::text as key`;
+  return BigInt(key);
+}

@@ -23,18 +23,8 @@ import assert from "node:assert/strict";
 import type postgres from "postgres";
 import type { PostgresStore } from "../src/postgres/mod.ts";
 import { lookSql, regressionGuardSql, regressionVerdictSql } from "../src/postgres/order.ts";
-import { setupDatabase, type TestDb } from "./_db.ts";
-
-/** The plan nodes of an `EXPLAIN (FORMAT JSON)` result, flattened. */
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  Plans?: PlanNode[];
-}
-
-function nodes(plan: PlanNode): PlanNode[] {
-  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-}
+import { insertForeignEvent, setupDatabase, type TestDb } from "./_db.ts";
+import { nodes, type PlanNode } from "./_plans.ts";
 
 describe("the regression guard's plan", () => {
   let db: TestDb;
@@ -127,10 +117,7 @@ describe("the regression guard's plan", () => {
 
     // Foreign history under a live session: a key far above any this
     // cluster has handed out.
-    await db.sql`insert into ${db.sql(store.tables.events)} (transaction_id, aggregate_type,
-        aggregate_id, aggregate_version, aggregate_id_hash, event_id, event_type, payload)
-      values ((pg_current_xact_id()::text::int8 + 1000000)::text::xid8, 'Order', 'foreign', 1, 0,
-        gen_random_uuid(), 'E', '\\x00'::bytea)`;
+    await insertForeignEvent(db.sql, store, "foreign");
     await waitUntil(
       "the session that trusted its last look to refuse the foreign log",
       async () => String(await verdict(session)).startsWith("log "),

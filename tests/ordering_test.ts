@@ -10,7 +10,7 @@ import { after, before, describe, it, waitUntil } from "./_bounds.ts";
 import assert from "node:assert/strict";
 import { type Cursor, type PersistedEvent, START, TransactionIdRegressionError } from "../mod.ts";
 import { type PostgresStore, rebaseLog } from "../src/postgres/mod.ts";
-import { event, holdTransaction, setupDatabase, type TestDb } from "./_db.ts";
+import { event, holdTransaction, insertForeignEvent, setupDatabase, type TestDb } from "./_db.ts";
 
 describe("the global log's order", () => {
   let db: TestDb;
@@ -232,19 +232,14 @@ describe("the global log's order", () => {
     assert.equal((await store.readEvents(session, { after: START })).length, 6);
 
     // Foreign history far above this cluster's ids, as after a move.
-    const [{ foreign }] = await db.sql`
-      insert into ${db.sql(store.tables.events)} (transaction_id, aggregate_type, aggregate_id,
-        aggregate_version, aggregate_id_hash, event_id, event_type, payload)
-      values ((pg_current_xact_id()::text::int8 + 1000000)::text::xid8, 'Order', 'moved', 1, 0,
-        gen_random_uuid(), 'E', '\\x00'::bytea)
-      returning transaction_id::text as foreign`;
+    const foreign = await insertForeignEvent(db.sql, store);
     await new Promise((resolve) => setTimeout(resolve, 1_100)); // past the session's trusted second
     await assert.rejects(store.append(session, [event("o-1")]), TransactionIdRegressionError);
 
     assert.equal((await rebaseLog(db.sql, { store })).rebased, true);
     // The same connection, the same prepared statements: the new offset.
     const { events: [after] } = await store.append(session, [event("o-1")]);
-    assert.ok(after.transactionId > BigInt(foreign), `${after.transactionId} <= ${foreign}`);
+    assert.ok(after.transactionId > foreign, `${after.transactionId} <= ${foreign}`);
     const log = await store.readEvents(session, { after: START });
     assert.deepEqual(log.map((e) => e.aggregateId).slice(-2), ["moved", "o-1"]);
   });
@@ -255,12 +250,7 @@ describe("the global log's order", () => {
     // events table; its cached plans would not see the rebase.
     const writer = await holdTransaction(db.client({ max: 1 }));
     await store.append(writer.tx, [event("open-1")]);
-    const [{ foreign }] = await db.sql`
-      insert into ${db.sql(store.tables.events)} (transaction_id, aggregate_type, aggregate_id,
-        aggregate_version, aggregate_id_hash, event_id, event_type, payload)
-      values ((pg_current_xact_id()::text::int8 + 1000000)::text::xid8, 'Order', 'moved', 1, 0,
-        gen_random_uuid(), 'E', '\\x00'::bytea)
-      returning transaction_id::text as foreign`;
+    const foreign = await insertForeignEvent(db.sql, store);
 
     const rebaser = db.client({ max: 1 });
     const [{ pid }] = await rebaser`select pg_backend_pid() as pid`;
@@ -273,6 +263,6 @@ describe("the global log's order", () => {
     assert.equal((await rebase).rebased, true);
 
     const { events: [later] } = await store.append(db.sql, [event("after-1")]);
-    assert.ok(later.transactionId > BigInt(foreign), `${later.transactionId} <= ${foreign}`);
+    assert.ok(later.transactionId > foreign, `${later.transactionId} <= ${foreign}`);
   });
 });

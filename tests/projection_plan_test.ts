@@ -18,18 +18,8 @@ import type postgres from "postgres";
 import type { PostgresStore } from "../src/postgres/mod.ts";
 import { ProjectionProcessor } from "../src/projection/mod.ts";
 import { setupDatabase, type TestDb } from "./_db.ts";
+import { nodes, type PlanNode } from "./_plans.ts";
 import { appendEvents } from "./_projection.ts";
-
-/** The plan nodes of an `EXPLAIN (FORMAT JSON)` result, flattened. */
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  Plans?: PlanNode[];
-}
-
-function nodes(plan: PlanNode): PlanNode[] {
-  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-}
 
 /** A statement as postgres.js sent it. */
 interface Sent {
