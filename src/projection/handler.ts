@@ -36,27 +36,13 @@ export class HandlerTimeoutError extends Error {
 
 /**
  * Runs `projection.handle(event, tx)` (or `call`, a batch handler whose
- * first event is `event`); any failure is logged and rejects as a
+ * first event is `event`); any failure is logged and comes back as a
  * {@linkcode ProjectionError} whose cause is what the handler threw.
- */
-export async function callHandler(
-  projection: Projection,
-  event: PersistedEvent,
-  // deno-lint-ignore no-explicit-any -- any client configuration
-  tx: TransactionSql<any>,
-  timeoutMs: number | undefined,
-  logger: Logger | undefined,
-  call?: () => void | Promise<void>,
-): Promise<void> {
-  await startHandler(projection, event, tx, timeoutMs, logger, call);
-}
-
-/**
- * {@linkcode callHandler} for a loop over many events: without a timeout,
- * a handler that returns without a promise (or throws) is done, and its
- * outcome comes back at once, `undefined` or thrown, with no promise made
- * and no microtask spent on it, which is most of what a projection costs
- * per event when its handler does its work in memory. Otherwise the
+ * Without a timeout, a handler that returns without a promise (or throws)
+ * is done, and its outcome comes back at once, `undefined` or thrown, with
+ * no promise made and no microtask spent on it, which is most of what a
+ * projection costs per event when its handler does its work in memory.
+ * Otherwise the
  * outcome comes back as a promise that rejects on failure, or when the
  * handler has not settled within `timeoutMs`.
  *

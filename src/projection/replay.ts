@@ -17,7 +17,7 @@ import {
   readAtPositions,
   table,
 } from "../postgres/internal.ts";
-import { callHandler } from "./handler.ts";
+import { startHandler } from "./handler.ts";
 import { errorText } from "./parked.ts";
 import { checkFilter, filterSql, type ParkedFilter } from "./parked_admin.ts";
 import { resolvePolicy } from "./policy.ts";
@@ -138,7 +138,9 @@ export async function replayParked(
           const [event] = await readAtPositions(tx, tables, [BigInt(row.global_position)]);
           try {
             await track(
-              callHandler(projection, event, tx, policy.handlerTimeoutMs, checked.logger),
+              Promise.resolve().then(() =>
+                startHandler(projection, event, tx, policy.handlerTimeoutMs, checked.logger)
+              ),
             );
           } catch (error) {
             if (error instanceof ProjectionError && !isTransientDatabaseError(error.cause)) {
