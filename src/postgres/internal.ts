@@ -14,6 +14,7 @@ export { belowHorizon, type LagScope, type SegmentLag, segmentLag } from "./lag.
 export {
   assertCursorInCluster,
   int4Array,
+  lockedShareStatement,
   type LogScope,
   pendingColumn,
   readAtPositions,

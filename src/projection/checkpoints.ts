@@ -6,11 +6,13 @@
  * @module
  */
 
+import type { PendingQuery, Row } from "postgres";
 import type { Cursor, PersistedEvent } from "../es/event.ts";
 import { ValidationError } from "../es/errors.ts";
 import {
   type Db,
   int4Array,
+  lockedShareStatement,
   missingTable,
   pendingColumn,
   readLockedShare,
@@ -136,6 +138,49 @@ export interface LockedBatch extends CheckpointView {
  * holds a transaction id this cluster has not handed out.
  */
 export async function lockAndRead(db: Db, target: Target, limit: number): Promise<LockedBatch> {
+  const read = await readLockedShare(db, batchStatement(db, target, limit));
+  const locked = read.head === null
+    ? []
+    : JSON.parse(read.head) as [number, number, string, string, string | null][];
+  return {
+    rows: locked.map(([segment, segmentCount, tx, position, leasedBy]) => ({
+      segment,
+      segmentCount,
+      cursor: { transactionId: BigInt(tx), globalPosition: BigInt(position) },
+      ...(leasedBy === null ? {} : { leasedBy }),
+    })),
+    tip: read.tip,
+    page: read.page,
+  };
+}
+
+/**
+ * The batch statements made so far, by store tables and then by everything
+ * a statement's text and parameters depend on. A worker's share rarely
+ * changes (a group member's segments, a segment waiting for a retry), so
+ * a handful of entries per projection; the cap only bounds a pathological
+ * churn of shares.
+ */
+const statements = new WeakMap<Target["tables"], Map<string, PendingQuery<Row[]>>>();
+const MAX_STATEMENTS_PER_STORE = 256;
+
+/** The statement of {@linkcode lockAndRead} for `target`, built on first use. */
+function batchStatement(db: Db, target: Target, limit: number): PendingQuery<Row[]> {
+  const { tables, name, segments, owned, member, aggregateTypes, eventTypes } = target;
+  const key = JSON.stringify([name, segments, owned, member, aggregateTypes, eventTypes, limit]);
+  let made = statements.get(tables);
+  if (!made) statements.set(tables, made = new Map());
+  let statement = made.get(key);
+  if (!statement) {
+    if (made.size >= MAX_STATEMENTS_PER_STORE) made.clear();
+    statement = buildBatchStatement(db, target, limit);
+    made.set(key, statement);
+  }
+  return statement;
+}
+
+/** Builds that statement: the rows to lock, and the read of their share (see `lockedShareStatement`). */
+function buildBatchStatement(db: Db, target: Target, limit: number): PendingQuery<Row[]> {
   const { member, aggregateTypes, eventTypes } = target;
   const leased = member === undefined
     ? db``
@@ -147,7 +192,7 @@ export async function lockAndRead(db: Db, target: Target, limit: number): Promis
       'idle_in_transaction_session_timeout', ${
     String(Math.ceil(2 * member.leaseMs))
   }, true)) as idle`;
-  const read = await readLockedShare(
+  return lockedShareStatement(
     db,
     target.tables,
     {
@@ -169,19 +214,6 @@ export async function lockAndRead(db: Db, target: Target, limit: number): Promis
     limit,
     { aggregateTypes, eventTypes },
   );
-  const locked = read.head === null
-    ? []
-    : JSON.parse(read.head) as [number, number, string, string, string | null][];
-  return {
-    rows: locked.map(([segment, segmentCount, tx, position, leasedBy]) => ({
-      segment,
-      segmentCount,
-      cursor: { transactionId: BigInt(tx), globalPosition: BigInt(position) },
-      ...(leasedBy === null ? {} : { leasedBy }),
-    })),
-    tip: read.tip,
-    page: read.page,
-  };
 }
 
 /** What a poll needs: the checkpoints (unlocked), the tip, and whether events wait. */
