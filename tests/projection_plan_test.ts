@@ -20,6 +20,7 @@ import { ProjectionProcessor } from "../src/projection/mod.ts";
 import { setupDatabase, type TestDb } from "./_db.ts";
 import { nodes, type PlanNode } from "./_plans.ts";
 import { appendEvents } from "./_projection.ts";
+import { sizeClass } from "../src/postgres/internal.ts";
 
 /** A statement as postgres.js sent it. */
 interface Sent {
@@ -128,6 +129,71 @@ describe("a projection worker's plans on the events table", () => {
           }
         }
       }
+    }
+  });
+});
+
+describe("a projection worker's batch plan and the events table's size", () => {
+  let db: TestDb;
+  after(() => db?.close());
+
+  it("is kept while the table is under twice its size, and made again once it has doubled", async () => {
+    db = await setupDatabase();
+    const store = await db.freshStore();
+    const { events } = store.tables;
+    // One connection: its prepared statements are the worker's.
+    const sentClasses: number[] = [];
+    const sql = db.client({
+      max: 1,
+      debug: (_connection: number, query: string) => {
+        const planned = /planned for an events table of 2\^(\d+) pages/.exec(query);
+        if (planned && query.includes("for update of c skip locked")) {
+          sentClasses.push(Number(planned[1]));
+        }
+      },
+    });
+    const pages = async () => {
+      const [{ size }] = await db.sql`select pg_relation_size(${events}::regclass) / 8192 as size`;
+      return Number(size);
+    };
+    const processor = new ProjectionProcessor(sql, store, { batchSize: 5 });
+    const catchUp = async () => {
+      const outcome = await processor.run({ name: "sized", handle() {} }, {
+        mode: "until_caught_up",
+      });
+      assert.equal(outcome.status, "caught_up");
+    };
+
+    // A young table: 40 events, 8 batches or more, all of one class.
+    await appendEvents(db.sql, store, { aggregates: 40, perAggregate: 1 });
+    await catchUp();
+    const young = sizeClass(await pages());
+    assert.ok(sentClasses.length >= 8, `ran ${sentClasses.length} batches`);
+    assert.equal(sentClasses.at(-1), young, "the young table's batches name its class");
+
+    // The table grows past twice its size, with no ANALYZE to refresh plans.
+    await db.sql`insert into ${db.sql(events)} (aggregate_type, aggregate_id,
+        aggregate_version, aggregate_id_hash, event_id, event_type, payload)
+      select 'Account', 'bulk-' || i, 1, i, gen_random_uuid(), 'Deposited',
+        convert_to(repeat('x', 200), 'UTF8')
+      from generate_series(1, 3000) i`;
+    const grown = sizeClass(await pages());
+    assert.ok(grown > young, `the table grew from class ${young} to ${grown}`);
+    sentClasses.length = 0;
+    await catchUp();
+
+    // The first batch still runs the young plan and reports the size; every
+    // later one runs the statement of the grown table's class.
+    assert.ok(sentClasses.length > 6, `ran ${sentClasses.length} batches`);
+    assert.equal(sentClasses[0], young);
+    assert.deepEqual(new Set(sentClasses.slice(1)), new Set([grown]));
+    // And that statement's plan is kept, not made again on each batch
+    // (PostgreSQL counts plans from version 14 on).
+    const [{ version }] = await sql`select current_setting('server_version_num')::int as version`;
+    if (version >= 140000) {
+      const [kept] = await sql`select generic_plans::int as generic from pg_prepared_statements
+        where statement like ${`%planned for an events table of 2^${grown} pages%`}`;
+      assert.ok(kept.generic > 0, "the grown class's statement runs a kept (generic) plan");
     }
   });
 });

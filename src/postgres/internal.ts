@@ -21,6 +21,7 @@ export {
   readLockedShare,
   regressionGuard,
   type ShareLock,
+  sizeClass,
   tipColumns,
   tipOf,
 } from "./log.ts";

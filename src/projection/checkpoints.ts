@@ -18,6 +18,7 @@ import {
   readLockedShare,
   regressionGuard,
   regressionOf,
+  sizeClass,
   table,
   tipColumns,
   tipOf,
@@ -138,7 +139,15 @@ export interface LockedBatch extends CheckpointView {
  * holds a transaction id this cluster has not handed out.
  */
 export async function lockAndRead(db: Db, target: Target, limit: number): Promise<LockedBatch> {
-  const read = await readLockedShare(db, batchStatement(db, target, limit));
+  const made = batchStatement(db, target, limit);
+  const read = await readLockedShare(db, made.statement);
+  // The table has doubled (or shrunk by half): the next batch runs a
+  // statement planned for its new size (see `lockedShareStatement`).
+  const size = sizeClass(read.pages);
+  if (size !== made.planFor) {
+    made.planFor = size;
+    made.statement = buildBatchStatement(db, target, limit, size);
+  }
   const locked = read.head === null
     ? []
     : JSON.parse(read.head) as [number, number, string, string, string | null][];
@@ -154,6 +163,12 @@ export async function lockAndRead(db: Db, target: Target, limit: number): Promis
   };
 }
 
+/** A share's batch statement, and the size class of events table it is planned for. */
+interface BatchStatement {
+  statement: PendingQuery<Row[]>;
+  planFor: number;
+}
+
 /**
  * The batch statements made so far, by store tables and then by everything
  * a statement's text and parameters depend on. A worker's share rarely
@@ -161,11 +176,14 @@ export async function lockAndRead(db: Db, target: Target, limit: number): Promis
  * a handful of entries per projection; the cap only bounds a pathological
  * churn of shares.
  */
-const statements = new WeakMap<Target["tables"], Map<string, PendingQuery<Row[]>>>();
+const statements = new WeakMap<Target["tables"], Map<string, BatchStatement>>();
 const MAX_STATEMENTS_PER_STORE = 256;
 
-/** The statement of {@linkcode lockAndRead} for `target`, built on first use. */
-function batchStatement(db: Db, target: Target, limit: number): PendingQuery<Row[]> {
+/**
+ * The statement of {@linkcode lockAndRead} for `target`, built on first
+ * use (for an empty table: the first batch reports the table's size).
+ */
+function batchStatement(db: Db, target: Target, limit: number): BatchStatement {
   const { tables, name, segments, owned, member, aggregateTypes, eventTypes } = target;
   const key = JSON.stringify([name, segments, owned, member, aggregateTypes, eventTypes, limit]);
   let made = statements.get(tables);
@@ -173,14 +191,19 @@ function batchStatement(db: Db, target: Target, limit: number): PendingQuery<Row
   let statement = made.get(key);
   if (!statement) {
     if (made.size >= MAX_STATEMENTS_PER_STORE) made.clear();
-    statement = buildBatchStatement(db, target, limit);
+    statement = { statement: buildBatchStatement(db, target, limit, 0), planFor: 0 };
     made.set(key, statement);
   }
   return statement;
 }
 
 /** Builds that statement: the rows to lock, and the read of their share (see `lockedShareStatement`). */
-function buildBatchStatement(db: Db, target: Target, limit: number): PendingQuery<Row[]> {
+function buildBatchStatement(
+  db: Db,
+  target: Target,
+  limit: number,
+  planFor: number,
+): PendingQuery<Row[]> {
   const { member, aggregateTypes, eventTypes } = target;
   const leased = member === undefined
     ? db``
@@ -213,6 +236,7 @@ function buildBatchStatement(db: Db, target: Target, limit: number): PendingQuer
     target.segments,
     limit,
     { aggregateTypes, eventTypes },
+    planFor,
   );
 }
 
