@@ -110,6 +110,11 @@ export async function furthestCheckpoint(db: Db, target: Target): Promise<Cursor
 export interface LockedBatch extends CheckpointView {
   /** The events read after the locked rows' cursors, in log order. */
   page: PersistedEvent[];
+  /**
+   * The projection has parked events not yet resolved (of any segment), as
+   * of the statement: without any, no aggregate's events wait behind one.
+   */
+  parked: boolean;
 }
 
 /**
@@ -148,16 +153,18 @@ export async function lockAndRead(db: Db, target: Target, limit: number): Promis
     made.planFor = size;
     made.statement = buildBatchStatement(db, target, limit, size);
   }
-  const locked = read.head === null
-    ? []
-    : JSON.parse(read.head) as [number, number, string, string, string | null][];
+  const [locked, parked] = JSON.parse(read.head!) as [
+    [number, number, string, string, string | null][] | null,
+    boolean,
+  ];
   return {
-    rows: locked.map(([segment, segmentCount, tx, position, leasedBy]) => ({
+    rows: (locked ?? []).map(([segment, segmentCount, tx, position, leasedBy]) => ({
       segment,
       segmentCount,
       cursor: { transactionId: BigInt(tx), globalPosition: BigInt(position) },
       ...(leasedBy === null ? {} : { leasedBy }),
     })),
+    parked,
     tip: read.tip,
     page: read.page,
   };
@@ -230,8 +237,10 @@ function buildBatchStatement(
       order by c.segment
       for update of c skip locked
     )`,
-      head: db`(select json_agg(json_build_array(segment, segment_count, transaction_id::text,
-      global_position::text, leased_by) order by segment)::text from locked)`,
+      head: db`json_build_array((select json_agg(json_build_array(segment, segment_count,
+        transaction_id::text, global_position::text, leased_by) order by segment) from locked),
+        exists (select from ${table(db, target.tables.parkedEvents)}
+          where projection_name = ${target.name} and status = 'parked'))::text`,
     },
     target.segments,
     limit,
