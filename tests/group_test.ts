@@ -220,6 +220,7 @@ describe("consumer groups", () => {
       member: { id: "a", leaseMs: 1000 },
       aggregateTypes: undefined,
       eventTypes: undefined,
+      holdsParked: false,
     };
     await ensureCheckpoints(db.sql, target);
     // Segments 0-7 taken over by b; 8-15 still a's, but their lease ran out.

@@ -261,7 +261,7 @@ async function transaction(
     // Aggregates with a parked event: their later events wait behind it.
     // The batch's statement said whether the projection has any (nearly
     // always none): only then are this batch's aggregates looked up.
-    const held = policy.then === "park" && policy.keepOrder && view.parked && events.length > 0
+    const held = target.holdsParked && view.parked && events.length > 0
       ? await openParkedAggregates(tx, target, events)
       : undefined;
 

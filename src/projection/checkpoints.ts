@@ -113,6 +113,7 @@ export interface LockedBatch extends CheckpointView {
   /**
    * The projection has parked events not yet resolved (of any segment), as
    * of the statement: without any, no aggregate's events wait behind one.
+   * Asked only when the target `holdsParked`; `false` otherwise.
    */
   parked: boolean;
 }
@@ -191,8 +192,17 @@ const MAX_STATEMENTS_PER_STORE = 256;
  * use (for an empty table: the first batch reports the table's size).
  */
 function batchStatement(db: Db, target: Target, limit: number): BatchStatement {
-  const { tables, name, segments, owned, member, aggregateTypes, eventTypes } = target;
-  const key = JSON.stringify([name, segments, owned, member, aggregateTypes, eventTypes, limit]);
+  const { tables, name, segments, owned, member, aggregateTypes, eventTypes, holdsParked } = target;
+  const key = JSON.stringify([
+    name,
+    segments,
+    owned,
+    member,
+    aggregateTypes,
+    eventTypes,
+    holdsParked,
+    limit,
+  ]);
   let made = statements.get(tables);
   if (!made) statements.set(tables, made = new Map());
   let statement = made.get(key);
@@ -222,6 +232,12 @@ function buildBatchStatement(
       'idle_in_transaction_session_timeout', ${
     String(Math.ceil(2 * member.leaseMs))
   }, true)) as idle`;
+  // Only a policy that holds events behind parked ones asks: the others
+  // need no parked-events table (nor its index probe on every batch).
+  const parkedSql = target.holdsParked
+    ? db`exists (select from ${table(db, target.tables.parkedEvents)}
+          where projection_name = ${target.name} and status = 'parked')`
+    : db`false`;
   return lockedShareStatement(
     db,
     target.tables,
@@ -239,8 +255,7 @@ function buildBatchStatement(
     )`,
       head: db`json_build_array((select json_agg(json_build_array(segment, segment_count,
         transaction_id::text, global_position::text, leased_by) order by segment) from locked),
-        exists (select from ${table(db, target.tables.parkedEvents)}
-          where projection_name = ${target.name} and status = 'parked'))::text`,
+        ${parkedSql})::text`,
     },
     target.segments,
     limit,

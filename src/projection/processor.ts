@@ -193,6 +193,7 @@ export class ProjectionProcessor {
       member: group ? { id: group.memberId, leaseMs: group.leaseMs } : undefined,
       aggregateTypes: projection.aggregateTypes,
       eventTypes: projection.eventTypes,
+      holdsParked: policy.then === "park" && policy.keepOrder,
     };
     const member = group
       ? new GroupMember({ tables: target.tables, name: target.name }, segments, group, logger)

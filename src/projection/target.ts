@@ -24,4 +24,10 @@ export interface Target {
   member: { id: string; leaseMs: number } | undefined;
   aggregateTypes: readonly string[] | undefined;
   eventTypes: readonly string[] | undefined;
+  /**
+   * The error policy parks events and keeps each aggregate's order
+   * (`park: "aggregate"`): a batch holds back the events of aggregates with
+   * a parked event, so it needs to know whether there are any.
+   */
+  holdsParked: boolean;
 }
