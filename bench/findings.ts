@@ -180,7 +180,7 @@ this machine; "before" is the first run of this benchmark):
    custom), because its generic plan, costed with the limit and the segment
    count as unknown parameters, lost to the custom ones; and postgres.js
    rebuilt its two dozen fragments on every batch (0.3-0.5 ms of client
-   CPU from sending BEGIN's reply to sending the statement). The statement
+   CPU between BEGIN's reply and sending the statement). The statement
    is now built once per share, with the limit and the segment count in its
    text, so PostgreSQL keeps its plan. A plan kept on a young table reads
    the range and sorts it, and kept as the table grows that cost 210 ms a
@@ -189,6 +189,7 @@ this machine; "before" is the first run of this benchmark):
    worker moves to a newly planned text each time the table doubles. One
    worker holding every segment at one cursor skips the per-row segment
    test, and a batch looks up parked aggregates only when the projection
-   has some. W5 one worker 0.67 → 0.79, with park 0.56 → 0.62, 4 partitions
-   0.87 → 0.96; W6 p50 3.0× → 1.9× the LISTEN-then-SELECT floor.
+   has some. In this run W5 one worker 0.87 (the previous full run 0.60;
+   \`--only W5\` before these changes 0.67), with park 0.84 (0.52), 4
+   partitions 0.91 (0.81); W6 p50 2.0× the LISTEN-then-SELECT floor (3.0×).
 `;
