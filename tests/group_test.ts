@@ -26,7 +26,7 @@ import {
 } from "./_group.ts";
 import { appendEvents, caughtUp, inSchema, within } from "./_projection.ts";
 import { runBatch } from "../src/projection/batch.ts";
-import { ensureCheckpoints } from "../src/projection/checkpoints.ts";
+import { BatchStatements, ensureCheckpoints } from "../src/projection/checkpoints.ts";
 import { Failures } from "../src/projection/failures.ts";
 import { resolvePolicy } from "../src/projection/policy.ts";
 
@@ -238,6 +238,7 @@ describe("consumer groups", () => {
         logger: undefined,
         policy: resolvePolicy("onError", undefined),
         failures: new Failures(16),
+        statements: new BatchStatements(),
       });
     const outcome = await batch();
     assert.equal(outcome.processed, 0);

@@ -157,10 +157,14 @@ describe("a projection worker's batch plan and the events table's size", () => {
       return Number(size);
     };
     const processor = new ProjectionProcessor(sql, store, { batchSize: 5 });
+    const handled = new Map<bigint, number>();
     const catchUp = async () => {
-      const outcome = await processor.run({ name: "sized", handle() {} }, {
-        mode: "until_caught_up",
-      });
+      const outcome = await processor.run({
+        name: "sized",
+        handle(event) {
+          handled.set(event.globalPosition, (handled.get(event.globalPosition) ?? 0) + 1);
+        },
+      }, { mode: "until_caught_up" });
       assert.equal(outcome.status, "caught_up");
     };
 
@@ -187,6 +191,10 @@ describe("a projection worker's batch plan and the events table's size", () => {
     assert.ok(sentClasses.length > 6, `ran ${sentClasses.length} batches`);
     assert.equal(sentClasses[0], young);
     assert.deepEqual(new Set(sentClasses.slice(1)), new Set([grown]));
+    // Every event handled once, across the switch.
+    const [{ total }] = await db.sql`select count(*)::int as total from ${db.sql(events)}`;
+    assert.equal(handled.size, total);
+    assert.ok([...handled.values()].every((times) => times === 1), "no event handled twice");
     // And that statement's plan is kept, not made again on each batch
     // (PostgreSQL counts plans from version 14 on).
     const [{ version }] = await sql`select current_setting('server_version_num')::int as version`;

@@ -186,7 +186,8 @@ export function sizeClass(pages: number): number {
  * subscript, no join): a segment not in `locked` has no cursor there, and
  * a comparison with null is never true, so the same test keeps the read
  * to the worker's share. With one segment there is one cursor, and the
- * range is the whole condition.
+ * range is the whole condition; so it is when every segment is in `locked`
+ * at one cursor (one worker catching up), and the test per row is skipped.
  *
  * The result is the head row, then the events: a UNION ALL runs its inputs
  * in order, and this statement never runs in parallel (it locks rows), so

@@ -13,7 +13,12 @@ import type { Cursor, PersistedEvent } from "../es/event.ts";
 import { ProjectionError } from "../es/errors.ts";
 import type { Logger } from "../es/logger.ts";
 import { beginGuarded, isConnectionLoss, missingTable } from "../postgres/internal.ts";
-import { advanceCheckpoints, lockAndRead, segmentCountMismatch } from "./checkpoints.ts";
+import {
+  advanceCheckpoints,
+  type BatchStatements,
+  lockAndRead,
+  segmentCountMismatch,
+} from "./checkpoints.ts";
 import type { Failures } from "./failures.ts";
 import { PartitioningModeError } from "./mode_conflict.ts";
 import { startHandler } from "./handler.ts";
@@ -48,6 +53,8 @@ export interface BatchOptions {
   logger: Logger | undefined;
   policy: ResolvedPolicy;
   failures: Failures;
+  /** The run's batch statements (see `BatchStatements`). */
+  statements: BatchStatements;
 }
 
 /** Thrown inside the transaction to roll it back on abort. */
@@ -190,7 +197,7 @@ async function transaction(
   sql: Sql<any>,
   target: Target,
   projection: Projection,
-  { batchSize, signal, logger, policy }: BatchOptions,
+  { batchSize, signal, logger, policy, statements }: BatchOptions,
   cut: Cut | undefined,
   oneByOne: boolean,
 ): Promise<Committed> {
@@ -210,7 +217,7 @@ async function transaction(
   await beginGuarded(sql, async (tx, track) => {
     // Lock this worker's segments (those behind the tip that no other
     // processor holds) and read their share of the log after their cursors.
-    const view = await lockAndRead(tx, target, batchSize);
+    const view = await lockAndRead(tx, target, batchSize, statements);
     done.locked = view.rows.length;
     if (done.locked === 0) return;
     const mismatch = view.rows.find((row) => row.segmentCount !== target.segments);

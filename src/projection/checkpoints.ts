@@ -111,8 +111,9 @@ export interface LockedBatch extends CheckpointView {
   /** The events read after the locked rows' cursors, in log order. */
   page: PersistedEvent[];
   /**
-   * The projection has parked events not yet resolved (of any segment), as
-   * of the statement: without any, no aggregate's events wait behind one.
+   * The projection may have parked events not yet resolved: `false` means
+   * none (of any segment) as of the statement, nor parked since by another
+   * batch of these segments, so no aggregate's events wait behind one.
    * Asked only when the target `holdsParked`; `false` otherwise.
    */
   parked: boolean;
@@ -121,7 +122,8 @@ export interface LockedBatch extends CheckpointView {
 /**
  * Locks this worker's checkpoint rows for the batch's transaction and
  * reads up to `limit` events of their segments after their cursors, in
- * one statement (one round trip, one snapshot: see `readLockedShare`).
+ * one statement (one round trip, one snapshot: see `lockedShareStatement`),
+ * made once per share by `statements`.
  *
  * Only rows behind the log's tip are locked: a batch with nothing to read
  * locks nothing, so its transaction takes no transaction id and writes
@@ -144,16 +146,15 @@ export interface LockedBatch extends CheckpointView {
  * @throws {TransactionIdRegressionError} when the log or a locked cursor
  * holds a transaction id this cluster has not handed out.
  */
-export async function lockAndRead(db: Db, target: Target, limit: number): Promise<LockedBatch> {
-  const made = batchStatement(db, target, limit);
+export async function lockAndRead(
+  db: Db,
+  target: Target,
+  limit: number,
+  statements: BatchStatements,
+): Promise<LockedBatch> {
+  const made = statements.get(db, target, limit);
   const read = await readLockedShare(db, made.statement);
-  // The table has doubled (or shrunk by half): the next batch runs a
-  // statement planned for its new size (see `lockedShareStatement`).
-  const size = sizeClass(read.pages);
-  if (size !== made.planFor) {
-    made.planFor = size;
-    made.statement = buildBatchStatement(db, target, limit, size);
-  }
+  statements.sized(db, target, limit, made, read.pages);
   const [locked, parked] = JSON.parse(read.head!) as [
     [number, number, string, string, string | null][] | null,
     boolean,
@@ -172,28 +173,60 @@ export async function lockAndRead(db: Db, target: Target, limit: number): Promis
 }
 
 /** A share's batch statement, and the size class of events table it is planned for. */
-interface BatchStatement {
+interface Made {
   statement: PendingQuery<Row[]>;
   planFor: number;
 }
 
 /**
- * The batch statements made so far, by store tables and then by everything
- * a statement's text and parameters depend on. A worker's share rarely
- * changes (a group member's segments, a segment waiting for a retry), so
- * a handful of entries per projection; the cap only bounds a pathological
- * churn of shares.
+ * The batch statements of one run (one client, one database), by share:
+ * its segments, scope and limit, everything a statement's text and
+ * parameters depend on. A worker's share rarely changes (a group member's
+ * segments, a segment waiting for a retry), so a run makes a handful; the
+ * cap only bounds a pathological churn of shares.
+ *
+ * @example
+ * ```ts ignore
+ * const statements = new BatchStatements();
+ * const batch = await lockAndRead(tx, target, 1000, statements);
+ * ```
  */
-const statements = new WeakMap<Target["tables"], Map<string, BatchStatement>>();
-const MAX_STATEMENTS_PER_STORE = 256;
+export class BatchStatements {
+  readonly #made = new Map<string, Made>();
+  /** The size class the last batch reported: a new share's statement starts there. */
+  #size = 0;
 
-/**
- * The statement of {@linkcode lockAndRead} for `target`, built on first
- * use (for an empty table: the first batch reports the table's size).
- */
-function batchStatement(db: Db, target: Target, limit: number): BatchStatement {
-  const { tables, name, segments, owned, member, aggregateTypes, eventTypes, holdsParked } = target;
-  const key = JSON.stringify([
+  /** The statement for `target`'s share, built on first use. */
+  get(db: Db, target: Target, limit: number): Made {
+    const key = shareKey(target, limit);
+    let made = this.#made.get(key);
+    if (!made) {
+      if (this.#made.size >= MAX_STATEMENTS_PER_RUN) this.#made.clear();
+      made = { statement: buildBatchStatement(db, target, limit, this.#size), planFor: this.#size };
+      this.#made.set(key, made);
+    }
+    return made;
+  }
+
+  /**
+   * Takes the events table's size as `made`'s statement reported it: once
+   * the table has doubled (or halved), the next batch runs a statement
+   * planned for its new size (see `lockedShareStatement`).
+   */
+  sized(db: Db, target: Target, limit: number, made: Made, pages: number): void {
+    this.#size = sizeClass(pages);
+    if (this.#size === made.planFor) return;
+    made.statement = buildBatchStatement(db, target, limit, this.#size);
+    made.planFor = this.#size;
+  }
+}
+
+const MAX_STATEMENTS_PER_RUN = 256;
+
+/** What a share's statement depends on, as one string. */
+function shareKey(target: Target, limit: number): string {
+  const { name, segments, owned, member, aggregateTypes, eventTypes, holdsParked } = target;
+  return JSON.stringify([
     name,
     segments,
     owned,
@@ -203,15 +236,6 @@ function batchStatement(db: Db, target: Target, limit: number): BatchStatement {
     holdsParked,
     limit,
   ]);
-  let made = statements.get(tables);
-  if (!made) statements.set(tables, made = new Map());
-  let statement = made.get(key);
-  if (!statement) {
-    if (made.size >= MAX_STATEMENTS_PER_STORE) made.clear();
-    statement = { statement: buildBatchStatement(db, target, limit, 0), planFor: 0 };
-    made.set(key, statement);
-  }
-  return statement;
 }
 
 /** Builds that statement: the rows to lock, and the read of their share (see `lockedShareStatement`). */
@@ -234,9 +258,19 @@ function buildBatchStatement(
   }, true)) as idle`;
   // Only a policy that holds events behind parked ones asks: the others
   // need no parked-events table (nor its index probe on every batch).
+  // Only a batch that holds a segment's row parks its events, and it moves
+  // the row in the same transaction. So a parked event this statement's
+  // snapshot cannot see was parked by a transaction that moved a locked
+  // row after the snapshot: the row as locked (its newest version) differs
+  // from the row as the snapshot sees it, and the answer is "maybe".
+  const checkpoints = table(db, target.tables.checkpoints);
   const parkedSql = target.holdsParked
-    ? db`exists (select from ${table(db, target.tables.parkedEvents)}
-          where projection_name = ${target.name} and status = 'parked')`
+    ? db`(exists (select from ${table(db, target.tables.parkedEvents)}
+          where projection_name = ${target.name} and status = 'parked')
+        or exists (select from locked as l join ${checkpoints} as seen
+          on seen.projection_name = ${target.name} and seen.segment = l.segment
+          where (seen.transaction_id, seen.global_position)
+            <> (l.transaction_id, l.global_position)))`
     : db`false`;
   return lockedShareStatement(
     db,

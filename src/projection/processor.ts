@@ -13,6 +13,7 @@ import { show } from "../es/show.ts";
 import { runBatch } from "./batch.ts";
 import { observeBatch } from "../telemetry/batch.ts";
 import {
+  BatchStatements,
   ensureCheckpoints,
   furthestCheckpoint,
   type Probe,
@@ -307,6 +308,7 @@ export class ProjectionProcessor {
     let idlePolls = 0;
     let woken = false;
     const failures = new Failures(target.segments);
+    const statements = new BatchStatements();
     for (;;) {
       if (signal?.aborted) return "aborted";
       // After a wake-up, straight to a batch: a NOTIFY says an event was
@@ -356,6 +358,7 @@ export class ProjectionProcessor {
                   logger,
                   policy,
                   failures,
+                  statements,
                 }),
             );
             if (outcome.aborted) return "aborted";
