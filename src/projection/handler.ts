@@ -42,9 +42,8 @@ export class HandlerTimeoutError extends Error {
  * is done, and its outcome comes back at once, `undefined` or thrown, with
  * no promise made and no microtask spent on it, which is most of what a
  * projection costs per event when its handler does its work in memory.
- * Otherwise the
- * outcome comes back as a promise that rejects on failure, or when the
- * handler has not settled within `timeoutMs`.
+ * Otherwise the outcome comes back as a promise that rejects on failure,
+ * or when the handler has not settled within `timeoutMs`.
  *
  * @throws {ProjectionError} when the handler throws, without a timeout.
  */
