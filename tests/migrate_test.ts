@@ -7,7 +7,7 @@ import type postgres from "postgres";
 import { ValidationError } from "../src/es/errors.ts";
 import { migrateMain } from "../src/migrate.ts";
 import { MIGRATIONS } from "../src/postgres/migrations.ts";
-import { logFunctionsSql, offsetSql } from "../src/postgres/order.ts";
+import { logFunctionsSql, logVerdictSql, offsetSql } from "../src/postgres/order.ts";
 import { logOffsetSql } from "../src/postgres/schema.ts";
 import { migrate, PostgresStore, type TableNames } from "../src/postgres/mod.ts";
 import { ProjectionProcessor } from "../src/projection/mod.ts";
@@ -147,11 +147,14 @@ describe("migrate", () => {
     };
     // Events and checkpoints as earlier versions wrote them: with a log
     // offset of 0 they are the same rows, and its table and functions go again.
-    await sql.unsafe(logOffsetSql(store.tables) + logFunctionsSql(store.tables));
+    await sql.unsafe(
+      logOffsetSql(store.tables) + logFunctionsSql(store.tables) + logVerdictSql(store.tables),
+    );
     await appendEvents(sql, store, { aggregates: 3, perAggregate: 2 });
     await processor.run(counter, { mode: "until_caught_up" });
     await sql`drop table pupsourcing_log_offset`;
-    await sql`drop function pupsourcing_log_offset_value(), events_foreign_key(xid8)`;
+    await sql`drop function pupsourcing_log_offset_value(), events_foreign_key(xid8),
+      events_log_verdict(xid8, int8)`;
     assert.equal(seen.length, 6);
     const kept = await contents(sql);
     assert.equal(kept.events.length, 6);
@@ -273,8 +276,10 @@ describe("migrate", () => {
     async () => {
       const { url, sql } = await v0Database();
       const store = new PostgresStore();
-      // The appends below need the log offset and its functions (versions 2 and 6).
-      await sql.unsafe(logOffsetSql(store.tables) + logFunctionsSql(store.tables));
+      // The appends below need the log offset and its functions (versions 2, 6 and 7).
+      await sql.unsafe(
+        logOffsetSql(store.tables) + logFunctionsSql(store.tables) + logVerdictSql(store.tables),
+      );
       await store.append(sql, [event("o-1")]);
       const first = db.client({ max: 1 }, url);
       const second = db.client({ max: 1 }, url);

@@ -72,6 +72,22 @@ describe("a database without the schema", () => {
     );
   });
 
+  it("names the guard's verdict function (version 7) when only it is missing, and writes nothing", async () => {
+    const store = await db.freshStore();
+    const verdict = `${store.tables.logVerdictFunction}()`;
+    await store.append(db.sql, [event("o-1")]);
+    const before = await db.counts(store);
+    await db.sql.unsafe(`drop function ${store.tables.logVerdictFunction}(xid8, int8)`);
+    const schema = store.tables.schema;
+    await assert.rejects(store.append(db.sql, [event("o-2")]), isMissing(verdict, schema));
+    await assert.rejects(
+      store.appendMany(db.sql, [{ events: [event("o-3")] }]),
+      isMissing(verdict, schema),
+    );
+    await assert.rejects(store.readEvents(db.sql), isMissing(verdict, schema));
+    assert.deepEqual(await db.counts(store), before);
+  });
+
   it("says the search_path was searched when the store has no schema", async () => {
     const bare = db.client({}, await db.createDatabase());
     await assert.rejects(

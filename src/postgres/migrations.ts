@@ -13,7 +13,7 @@
  */
 
 import { groupMembersSql, initialSchemaSql, logOffsetSql, parkedEventsSql } from "./schema.ts";
-import { logFunctionsSql } from "./order.ts";
+import { logFunctionsSql, logVerdictSql } from "./order.ts";
 import { snapshotsSql } from "./snapshots.ts";
 import type { ResolvedTables } from "./tables.ts";
 
@@ -35,6 +35,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: "parked_events", sql: parkedEventsSql },
   { version: 5, name: "group_members", sql: groupMembersSql },
   { version: 6, name: "log_functions", sql: logFunctionsSql },
+  { version: 7, name: "log_verdict", sql: logVerdictSql },
 ];
 
 /** `0001_event_store`: the version, zero-padded so files sort, and the name. */

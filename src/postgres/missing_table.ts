@@ -33,7 +33,8 @@ export function missingTable(error: unknown, tables: ResolvedTables): unknown {
   }
   if (e.code === "42883") {
     const name = UNDEFINED_FUNCTION.exec(e.message)?.[1];
-    const missing = [tables.logOffsetFunction, tables.logLookFunction].find((f) => f === name);
+    const missing = [tables.logOffsetFunction, tables.logLookFunction, tables.logVerdictFunction]
+      .find((f) => f === name);
     return missing === undefined
       ? error
       : new SchemaMissingError(`${missing}()`, tables.schema, { cause: error });

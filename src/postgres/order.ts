@@ -25,10 +25,11 @@
  * a transaction that committed before the snapshot was taken, or from
  * this transaction itself (then its own id plus 1 bounds it). A visible
  * key at or above it, in the log or in a cursor, means the ids went
- * backwards. The guard is an uncorrelated sub-select, run once per
- * statement before its scans (see {@linkcode regressionVerdictSql}); it
- * raises by casting a marked text to boolean, the one way plain SQL has,
- * so the very statement that would append or read refuses as a whole.
+ * backwards. The guard is one call of a PL/pgSQL function (schema version
+ * 7) with constant arguments, run once per statement before its scans (see
+ * {@linkcode regressionVerdictSql}); it raises by casting a marked text to
+ * boolean, the one way plain SQL has, so the very statement that would
+ * append or read refuses as a whole.
  *
  * xid8 has no arithmetic: keys go through `int8` (xid8 is an unsigned
  * 64-bit number, but an epoch would have to pass 2^31 to leave int8).
@@ -78,38 +79,71 @@ const RECENTLY_CHECKED = `coalesce(nullif(current_setting('${CHECKED}', true), '
     > date_part('epoch', statement_timestamp()) - ${TRUSTED_FOR}, false)`;
 
 /**
- * A sub-select that is null while every visible key of the log and the
- * cursor are below the next key this database would hand out, and
- * otherwise the verdict `log|cursor <stored key> <next key>`: the SQL text
- * before and after the cursor (an xid8 expression, a parameter, or
- * `null`), which the caller puts between them.
- *
- * The cursor is compared on every statement. The log is looked at once per
- * session and second, by the function of {@linkcode logFunctionsSql}: a
- * session that found it sound records when in a session setting (undone
- * with its transaction if that aborts), and skips the look for a second
- * after. A move into a new cluster is a new server, so every session on it
- * is new and looks first; the second bounds how long a session trusts a
- * log that someone else fills with foreign history under it. Looking on
- * every statement cost eight concurrent appenders 10-20% of their rate.
- * The look is a function, not a sub-select, so that statements that skip
- * it do not pay for it either: every sub-select of a plan is set up when
- * the statement starts, run or not (an index scan's setup, on every
- * append).
+ * The verdict on the log and a cursor: null while every visible key of the
+ * log and the cursor are below the next key this database would hand out,
+ * and otherwise `log|cursor <stored key> <next key>`. The SQL text before
+ * and after the cursor (an xid8 expression, a parameter, or `null`), which
+ * the caller puts between them: a call of the function of
+ * {@linkcode logVerdictSql}, with the offset as the statement folds it in.
  */
 export function regressionVerdictSql(
   tables: ResolvedTables,
   offset: string = offsetSql(tables),
 ): [string, string] {
-  const look = `${quote(tables.logLookFunction)}(g.next)`;
-  return [
-    `(select case
-      when (case when ${RECENTLY_CHECKED} then false else ${look} is not null end)
-        then 'log ' || ${look} || ' ' || g.next
-      when g.cursor >= g.next then 'cursor ' || g.cursor || ' ' || g.next end
-    from (select ${nextKeySql(offset)} as next, (`,
-    `)::xid8 as cursor) g)`,
-  ];
+  return [`${quote(tables.logVerdictFunction)}((`, `)::xid8, ${offset})`];
+}
+
+/**
+ * The DDL of schema version 7: the verdict as a PL/pgSQL function.
+ *
+ * The cursor is compared on every statement. The log is looked at once per
+ * session and second, by the look function of {@linkcode logFunctionsSql}:
+ * a session that found it sound records when in a session setting (undone
+ * with its transaction if that aborts), and skips the look for a second
+ * after. A move into a new cluster is a new server, so every session on it
+ * is new and looks first; the second bounds how long a session trusts a
+ * log that someone else fills with foreign history under it. Looking on
+ * every statement cost eight concurrent appenders 10-20% of their rate.
+ *
+ * A function, not SQL in each statement: PostgreSQL sets up every
+ * sub-select and expression of a plan when the statement starts, run or
+ * not, and the guard written out in SQL (the next key from the snapshot,
+ * the session setting, the look's call, the verdict's text) cost a
+ * one-event append about 25 µs of its 130-150 µs of server time; the call
+ * costs what the append without any guard costs, within the noise. A
+ * statement with no cursor in a session that looked less than a second
+ * ago returns at once. STABLE, as the look: everything in it sees the
+ * calling statement's snapshot, the one the next key comes from. The
+ * offset comes in as an argument from the calling statement, whose plan
+ * folds it in, so a rebase reaches the guard as it reaches the statement.
+ */
+export function logVerdictSql(tables: ResolvedTables): string {
+  return `-- The regression guard's verdict: null while the log and the cursor are below the next
+-- order key this cluster will hand out, else 'log|cursor <stored key> <next key>'.
+CREATE OR REPLACE FUNCTION ${quote(tables.logVerdictFunction)}(cursor_key xid8, log_offset int8)
+    RETURNS text LANGUAGE plpgsql STABLE AS $pupsourcing$
+DECLARE
+    recently_checked boolean := ${RECENTLY_CHECKED};
+    next_key xid8;
+    foreign_key xid8;
+BEGIN
+    IF recently_checked AND cursor_key IS NULL THEN
+        RETURN NULL;
+    END IF;
+    next_key := ${nextKeySql("log_offset")};
+    IF NOT recently_checked THEN
+        foreign_key := ${quote(tables.logLookFunction)}(next_key);
+        IF foreign_key IS NOT NULL THEN
+            RETURN 'log ' || foreign_key || ' ' || next_key;
+        END IF;
+    END IF;
+    IF cursor_key >= next_key THEN
+        RETURN 'cursor ' || cursor_key || ' ' || next_key;
+    END IF;
+    RETURN NULL;
+END
+$pupsourcing$;
+`;
 }
 
 /**

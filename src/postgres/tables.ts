@@ -84,6 +84,11 @@ export interface ResolvedTables {
    * (schema version 6), named after the events table: `..._foreign_key`.
    */
   logLookFunction: string;
+  /**
+   * The function that gives the regression guard's verdict on the log and
+   * a cursor (schema version 7), named after the events table: `..._log_verdict`.
+   */
+  logVerdictFunction: string;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -155,5 +160,6 @@ export function resolveTables(names: TableNames = {}): ResolvedTables {
     ),
     logOffsetFunction: qualified(derivedName(logOffset, "value")),
     logLookFunction: qualified(derivedName(events, "foreign_key")),
+    logVerdictFunction: qualified(derivedName(events, "log_verdict")),
   };
 }
