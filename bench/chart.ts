@@ -23,7 +23,7 @@ export function chart(results: readonly WorkloadResult[]): string {
     }))
   );
   const latency = results.flatMap((w) =>
-    w.verdicts.filter((v) => "p50MaxMs" in v.target).map((v) => ({ w, v }))
+    w.verdicts.filter((v) => !("min" in v.target)).map((v) => ({ w, v }))
   );
   const rowH = 34, left = 430, width = 900, scaleW = 380, maxRatio = 1.6;
   const top = 50;
@@ -66,9 +66,13 @@ export function chart(results: readonly WorkloadResult[]): string {
     out.push(
       `<text x="10" y="${y}" fill="${v.met ? "#3a9a4a" : "#c8453a"}">${
         esc(
-          `${w.id} ${v.target.variant}: p50 ${v.value.toFixed(2)} ms (target ≤ ${
-            (v.target as { p50MaxMs: number }).p50MaxMs
-          } ms)`,
+          "p50MaxMs" in v.target
+            ? `${w.id} ${v.target.variant}: p50 ${
+              v.value.toFixed(2)
+            } ms (target ≤ ${v.target.p50MaxMs} ms)`
+            : `${w.id} ${v.target.variant}: p50 ${v.value.toFixed(2)} × ${
+              (v.target as { p50Against: string }).p50Against
+            } (target ≤ ${(v.target as { max: number }).max} ×)`,
         )
       }</text>`,
     );

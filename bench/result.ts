@@ -18,10 +18,14 @@ export interface Row {
   ratio?: number;
 }
 
-/** A target: a throughput ratio between two rows, or a latency bound. */
+/**
+ * A target: a throughput ratio between two rows, a latency bound, or a
+ * bound on the ratio of two rows' median latencies.
+ */
 export type Target =
   | { variant: string; against: string; min: number }
-  | { variant: string; p50MaxMs: number };
+  | { variant: string; p50MaxMs: number }
+  | { variant: string; p50Against: string; max: number };
 
 /** A target and whether this run met it. */
 export interface Verdict {
@@ -75,6 +79,13 @@ export function result(
         value,
         met: value <= target.p50MaxMs,
       }];
+    }
+    if ("p50Against" in target) {
+      const against = byName.get(target.p50Against);
+      if (!against) return [];
+      const value = (row.summary.p50 ?? Infinity) / (against.summary.p50 ?? NaN);
+      const label = `p50 ≤ ${target.max} × ${against.variant}`;
+      return [{ target, label, value, met: value <= target.max }];
     }
     const against = target.against === "ceiling" ? best : byName.get(target.against);
     if (!against) return [];
