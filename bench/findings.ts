@@ -192,4 +192,32 @@ this machine; "before" is the first run of this benchmark):
    has some. In this run W5 one worker 0.87 (the previous full run 0.60;
    \`--only W5\` before these changes 0.67), with park 0.84 (0.52), 4
    partitions 0.91 (0.81); W6 p50 2.0× the LISTEN-then-SELECT floor (3.0×).
+18. **The guard as one function call.** The regression guard of 14 was SQL
+   written out in every statement: the next key from the snapshot, the
+   session setting, the look's call, the verdict's text. PostgreSQL sets up
+   every sub-select and expression of a plan when a statement starts, run
+   or not. Timed from a client (prepared, generic plan, \`fsync\` off so the
+   statement's own cost shows), a one-event append took 135-164 µs with it
+   written out, 110-138 with no guard at all, 117-129 for the hand-written
+   statement. Schema version 7 makes the guard one call of a PL/pgSQL
+   function (\`events_log_verdict\`), which returns at once in a session
+   that looked less than a second ago when there is no cursor to compare:
+   118-128 µs. Same verdicts, same look, the offset passed in from the
+   calling statement, whose plan folds it in (a rebase reaches both). Back
+   to back with \`--only\`, before and after: W1-1 0.86 and 0.90, W1-1/if
+   0.88 and 0.92, W2/if 0.90 and 0.92, W1-1/im 0.86 and 0.93.
+19. **Where W6's time goes.** A consumer that keeps its checkpoint in the
+   handler's transaction must BEGIN, lock its checkpoint and read before
+   the handler starts: the W6 row that does only that, for one checkpoint
+   row, is itself at about 1.45× the LISTEN-then-SELECT floor. The
+   processor adds, per wake-up (p50, ms after the append's commit, from
+   marks at each step): the NOTIFY arrives at 0.34, the batch starts at
+   0.41, BEGIN leaves at 0.46 and is answered at 0.67, the statement leaves
+   at 0.76 and its rows are decoded at 1.31, the handler starts at 1.40.
+   The statement locks sixteen checkpoint rows and reads the share below
+   the tip: 0.55 ms from sending it to its rows decoded. Opening the next batch's transaction before
+   waiting for the NOTIFY took BEGIN's round trip off (1.00 ms against 1.26
+   for the same statement in a hand loop), but leaves every idle processor
+   \"idle in transaction\" on a pooled connection, which monitoring flags
+   and \`idle_in_transaction_session_timeout\` ends: not done.
 `;
