@@ -189,23 +189,25 @@ this machine; "before" is the first run of this benchmark):
    worker moves to a newly planned text each time the table doubles. One
    worker holding every segment at one cursor skips the per-row segment
    test, and a batch looks up parked aggregates only when the projection
-   has some. In this run W5 one worker 0.87 (the previous full run 0.60;
+   has some. In the full run that brought this, W5 one worker 0.87 (the previous full run 0.60;
    \`--only W5\` before these changes 0.67), with park 0.84 (0.52), 4
    partitions 0.91 (0.81); W6 p50 2.0× the LISTEN-then-SELECT floor (3.0×).
 18. **The guard as one function call.** The regression guard of 14 was SQL
-   written out in every statement: the next key from the snapshot, the
-   session setting, the look's call, the verdict's text. PostgreSQL sets up
-   every sub-select and expression of a plan when a statement starts, run
-   or not. Timed from a client (prepared, generic plan, \`fsync\` off so the
-   statement's own cost shows), a one-event append took 135-164 µs with it
-   written out, 110-138 with no guard at all, 117-129 for the hand-written
-   statement. Schema version 7 makes the guard one call of a PL/pgSQL
-   function (\`events_log_verdict\`), which returns at once in a session
-   that looked less than a second ago when there is no cursor to compare:
-   118-128 µs. Same verdicts, same look, the offset passed in from the
-   calling statement, whose plan folds it in (a rebase reaches both). Back
-   to back with \`--only\`, before and after: W1-1 0.86 and 0.90, W1-1/if
-   0.88 and 0.92, W2/if 0.90 and 0.92, W1-1/im 0.86 and 0.93.
+   written out in every statement (640 characters: the next key from the
+   snapshot, the session setting, the look's call, the verdict's text), and
+   PostgreSQL sets up every sub-select and expression of a plan when a
+   statement starts, run or not. Schema version 7 makes it one call of a
+   PL/pgSQL function (\`events_log_verdict\`), which returns at once in a
+   session that looked less than a second ago when there is no cursor to
+   compare. Server time per statement in a PL/pgSQL loop: 7.3-7.6 µs
+   written out (11 with a cursor), 2.3-2.8 for the call (3.2-3.6), 0.8
+   with no guard; pgbench running the one-event append: 50-53 µs written
+   out, 43-47 with the call, 40 with no guard. From a postgres.js client
+   (\`fsync\` off, so the statement's own cost shows) a one-event append took
+   135-164 µs written out and 118-128 with the call. Back to back with
+   \`--only\`, before and after: W1-1 0.86 and 0.90, W1-1/if 0.88 and 0.92,
+   W2/if 0.90 and 0.92, W1-1/im 0.86 and 0.93: more than the server time
+   alone explains, so part of that is this machine's noise.
 19. **Where W6's time goes.** A consumer that keeps its checkpoint in the
    handler's transaction must BEGIN, lock its checkpoint and read before
    the handler starts: the W6 row that does only that, for one checkpoint
@@ -220,4 +222,19 @@ this machine; "before" is the first run of this benchmark):
    for the same statement in a hand loop), but leaves every idle processor
    \"idle in transaction\" on a pooled connection, which monitoring flags
    and \`idle_in_transaction_session_timeout\` ends: not done.
+20. **W5 moves with the machine.** The run above put W5 one worker at 0.63.
+   Four \`--only W5\` runs right after it, alternating the code before and
+   after 18: one worker 0.84 and 0.81 before, 0.84 and 0.76 after (with
+   park 0.85, 0.78 and 0.87, 0.77; 4 partitions 0.90, 0.81 and 0.92, 0.83).
+   Back to back catch-ups of 300,000 events by the same code ran at 92k to
+   168k events/s as the shared machine's load changed. Per batch of 1000
+   (marks at each step, p50): BEGIN's round trip 0.2 ms, the lock-and-read
+   statement 3.2 ms from sending it to its rows decoded, decoding 0.4, the
+   checkpoint update with the COMMIT and its WAL flush 1.0. That
+   statement's server time is 1.3-2.4 ms against 0.45-0.8 for the hand
+   loop's read (EXPLAIN ANALYZE, timing off), yet from a client both take
+   about 2.5 ms for 1000 rows: postgres.js parsing the rows takes most of
+   it, and the server's extra work overlaps that. Dropping the per-row
+   segment test, or moving the guard into the head row, changed the
+   catch-up rate by less than the noise (in-process A/B, eight rounds).
 `;

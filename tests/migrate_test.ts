@@ -4,7 +4,7 @@ import { readFile } from "node:fs/promises";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type postgres from "postgres";
-import { ValidationError } from "../src/es/errors.ts";
+import { TransactionIdRegressionError, ValidationError } from "../src/es/errors.ts";
 import { migrateMain } from "../src/migrate.ts";
 import { MIGRATIONS } from "../src/postgres/migrations.ts";
 import { logFunctionsSql, logVerdictSql, offsetSql } from "../src/postgres/order.ts";
@@ -16,6 +16,7 @@ import {
   backendPid,
   event,
   holdTransaction,
+  insertForeignEvent,
   setupDatabase,
   type TestDb,
   waitUntilBlocked,
@@ -45,7 +46,11 @@ async function contents(sql: postgres.Sql) {
   };
 }
 
-/** The shape of a schema: columns with types, defaults and nullability, indexes, constraints. */
+/**
+ * The shape of a schema: columns with types, defaults and nullability,
+ * indexes, constraints, and functions (signature, body, volatility, owner,
+ * grants).
+ */
 async function catalog(sql: postgres.Sql, schema: string) {
   return {
     columns: await sql`
@@ -63,6 +68,11 @@ async function catalog(sql: postgres.Sql, schema: string) {
       select conname, pg_get_constraintdef(c.oid) as definition
       from pg_constraint c join pg_namespace n on n.oid = c.connamespace
       where n.nspname = ${schema} order by conname`,
+    functions: await sql`
+      select p.proname, pg_get_function_identity_arguments(p.oid) as arguments, p.prosrc,
+        p.provolatile, pg_get_userbyid(p.proowner) as owner, p.proacl::text as grants
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname = ${schema} order by p.proname`,
   };
 }
 
@@ -256,12 +266,36 @@ describe("migrate", () => {
     assert.equal(await offset(), "5000000");
   });
 
+  it("a database at version 6 takes version 7 alone; its guard then refuses foreign history", async () => {
+    const { sql, url } = await freshDatabase();
+    const store = new PostgresStore({ schema: "six" });
+    await migrate(sql, { store });
+    await store.append(sql, [event("o-1")]);
+    // Version 6 as it was released: no verdict function, no record of 7.
+    await sql.unsafe(`drop function ${store.tables.logVerdictFunction}(xid8, int8)`);
+    await sql`delete from ${sql(store.tables.migrations)} where version = 7`;
+
+    assert.deepEqual((await migrate(sql, { store })).map((m) => m.version), [7]);
+    assert.deepEqual((await store.append(sql, [event("o-2")])).globalPositions, [2n]);
+    assert.equal((await store.readEvents(sql)).length, 2);
+    await insertForeignEvent(sql, store);
+    // A new session looks at the log first (one that just looked trusts it for a second).
+    const fresh = db.client({ max: 1 }, url);
+    await assert.rejects(store.append(fresh, [event("o-3")]), TransactionIdRegressionError);
+    await assert.rejects(store.readEvents(fresh), TransactionIdRegressionError);
+  });
+
   it("every version is idempotent: applying each again changes nothing", async () => {
     const { sql } = await freshDatabase();
     const store = new PostgresStore({ schema: "again" });
     await migrate(sql, { store });
     const shape = await catalog(sql, "again");
     assert.ok(shape.columns.length > 0 && shape.indexes.length > 0);
+    assert.deepEqual(shape.functions.map((f) => f.proname), [
+      "events_foreign_key",
+      "events_log_verdict",
+      "pupsourcing_log_offset_value",
+    ]);
 
     for (const migration of MIGRATIONS) {
       await sql.unsafe(migration.sql(store.tables));

@@ -85,6 +85,12 @@ describe("a database without the schema", () => {
       isMissing(verdict, schema),
     );
     await assert.rejects(store.readEvents(db.sql), isMissing(verdict, schema));
+    await assert.rejects(
+      new ProjectionProcessor(db.sql, store).run({ name: "p", handle() {} }, {
+        signal: AbortSignal.timeout(20_000),
+      }),
+      isMissing(verdict, schema),
+    );
     assert.deepEqual(await db.counts(store), before);
   });
 

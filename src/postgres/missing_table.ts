@@ -5,7 +5,7 @@
  * one of the store's own tables that error becomes a
  * {@linkcode SchemaMissingError} naming the table, the schema searched and
  * the fix. The same for one of the log's functions (undefined_function,
- * 42883): a database migrated before schema version 6; and for the
+ * 42883): a database migrated before schema version 6 or 7; and for the
  * store's schema itself (invalid_schema_name, 3F000), which PostgreSQL
  * reports first when a statement calls a function in it. Called where the
  * store and the processor hand errors back.
