@@ -49,7 +49,10 @@ if (flags.runtime !== undefined && flags.runtime !== runtimeName()) {
   if (flags.runtime !== "node") throw new Error(`--runtime: expected node, got ${flags.runtime}`);
   // Named by URL: the copy of this module that runs under Node has no scripts/.
   const script = new URL("../scripts/bench_node.ts", import.meta.url).href;
-  const { benchOnNode } = await import(script) as typeof import("../scripts/bench_node.ts");
+  // Typed here, not by `typeof import(...)`, which the Node copy's tsc cannot resolve either.
+  const { benchOnNode } = await import(script) as {
+    benchOnNode(args: string[]): Promise<number>;
+  };
   process.exit(await benchOnNode(process.argv.slice(2)));
 }
 const cfg = config(flags.quick!);
