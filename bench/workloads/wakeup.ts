@@ -6,6 +6,7 @@
  * @module
  */
 
+import type postgres from "postgres";
 import type { PersistedEvent } from "../../src/es/mod.ts";
 import type { PostgresStore } from "../../src/postgres/mod.ts";
 import type { BenchDb } from "../db.ts";
@@ -18,6 +19,33 @@ import type { Config } from "../config.ts";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let names = 0;
+
+/**
+ * A hand-written consumer: on each NOTIFY on `channel`, `attempt` reads
+ * (and hands to the handler) until it finds the notified event, which may
+ * not be below the horizon yet (another transaction still open): read
+ * again until it is, as any correct consumer must, or a missed event would
+ * stall the run. Runs until `signal` aborts.
+ */
+async function consumeOnNotify(
+  sql: postgres.Sql,
+  channel: string,
+  signal: AbortSignal,
+  attempt: () => Promise<boolean>,
+  first: Promise<unknown> = Promise.resolve(),
+): Promise<void> {
+  let after = first.then(() => {});
+  const { unlisten } = await sql.listen(channel, () => {
+    after = after.then(async () => {
+      for (let tries = 0; tries < 1000; tries++) {
+        if (await attempt()) return;
+        await sleep(1);
+      }
+    });
+  });
+  await new Promise((resolve) => signal.addEventListener("abort", resolve));
+  await unlisten();
+}
 
 /**
  * Appends `count` events one by one, a random 5–25 ms apart, and returns
@@ -81,28 +109,17 @@ export async function w6(db: BenchDb, config: Config): Promise<WorkloadResult> {
   variants["hand-written LISTEN, then SELECT"] = async () => {
     const sql = await db.client(2);
     return await measure(db, listenStore, config.latencyAppends, async (seen, signal) => {
-      let after: Promise<void> = listenStore.readEvents(sql, { limit: 1 }).then(() => {});
       let last: string | undefined;
-      const { unlisten } = await sql.listen(listenStore.notifyChannel!, () => {
-        // The notified event may not be below the horizon yet (another
-        // transaction still open): read again until it is, as any correct
-        // consumer must, or a missed event would stall the run.
-        after = after.then(async () => {
-          for (let tries = 0; tries < 1000; tries++) {
-            const [row] = await sql`
-              select event_id from ${sql(listenStore.tables.events)}
-              where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-              order by transaction_id desc, global_position desc limit 1`;
-            if (row && row.event_id !== last) {
-              last = row.event_id;
-              return seen({ eventId: row.event_id } as PersistedEvent);
-            }
-            await sleep(1);
-          }
-        });
-      });
-      await new Promise((resolve) => signal.addEventListener("abort", resolve));
-      await unlisten();
+      await consumeOnNotify(sql, listenStore.notifyChannel!, signal, async () => {
+        const [row] = await sql`
+          select event_id from ${sql(listenStore.tables.events)}
+          where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          order by transaction_id desc, global_position desc limit 1`;
+        if (!row || row.event_id === last) return false;
+        last = row.event_id;
+        seen({ eventId: row.event_id } as PersistedEvent);
+        return true;
+      }, listenStore.readEvents(sql, { limit: 1 }));
     });
   };
   // The same consumer with what any consumer that keeps its checkpoint in
@@ -121,41 +138,26 @@ export async function w6(db: BenchDb, config: Config): Promise<WorkloadResult> {
         global_position)
       select ${name}, 0, 1, coalesce(max(transaction_id), '0'), coalesce(max(global_position), 0)
       from ${events}`;
-      const batch = () =>
-        sql.begin(async (tx) => {
-          const rows = await tx`
-          with cursor as materialized (
-            select transaction_id, global_position from ${checkpoints}
-            where projection_name = ${name} and segment = 0 for update)
-          select e.event_id, e.transaction_id::text as tx, e.global_position
-          from ${events} as e, cursor as c
-          where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)
-            and e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-          order by e.transaction_id, e.global_position limit 1000`;
-          for (const row of rows) seen({ eventId: row.event_id } as PersistedEvent);
-          const last = rows.at(-1);
-          if (last) {
+      return await measure(db, txStore, config.latencyAppends, async (seen, signal) => {
+        await consumeOnNotify(sql, txStore.notifyChannel!, signal, () =>
+          sql.begin(async (tx) => {
+            const rows = await tx`
+              with cursor as materialized (
+                select transaction_id, global_position from ${checkpoints}
+                where projection_name = ${name} and segment = 0 for update)
+              select e.event_id, e.transaction_id::text as tx, e.global_position
+              from ${events} as e, cursor as c
+              where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)
+                and e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+              order by e.transaction_id, e.global_position limit 1000`;
+            for (const row of rows) seen({ eventId: row.event_id } as PersistedEvent);
+            const last = rows.at(-1);
+            if (!last) return false;
             await tx`update ${checkpoints} set transaction_id = ${last.tx}::xid8,
-            global_position = ${last.global_position}
-            where projection_name = ${name} and segment = 0`;
-          }
-          return rows.length;
-        });
-      let seen: (event: PersistedEvent) => void = () => {};
-      return await measure(db, txStore, config.latencyAppends, async (handler, signal) => {
-        seen = handler;
-        let after: Promise<void> = Promise.resolve();
-        const { unlisten } = await sql.listen(txStore.notifyChannel!, () => {
-          // As above: read again until the notified event is below the horizon.
-          after = after.then(async () => {
-            for (let tries = 0; tries < 1000; tries++) {
-              if (await batch() > 0) return;
-              await sleep(1);
-            }
-          });
-        });
-        await new Promise((resolve) => signal.addEventListener("abort", resolve));
-        await unlisten();
+              global_position = ${last.global_position}
+              where projection_name = ${name} and segment = 0`;
+            return true;
+          }));
       });
     };
   if (api) {
