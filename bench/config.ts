@@ -15,6 +15,8 @@ export interface Config {
   slices: number;
   /** Appends of 1000 events per repetition (W3). */
   bulkAppends: number;
+  /** Turns the W3 variants take within one repetition, `bulkAppends / bulkSlices` appends each. */
+  bulkSlices: number;
   /** Aggregates and events per aggregate in the read fixture (W4, W5). */
   fixtureAggregates: number;
   fixtureVersions: number;
@@ -35,6 +37,7 @@ export function config(quick: boolean): Config {
       seconds: 1.5,
       slices: 3,
       bulkAppends: 3,
+      bulkSlices: 1,
       fixtureAggregates: 50,
       fixtureVersions: 1000,
       streamReads: 10,
@@ -46,7 +49,8 @@ export function config(quick: boolean): Config {
       reps: 3,
       seconds: 6,
       slices: 12,
-      bulkAppends: 15,
+      bulkAppends: 30,
+      bulkSlices: 10,
       fixtureAggregates: 1000,
       fixtureVersions: 1000,
       streamReads: 100,

@@ -93,7 +93,8 @@ export async function runTimes(
     latencies.push(performance.now() - t0);
   }
   const elapsed = (performance.now() - start) / 1000;
-  return { throughput: (times * perOp) / elapsed, latencies };
+  const units = times * perOp;
+  return { throughput: units / elapsed, latencies, units, seconds: elapsed };
 }
 
 /** Times one call; returns units per second, without latencies. */
