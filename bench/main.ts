@@ -1,13 +1,13 @@
 /**
- * The benchmark: `deno task bench [--quick] [--only W1,W3] [--runtime node] [--otel]`. Starts its own
+ * The benchmark: `deno task bench [--quick] [--only W1,W3] [--runtime node|bun] [--otel]`. Starts its own
  * PostgreSQL with durable settings (or uses DATABASE_URL), runs every
  * workload against our code and the hand-written ceiling in the same run,
  * prints a markdown table, writes the JSON to .bench-results/ and, on a
  * full run, docs/benchmarks.md and docs/benchmarks.svg.
  *
- * The same module runs under Node on the npm build: `--runtime node`
- * builds the package, stages bench/ on it and runs it with node
- * (scripts/bench_node.ts).
+ * The same module runs under Node or Bun on the npm build: `--runtime
+ * node` (or `bun`) builds the package, stages bench/ on it and runs it
+ * there (scripts/bench_on.ts).
  *
  * @module
  */
@@ -46,14 +46,19 @@ const { values: flags } = parseArgs({
   },
 });
 if (flags.runtime !== undefined && flags.runtime !== runtimeName()) {
-  if (flags.runtime !== "node") throw new Error(`--runtime: expected node, got ${flags.runtime}`);
-  // Named by URL: the copy of this module that runs under Node has no scripts/.
-  const script = new URL("../scripts/bench_node.ts", import.meta.url).href;
-  // Typed here, not by `typeof import(...)`, which the Node copy's tsc cannot resolve either.
-  const { benchOnNode } = await import(script) as {
-    benchOnNode(args: string[]): Promise<number>;
+  if (runtimeName() !== "deno" || (flags.runtime !== "node" && flags.runtime !== "bun")) {
+    throw new Error(
+      `--runtime: expected node or bun (from Deno: deno task bench --runtime node), got ` +
+        `${flags.runtime} under ${runtimeName()}`,
+    );
+  }
+  // Named by URL: the copy of this module that runs under Node or Bun has no scripts/.
+  const script = new URL("../scripts/bench_on.ts", import.meta.url).href;
+  // Typed here, not by `typeof import(...)`, which the staged copy's tsc cannot resolve either.
+  const { benchOn } = await import(script) as {
+    benchOn(runtime: "node" | "bun", args: string[]): Promise<number>;
   };
-  process.exit(await benchOnNode(process.argv.slice(2)));
+  process.exit(await benchOn(flags.runtime, process.argv.slice(2)));
 }
 const cfg = config(flags.quick!);
 const only = flags.only?.split(",").map((s) => s.trim().toUpperCase());

@@ -99,10 +99,11 @@ ${findings}
 ## Rerun it
 
 \`\`\`sh
-deno task bench            # full run, ~10 minutes: starts its own PostgreSQL with durable settings
+deno task bench            # full run, ~20 minutes: starts its own PostgreSQL with durable settings
 deno task bench --quick    # the CI smoke run, under 2 minutes; asserts nothing about speed
 DATABASE_URL=postgres://... deno task bench   # against your own server
 PUPSOURCING_PG_BIN=/usr/lib/postgresql/15/bin deno task bench   # another local PostgreSQL
+deno task bench --runtime node --only W3   # under Node, on the npm build (also: --runtime bun)
 \`\`\`
 
 The table goes to stdout, the raw numbers to \`.bench-results/<date>.json\`,
