@@ -222,6 +222,18 @@ this machine; "before" is the first run of this benchmark):
    for the same statement in a hand loop), but leaves every idle processor
    \"idle in transaction\" on a pooled connection, which monitoring flags
    and \`idle_in_transaction_session_timeout\` ends: not done.
+   Sending BEGIN and the statement together instead (a reserved
+   connection, both queued before either is awaited) gained nothing: 1.32
+   and 1.31 ms against 1.34 and 1.35 for \`sql.begin\` in two runs of a
+   scratch harness (the floor 0.75 and 0.77), BEGIN answered 0.29 ms after
+   the wake-up and the rows 0.58 ms after that. What costs is the
+   statement run by a backend that sat idle between appends: one round
+   trip of it, rolled back, took 0.34-0.38 ms back to back but 0.65 with
+   5-25 ms of idle between (the floor's SELECT 0.22-0.25 and 0.41; sixteen
+   rows locked and the events after them read, with nothing else, 0.19 and
+   0.36). Leaving out any one of its parts (the row lock, the guard, the
+   per-segment test, the table size) saved 0.04-0.12 ms cold; each keeps
+   an invariant, so none is left out.
 20. **W5 moves with the machine.** The run above put W5 one worker at 0.63.
    Four \`--only W5\` runs right after it, alternating the code before and
    after 18: one worker 0.84 and 0.81 before, 0.84 and 0.76 after (with
@@ -237,4 +249,15 @@ this machine; "before" is the first run of this benchmark):
    it, and the server's extra work overlaps that. Dropping the per-row
    segment test, or moving the guard into the head row, changed the
    catch-up rate by less than the noise (in-process A/B, eight rounds).
+   Reading the next page on a second connection while a batch is handled
+   and committed (its checkpoint locked and checked before the page is
+   used) left a hand-written loop where it was (98-101k events/s against
+   85-104k, four runs each): what bounds catch-up is making, sending and
+   parsing the rows, not the round trips between batches.
+21. **W3 in turns.** Each W3 variant ran its 15 appends of a repetition in
+   one go, so a few seconds of a neighbour's load landed on one variant:
+   W3b/if read 0.80 in one full run and 1.24 in the one before. The
+   variants now take turns in slices of three appends, ten per repetition,
+   as W1's do (W3b/if 0.94, 1.04 and 1.05 in three \`--only W3b/if\` runs
+   back to back).
 `;
