@@ -289,6 +289,34 @@ describe("projection error policy", () => {
     assert.equal(parked[1].error, "a string");
   });
 
+  it("the database refusing the handler's SQL (a read model's missing table) stops the run, whatever the policy", async () => {
+    // No createReadModel: every insert into `applied` fails with 42P01.
+    const store = await db.freshStore();
+    const appended = await appendEvents(db.sql, store, { aggregates: 2, perAggregate: 3 });
+    const projection: Projection = {
+      ...readModelProjection(store, "no_table"),
+      onError: { retries: 1, backoff: FAST, then: "park" },
+    };
+    const processor = new ProjectionProcessor(db.sql, store, { batchSize: 100 });
+    const error = await caughtUp(processor.run(projection, { mode: "until_caught_up" }))
+      .then(() => assert.fail("run resolved"), (e: unknown) => e);
+    assert.ok(error instanceof ProjectionError, String(error));
+    assert.equal((error.cause as { code?: string }).code, "42P01");
+    assert.deepEqual(error.event, appended[0]);
+    // Nothing parked or skipped, no checkpoint moved: the log waits for the table.
+    assert.deepEqual(await parkedRows(db.sql, store, "no_table"), []);
+    for (const row of await checkpointRows(db.sql, store, "no_table")) {
+      assert.equal(row.position, 0n, `segment ${row.segment}`);
+    }
+    // With the table there, the same run applies every event once.
+    await createReadModel(db.sql, store);
+    const outcome = await caughtUp(processor.run(projection, { mode: "until_caught_up" }));
+    assert.equal(outcome.parked + outcome.skipped, 0);
+    const applied = await appliedTimes(db.sql, store);
+    assert.deepEqual([...applied.keys()].sort(), ids(appended).sort());
+    assert.ok([...applied.values()].every((times) => times === 1));
+  });
+
   it("a transient database error in a handler is no attempt and parks nothing", async () => {
     const store = await db.freshStore();
     await createReadModel(db.sql, store);

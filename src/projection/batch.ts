@@ -26,6 +26,7 @@ import { aggregateKey, errorText, openParkedAggregates, recordParked } from "./p
 import { type ResolvedPolicy, retryDelay } from "./policy.ts";
 import type { Projection } from "./projection.ts";
 import type { Target } from "./target.ts";
+import { isSchemaError } from "./schema_errors.ts";
 import { isTransientDatabaseError } from "./transient.ts";
 
 /** What a batch did. */
@@ -232,11 +233,15 @@ async function transaction(
     done.full = events.length === batchSize;
 
     // Starts the handler on `first` (or `call`, a batch handler): a
-    // promise to await if it returned one. A handler's failure, unless a
-    // transient database error, is the policy's.
+    // promise to await if it returned one. A handler's failure is the
+    // policy's, unless a transient database error (retried) or the
+    // database refusing the handler's SQL itself (the run stops: every
+    // event would fail alike, and parking them all would empty the log
+    // into the parked table).
     const { handlerTimeoutMs } = policy;
     const policyFailure = (error: unknown) =>
-      error instanceof ProjectionError && !isTransientDatabaseError(error.cause)
+      error instanceof ProjectionError && !isTransientDatabaseError(error.cause) &&
+        !isSchemaError(error.cause)
         ? new HandlerFailed(error)
         : error;
     const start = (first: PersistedEvent, call?: () => void | Promise<void>) => {

@@ -39,7 +39,10 @@ import { show } from "../es/validate.ts";
  *
  * Transient database errors (a lost connection, a serialization failure)
  * are not handler failures: they are retried by the processor as before
- * and never count as attempts.
+ * and never count as attempts. Nor is the database refusing the handler's
+ * SQL itself (a read model's table that does not exist, SQLSTATE class
+ * `42` or `3F000`), which every event would meet alike: it stops the run
+ * whatever the policy, and parks or skips nothing.
  *
  * @example Retry three times, then park
  * ```ts
