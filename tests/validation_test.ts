@@ -46,6 +46,8 @@ const badAppends: [string, unknown, unknown, string][] = [
   ],
   ["an empty aggregateType", [{ ...e, aggregateType: "" }], "any", "events[0].aggregateType"],
   ["an empty aggregateId", [{ ...e, aggregateId: "" }], "any", "events[0].aggregateId"],
+  ["a blank aggregateId", [{ ...e, aggregateId: "  " }], "any", "events[0].aggregateId"],
+  ["a blank eventType", [{ ...e, eventType: "\t" }], "any", "events[0].eventType"],
   ["an empty eventType", [{ ...e, eventType: "" }], "any", "events[0].eventType"],
   ["a missing eventType", [{ ...e, eventType: undefined }], "any", "events[0].eventType"],
   ["a string payload", [{ ...e, payload: "{}" }], "any", "events[0].payload"],
@@ -643,6 +645,9 @@ describe("validation", () => {
         () => processor.run({ name: "totals\uD800", handle }, { mode: "until_caught_up" }),
         "projection.name",
       );
+      // A word of the command line and of status's columns.
+      await assertInvalid(() => processor.run({ name: "user emails", handle }), "projection.name");
+      await assertInvalid(() => processor.run({ name: " ", handle }), "projection.name");
       await assertInvalid(
         () => processor.run({ name: "t", eventTypes: ["\uDC00"], handle }),
         "projection.eventTypes[0]",

@@ -69,12 +69,14 @@ function requireBigint(field: string, value: unknown, max: bigint, others = ""):
 }
 
 /**
- * Throws unless `value` is a non-empty string without NUL characters or
- * unpaired surrogates: every name and identifier the store keeps.
+ * Throws unless `value` is a string with something besides whitespace,
+ * without NUL characters or unpaired surrogates: every name and
+ * identifier the store keeps. A blank one (`"  "`) is as surely a mistake
+ * as an empty one, and as hard to tell apart in a log or a table.
  */
 export function requireName(field: string, value: unknown): string {
-  if (typeof value !== "string" || value.length === 0 || !wellFormed(value)) {
-    throw new ValidationError(field, `a non-empty string ${WELL_FORMED}`, show(value));
+  if (typeof value !== "string" || value.trim().length === 0 || !wellFormed(value)) {
+    throw new ValidationError(field, `a non-blank string ${WELL_FORMED}`, show(value));
   }
   return value;
 }

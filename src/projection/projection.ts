@@ -36,7 +36,9 @@ import type { ErrorPolicy } from "./policy.ts";
 export interface Projection {
   /**
    * The projection's name: the key of its checkpoints. Renaming a
-   * projection makes it start from the beginning of the log.
+   * projection makes it start from the beginning of the log. One word,
+   * without whitespace (`user_emails`): it is how the command line and
+   * `status` name the projection.
    */
   name: string;
   /** Only events of these aggregate types (filtered in SQL); default: all. */
@@ -90,6 +92,14 @@ export function validateProjection(projection: Projection): void {
     throw new ValidationError("projection", "an object with a name and handle", show(projection));
   }
   requireName("projection.name", projection.name);
+  // The name is a word of the command line and of `status`'s columns.
+  if (/\s/.test(projection.name)) {
+    throw new ValidationError(
+      "projection.name",
+      'a name without whitespace (write "user_emails", not "user emails")',
+      show(projection.name),
+    );
+  }
   if (typeof projection.handle !== "function") {
     throw new ValidationError("projection.handle", "a function", show(projection.handle));
   }
