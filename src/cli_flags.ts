@@ -47,14 +47,35 @@ export const TABLE_FLAGS_USAGE =
 
 /**
  * Returns what `parse` (a `parseArgs` call) returns, its errors (an unknown
- * flag, a missing value) turned into {@linkcode UsageError}s.
+ * flag, a missing value) turned into {@linkcode UsageError}s of one line.
  */
 export function usageErrors<T>(parse: () => T): T {
   try {
     return parse();
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(parseArgsComplaint(error));
   }
+}
+
+/**
+ * A `parseArgs` error in this command line's words. Node's own texts (the
+ * same under Deno and Bun) run over three lines, or suggest a positional
+ * argument after `--` to a command that takes none.
+ */
+function parseArgsComplaint(error: unknown): string {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  const text = String(message ?? error);
+  const flag = /'(-[^' ,]+)/.exec(text)?.[1];
+  if (flag === undefined) return text.replaceAll("\n", " ");
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `unknown flag ${flag}`;
+  const long = /(--[\w-]+)(?: <value>|=-XYZ)/.exec(text)?.[1] ?? flag;
+  if (text.includes("ambiguous")) {
+    return `${flag} expects a value, and what follows it starts with "-": to give such a ` +
+      `value, write ${long}=<value>`;
+  }
+  if (text.includes("argument missing")) return `${long} expects a value`;
+  if (text.includes("does not take an argument")) return `${flag} takes no value`;
+  return text.replaceAll("\n", " ");
 }
 
 /** The table names given by {@linkcode TABLE_FLAGS}; unset ones stay default. */

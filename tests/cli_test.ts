@@ -90,7 +90,10 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
       assert.equal(result.stderr.trimEnd().split("\n").length, 1, result.stderr);
     const usage = [
       [["nope"], /unknown command "nope"/],
-      [["status", "--bogus"], /Unknown option '--bogus'/],
+      [["status", "--bogus"], /unknown flag --bogus \(see pupsourcing status --help\)/],
+      [["tail", "-n", "-1"], /-n expects a value, .* write --lines=<value>/],
+      [["tail", "--lines"], /--lines expects a value/],
+      [["status", "--json=yes"], /--json takes no value/],
       [["status", "a", "b"], /expected at most one projection NAME/],
       [["reset"], /expected one projection NAME, got nothing/],
       [["reset", "emails", "--to", "later"], /--to must be start or now/],
