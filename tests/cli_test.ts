@@ -247,7 +247,7 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
     assert.equal(stopped.code, 0, stopped.stderr);
     assert.match(
       stopped.stdout,
-      /^audit \[0\/1\]: stopped, 20 events in \d+ batches\nemails \[0\/1\]: stopped, 20 events/,
+      /^audit \[0\/1\]: stopped, 20 events in \d+ batch(es)?\nemails \[0\/1\]: stopped, 20 events/,
     );
     assert.match(stopped.stderr, /projection processor stopped projection=emails reason=aborted/);
   });
@@ -325,6 +325,8 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
       ["audit", "16", "3", "0"],
       ["emails", "16", "3", "0"],
     ]);
+    // Unscoped lag says so, on stderr: stdout stays the table.
+    assert.match(text.stderr, /without --module, LAG counts every event/);
     const detail = await cli(["status", "emails", ...flags]);
     assert.match(detail.stdout, /^projection: {2}emails\nsegments: {4}16\n/);
     assert.match(detail.stdout, /lag: {9}3 events, /);

@@ -66,7 +66,9 @@ export class Progress {
     const seconds = (performance.now() - this.#started) / 1000;
     const rate = Math.round(this.#done / Math.max(seconds, 0.001));
     if (this.#options.json) {
-      this.#sink.write(toJson({ event: outcome, done: this.#done, seconds, rate }) + "\n");
+      this.#sink.write(
+        toJson({ event: outcome, done: this.#done, seconds: milliseconds(seconds), rate }) + "\n",
+      );
     } else {
       this.#sink.write(
         `${this.#options.label}: ${outcome}, ${this.#done} events in ${duration(seconds)} ` +
@@ -103,7 +105,7 @@ export class Progress {
           done: this.#done,
           total,
           rate,
-          etaSeconds: Number.isFinite(eta) ? eta : null,
+          etaSeconds: Number.isFinite(eta) ? milliseconds(eta) : null,
         }) + "\n",
       );
     } else {
@@ -113,4 +115,9 @@ export class Progress {
       );
     }
   }
+}
+
+/** Seconds to the millisecond: `0.235`, not `0.23505964099999999`. */
+function milliseconds(seconds: number): number {
+  return Math.round(seconds * 1000) / 1000;
 }

@@ -114,9 +114,9 @@ export const run: Command = {
             process.stdout.write(
               `${o.projection} [${
                 o.memberId === undefined ? `${o.partitionKey}/${o.totalPartitions}` : o.memberId
-              }]: ${
-                o.status === "caught_up" ? "caught up" : "stopped"
-              }, ${o.processed} events in ${o.batches} batches` +
+              }]: ${o.status === "caught_up" ? "caught up" : "stopped"}, ${
+                count(o.processed, "event", "events")
+              } in ${count(o.batches, "batch", "batches")}` +
                 (o.parked + o.skipped > 0 ? `, ${o.parked} parked, ${o.skipped} skipped` : "") +
                 "\n",
             );
@@ -128,3 +128,8 @@ export const run: Command = {
     });
   },
 };
+
+/** `1 batch`, `3 batches`. */
+function count(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}

@@ -57,6 +57,14 @@ export const status: Command = {
       const report = await projectionStatus(sql, store, { projections: selected });
       if (values.json) printJson(name === undefined ? report : report[0]);
       else process.stdout.write(name === undefined ? overview(report) : detail(report[0]));
+      // Without the module, a projection that took every event of its scope
+      // still shows the others after its checkpoint as lag.
+      if (!values.json && module === undefined && report.some((s) => s.lagEvents > 0n)) {
+        process.stderr.write(
+          "note: without --module, LAG counts every event after the checkpoints, of any type; " +
+            "pass --module FILE to count only each projection's scope\n",
+        );
+      }
     });
   },
 };
