@@ -41,7 +41,8 @@ import {
   UsageError,
   usageErrors,
 } from "./cli_flags.ts";
-import { PupsourcingError } from "./es/errors.ts";
+import { PupsourcingError, TransactionIdRegressionError } from "./es/errors.ts";
+import { START } from "./es/event.ts";
 import { migrate } from "./postgres/migrate.ts";
 import { migrationId } from "./postgres/migrations.ts";
 import { rebaseLog } from "./postgres/rebase.ts";
@@ -52,6 +53,8 @@ const USAGE = `Usage: pupsourcing migrate [options]
 Applies the pupsourcing schema's pending versions to a PostgreSQL database,
 each in its own transaction, and records them in the migrations table.
 Concurrent runs are safe: one applies, the others wait and find nothing to do.
+Exits 1 when the log needs --rebase (the database was moved into a new
+cluster): every append and read would refuse it until then.
 
 Options:
   --database-url <url>           the database (default: the DATABASE_URL variable)
@@ -66,7 +69,8 @@ ${TABLE_FLAGS_USAGE}  --migrations-table <name>      default: pupsourcing_migrat
 /**
  * Runs the command with `args` (without the program name) and returns the
  * exit code: 0 on success, 2 on bad flags, names or a missing database URL,
- * 1 when the database cannot be reached or migrated (with a one-line
+ * 1 when the database cannot be reached or migrated, or when the log
+ * needs `--rebase` after a move into a new cluster (with a one-line
  * reason). `env` supplies `DATABASE_URL` when `--database-url` is not given.
  *
  * @example
@@ -125,6 +129,9 @@ export async function migrateMain(
   const sql = postgres(database.url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
     const migrations = await migrate(sql, { store, dryRun });
+    // A database moved into a new cluster has its schema, and a log every
+    // append and read refuses until it is rebased: say so here, at deploy.
+    const unrebased = dryRun || rebase ? undefined : await regression(sql, store);
     if (json) {
       const rebased = rebase ? await rebaseLog(sql, { store }) : undefined;
       process.stdout.write(
@@ -138,7 +145,7 @@ export async function migrateMain(
           (_key, value) => typeof value === "bigint" ? String(value) : value,
         ) + "\n",
       );
-      return 0;
+      return unrebased ? needsRebase(unrebased) : 0;
     }
     if (dryRun) {
       for (const m of migrations) process.stdout.write(`-- ${migrationId(m)}\n${m.sql}\n`);
@@ -165,7 +172,7 @@ export async function migrateMain(
         );
       }
     }
-    return 0;
+    return unrebased ? needsRebase(unrebased) : 0;
   } catch (error) {
     process.stderr.write(`migrate: ${databaseFailure("cannot migrate", error, database)}\n`);
     return 1;
@@ -176,4 +183,26 @@ export async function migrateMain(
 
 if ((import.meta as { main?: boolean }).main) {
   process.exitCode = await migrateMain(process.argv.slice(2));
+}
+
+/** The regression the store's guard would refuse every statement with, if any. */
+async function regression(
+  sql: postgres.Sql,
+  store: PostgresStore,
+): Promise<TransactionIdRegressionError | undefined> {
+  try {
+    await store.assertCursorInCluster(sql, START);
+    return undefined;
+  } catch (error) {
+    if (error instanceof TransactionIdRegressionError) return error;
+    throw error;
+  }
+}
+
+/** Reports a log that needs `--rebase`; the exit code. */
+function needsRebase(error: TransactionIdRegressionError): number {
+  process.stderr.write(
+    `migrate: the schema is up to date, but the log needs a rebase. ${error.message}\n`,
+  );
+  return 1;
 }

@@ -18,6 +18,8 @@ import type postgres from "postgres";
 import { type Cursor, type PersistedEvent, ProjectionProcessor, ValidationError } from "../mod.ts";
 import { migrate, rebaseLog } from "../src/postgres/mod.ts";
 import { migrateMain } from "../src/migrate.ts";
+import { status } from "../src/cli/status.ts";
+import { horizon } from "../src/cli/horizon.ts";
 import { captureCli } from "./_cli.ts";
 import {
   appendTo as append,
@@ -141,6 +143,21 @@ describe("a database moved into a new cluster by dump and restore", () => {
         isRegression,
         `processor ${name}`,
       );
+    }
+    // The commands say so too: migrate without --rebase, status and horizon.
+    const migrated = await captureCli(() =>
+      migrateMain(["--database-url", target.url, "--schema", SCHEMA])
+    );
+    assert.equal(migrated.code, 1, migrated.stderr);
+    assert.match(migrated.stdout, /the schema is up to date/);
+    assert.match(migrated.stderr, /^migrate: .*needs a rebase.*--rebase/);
+    for (const command of [status, horizon]) {
+      const refused = await captureCli(() =>
+        command.run(["--database-url", target.url, "--schema", SCHEMA], {})
+      );
+      assert.equal(refused.code, 1, `${command.name}: ${refused.stderr}`);
+      assert.match(refused.stderr, /moved into a new cluster.*--rebase/, command.name);
+      assert.equal(refused.stdout, "", command.name);
     }
     assert.deepEqual(await counts(), before, "nothing appended, applied or checkpointed");
   });

@@ -7,6 +7,7 @@
  */
 
 import process from "node:process";
+import { START } from "../es/event.ts";
 import {
   type Command,
   COMMON_FLAGS,
@@ -38,6 +39,8 @@ export const horizon: Command = {
     const { values } = parseFlags(args, COMMON_FLAGS, { min: 0, max: 0, names: "" });
     return runCommand(horizon, values.help, async (track) => {
       const { sql, store } = track(connect(values, env));
+      // After a move into a new cluster, every event waits behind the horizon until the rebase.
+      await store.assertCursorInCluster(sql, START);
       const report = await store.inspectHorizon(sql);
       const now = Date.now();
       const blockers = report.blockers.map((b) => ({

@@ -7,6 +7,8 @@
  */
 
 import process from "node:process";
+import { maxCursor } from "../es/cursor.ts";
+import { START } from "../es/event.ts";
 import { type ProjectionStatus, projectionStatus } from "../projection/mod.ts";
 import {
   type Command,
@@ -55,6 +57,11 @@ export const status: Command = {
         : [module ? pickProjection(module, name, values.module!) : name];
       const { sql, store } = track(connect(values, env));
       const report = await projectionStatus(sql, store, { projections: selected });
+      // After a move into a new cluster, lags and checkpoints mean nothing until the rebase.
+      await store.assertCursorInCluster(
+        sql,
+        report.reduce((furthest, s) => maxCursor(furthest, s.newestCheckpoint), START),
+      );
       if (values.json) printJson(name === undefined ? report : report[0]);
       else process.stdout.write(name === undefined ? overview(report) : detail(report[0]));
       // Without the module, a projection that took every event of its scope
