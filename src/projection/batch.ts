@@ -26,8 +26,7 @@ import { aggregateKey, errorText, openParkedAggregates, recordParked } from "./p
 import { type ResolvedPolicy, retryDelay } from "./policy.ts";
 import type { Projection } from "./projection.ts";
 import type { Target } from "./target.ts";
-import { isSchemaError } from "./schema_errors.ts";
-import { isTransientDatabaseError } from "./transient.ts";
+import { isPolicyFailure, isSchemaError } from "./handler_errors.ts";
 
 /** What a batch did. */
 export interface BatchOutcome {
@@ -240,10 +239,7 @@ async function transaction(
     // into the parked table).
     const { handlerTimeoutMs } = policy;
     const policyFailure = (error: unknown) =>
-      error instanceof ProjectionError && !isTransientDatabaseError(error.cause) &&
-        !isSchemaError(error.cause)
-        ? new HandlerFailed(error)
-        : error;
+      isPolicyFailure(error) ? new HandlerFailed(error) : error;
     const start = (first: PersistedEvent, call?: () => void | Promise<void>) => {
       let work: Promise<void> | undefined;
       try {
@@ -298,7 +294,12 @@ async function transaction(
       try {
         await start(batch[0], () => projection.handleBatch!(batch, tx));
       } catch (error) {
-        throw error instanceof HandlerFailed ? new BatchHandlerFailed() : error;
+        // Run again one event at a time, where the policy (or a schema
+        // error's stop) meets the very event that fails.
+        throw error instanceof HandlerFailed ||
+            (error instanceof ProjectionError && isSchemaError(error.cause))
+          ? new BatchHandlerFailed()
+          : error;
       }
       done.handled.push(...batch);
     }

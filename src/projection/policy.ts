@@ -40,9 +40,9 @@ import { show } from "../es/validate.ts";
  * Transient database errors (a lost connection, a serialization failure)
  * are not handler failures: they are retried by the processor as before
  * and never count as attempts. Nor is the database refusing the handler's
- * SQL itself (a read model's table that does not exist, SQLSTATE class
- * `42` or `3F000`), which every event would meet alike: it stops the run
- * whatever the policy, and parks or skips nothing.
+ * SQL itself (a read model's table, column, type or schema that does not
+ * exist, a syntax error), which every event would meet alike: it stops
+ * the run whatever the policy, and parks or skips nothing.
  *
  * @example Retry three times, then park
  * ```ts

@@ -22,7 +22,7 @@ import { errorText } from "./parked.ts";
 import { checkFilter, filterSql, type ParkedFilter } from "./parked_admin.ts";
 import { resolvePolicy } from "./policy.ts";
 import { type Projection, validateProjection } from "./projection.ts";
-import { isTransientDatabaseError } from "./transient.ts";
+import { isPolicyFailure } from "./handler_errors.ts";
 
 /**
  * Options of {@linkcode replayParked}: which events, and where to log.
@@ -143,9 +143,8 @@ export async function replayParked(
               ),
             );
           } catch (error) {
-            if (error instanceof ProjectionError && !isTransientDatabaseError(error.cause)) {
-              throw new ReplayFailed(error);
-            }
+            // A schema error rejects the replay: every event would fail alike.
+            if (isPolicyFailure(error)) throw new ReplayFailed(error);
             throw error;
           }
           await tx`
