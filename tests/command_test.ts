@@ -188,6 +188,7 @@ describe("handleCommand", () => {
       ["options.snapshots.version", { snapshots: { store, every: 10, version: 0 } }],
       ["options.snapshots.store", { snapshots: { store: {}, every: 10, version: 1 } }],
       ["options.commandId", { commandId: "" }],
+      ["options.commandId", { commandId: "  " }],
       ["options.retry", { retry: 3 }],
     ];
     for (const [field, extra] of cases) {

@@ -28,7 +28,7 @@ import {
 import type { EventStore } from "./store.ts";
 import { toResult } from "./stored.ts";
 import { uuidv5 } from "./uuid_v5.ts";
-import { requireName } from "./validate.ts";
+import { requireName, requireNewName } from "./validate.ts";
 
 /**
  * One aggregate: its type and id.
@@ -115,7 +115,7 @@ export interface CommandOptions<State, E extends TypedEvent, Db>
   /** Milliseconds to wait before retry `attempt` (1, 2, ...); default: jittered exponential. */
   backoff?: (attempt: number) => number;
   /**
-   * The command's id (any non-empty string, such as a request id): the
+   * The command's id (any non-blank string, such as a request id): the
    * events' ids derive from it, so the same command handled again appends
    * nothing and returns the first handling's result.
    */
@@ -291,7 +291,7 @@ export async function handleCommand<State, E extends TypedEvent, Db>(
       show(backoff),
     );
   }
-  if (commandId !== undefined) requireName("options.commandId", commandId);
+  if (commandId !== undefined) requireNewName("options.commandId", commandId);
   const ids = commandId === undefined ? undefined : new CommandIds(stream, commandId);
 
   for (let attempt = 0;; attempt++) {

@@ -69,16 +69,28 @@ function requireBigint(field: string, value: unknown, max: bigint, others = ""):
 }
 
 /**
- * Throws unless `value` is a string with something besides whitespace,
- * without NUL characters or unpaired surrogates: every name and
- * identifier the store keeps. A blank one (`"  "`) is as surely a mistake
- * as an empty one, and as hard to tell apart in a log or a table.
+ * Throws unless `value` is a non-empty string without NUL characters or
+ * unpaired surrogates: every name and identifier the store keeps, as a
+ * read or a lookup takes it.
  */
 export function requireName(field: string, value: unknown): string {
-  if (typeof value !== "string" || value.trim().length === 0 || !wellFormed(value)) {
-    throw new ValidationError(field, `a non-blank string ${WELL_FORMED}`, show(value));
+  if (typeof value !== "string" || value.length === 0 || !wellFormed(value)) {
+    throw new ValidationError(field, `a non-empty string ${WELL_FORMED}`, show(value));
   }
   return value;
+}
+
+/**
+ * {@linkcode requireName} for a name about to be written: nor may it be
+ * blank (`"  "`), as surely a mistake as an empty one and as hard to tell
+ * apart in a log or a table. Reads take what was stored before this
+ * check, blank or not.
+ */
+export function requireNewName(field: string, value: unknown): string {
+  if (typeof value === "string" && value.length > 0 && value.trim().length === 0) {
+    throw new ValidationError(field, `a non-blank string ${WELL_FORMED}`, show(value));
+  }
+  return requireName(field, value);
 }
 
 /** Names a field of the event being checked (`events[3].traceId`), for an error. */
@@ -320,13 +332,13 @@ export function validateEvents(
       if (!EVENT_KEYS.has(key as keyof Event)) checkOptions(at(), event, [...EVENT_KEYS]);
     }
     if (i === 0 || event.aggregateType !== first?.aggregateType) {
-      requireName(at("aggregateType"), event.aggregateType);
+      requireNewName(at("aggregateType"), event.aggregateType);
     }
     if (i === 0 || event.aggregateId !== first?.aggregateId) {
-      requireName(at("aggregateId"), event.aggregateId);
+      requireNewName(at("aggregateId"), event.aggregateId);
     }
     if (i === 0 || event.eventType !== checkedType) {
-      checkedType = requireName(at("eventType"), event.eventType);
+      checkedType = requireNewName(at("eventType"), event.eventType);
     }
     if (event.aggregateType !== first?.aggregateType || event.aggregateId !== first?.aggregateId) {
       throw new ValidationError(

@@ -8,6 +8,7 @@
 import type { Sql } from "postgres";
 import { ValidationError } from "../es/errors.ts";
 import { show } from "../es/show.ts";
+import { requireName } from "../es/validate.ts";
 import { PostgresStore } from "../postgres/mod.ts";
 import { missingTable, requireClient, table } from "../postgres/internal.ts";
 import { STATIC_OWNER } from "./leases.ts";
@@ -125,9 +126,7 @@ export async function segmentOwnership(
   if (!(store instanceof PostgresStore)) {
     throw new ValidationError("store", "a PostgresStore", show(store));
   }
-  if (typeof projectionName !== "string" || projectionName === "") {
-    throw new ValidationError("projectionName", "a non-empty string", show(projectionName));
-  }
+  requireName("projectionName", projectionName);
   const tables = store.tables;
   const [row] = await sql`
     select clock_timestamp() as now,

@@ -9,7 +9,7 @@ import type { TransactionSql } from "postgres";
 import type { PersistedEvent } from "../es/event.ts";
 import { ValidationError } from "../es/errors.ts";
 import { editDistance } from "../es/options.ts";
-import { requireName, show } from "../es/validate.ts";
+import { requireName, requireNewName, show } from "../es/validate.ts";
 import type { ErrorPolicy } from "./policy.ts";
 
 /**
@@ -36,9 +36,7 @@ import type { ErrorPolicy } from "./policy.ts";
 export interface Projection {
   /**
    * The projection's name: the key of its checkpoints. Renaming a
-   * projection makes it start from the beginning of the log. One word,
-   * without whitespace (`user_emails`): it is how the command line and
-   * `status` name the projection.
+   * projection makes it start from the beginning of the log.
    */
   name: string;
   /** Only events of these aggregate types (filtered in SQL); default: all. */
@@ -91,15 +89,7 @@ export function validateProjection(projection: Projection): void {
   if (typeof projection !== "object" || projection === null) {
     throw new ValidationError("projection", "an object with a name and handle", show(projection));
   }
-  requireName("projection.name", projection.name);
-  // The name is a word of the command line and of `status`'s columns.
-  if (/\s/.test(projection.name)) {
-    throw new ValidationError(
-      "projection.name",
-      'a name without whitespace (write "user_emails", not "user emails")',
-      show(projection.name),
-    );
-  }
+  requireNewName("projection.name", projection.name);
   if (typeof projection.handle !== "function") {
     throw new ValidationError("projection.handle", "a function", show(projection.handle));
   }
