@@ -68,13 +68,14 @@ function parseArgsComplaint(error: unknown): string {
   const flag = /'(-[^' ,]+)/.exec(text)?.[1];
   if (flag === undefined) return text.replaceAll("\n", " ");
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `unknown flag ${flag}`;
-  const long = /(--[\w-]+)(?: <value>|=-XYZ)/.exec(text)?.[1] ?? flag;
+  // Node names a flag with a short alias as '-n, --lines': say the long name.
+  const long = /(--[\w-]+)/.exec(text)?.[1] ?? flag;
   if (text.includes("ambiguous")) {
     return `${flag} expects a value, and what follows it starts with "-": to give such a ` +
       `value, write ${long}=<value>`;
   }
   if (text.includes("argument missing")) return `${long} expects a value`;
-  if (text.includes("does not take an argument")) return `${flag} takes no value`;
+  if (text.includes("does not take an argument")) return `${long} takes no value`;
   return text.replaceAll("\n", " ");
 }
 

@@ -141,6 +141,7 @@ export async function migrateMain(
               dryRun ? { id: migrationId(m), sql: m.sql } : migrationId(m)
             ),
             ...(rebased ? { rebase: rebased } : {}),
+            ...(unrebased ? { rebaseNeeded: unrebased.message } : {}),
           },
           (_key, value) => typeof value === "bigint" ? String(value) : value,
         ) + "\n",

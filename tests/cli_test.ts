@@ -94,6 +94,7 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
       [["tail", "-n", "-1"], /-n expects a value, .* write --lines=<value>/],
       [["tail", "--lines"], /--lines expects a value/],
       [["status", "--json=yes"], /--json takes no value/],
+      [["tail", "--follow=yes"], /--follow takes no value/],
       [["status", "a", "b"], /expected at most one projection NAME/],
       [["reset"], /expected one projection NAME, got nothing/],
       [["reset", "emails", "--to", "later"], /--to must be start or now/],
@@ -247,7 +248,7 @@ describe("the pupsourcing CLI", { skip: !isDeno }, () => {
     assert.equal(stopped.code, 0, stopped.stderr);
     assert.match(
       stopped.stdout,
-      /^audit \[0\/1\]: stopped, 20 events in \d+ batch(es)?\nemails \[0\/1\]: stopped, 20 events/,
+      /^audit \[0\/1\]: stopped, 20 events in (?:1 batch|(?:[02-9]|\d\d+) batches)\nemails \[0\/1\]: stopped, 20 events/,
     );
     assert.match(stopped.stderr, /projection processor stopped projection=emails reason=aborted/);
   });

@@ -151,6 +151,16 @@ describe("a database moved into a new cluster by dump and restore", () => {
     assert.equal(migrated.code, 1, migrated.stderr);
     assert.match(migrated.stdout, /the schema is up to date/);
     assert.match(migrated.stderr, /^migrate: .*needs a rebase.*--rebase/);
+    const asJson = await captureCli(() =>
+      migrateMain(["--database-url", target.url, "--schema", SCHEMA, "--json"])
+    );
+    assert.equal(asJson.code, 1, asJson.stderr);
+    assert.match(JSON.parse(asJson.stdout).rebaseNeeded, /moved into a new cluster/);
+    // The database it came from, history and all, is sound.
+    const sound = await captureCli(() =>
+      migrateMain(["--database-url", source.url, "--schema", SCHEMA])
+    );
+    assert.equal(sound.code, 0, sound.stderr);
     for (const command of [status, horizon]) {
       const refused = await captureCli(() =>
         command.run(["--database-url", target.url, "--schema", SCHEMA], {})

@@ -56,8 +56,10 @@ export const status: Command = {
         ? module && [...module.projections.values()]
         : [module ? pickProjection(module, name, values.module!) : name];
       const { sql, store } = track(connect(values, env));
+      // After a move into a new cluster, lags and checkpoints mean nothing
+      // until the rebase: the log is checked first, the checkpoints after.
+      await store.assertCursorInCluster(sql, START);
       const report = await projectionStatus(sql, store, { projections: selected });
-      // After a move into a new cluster, lags and checkpoints mean nothing until the rebase.
       await store.assertCursorInCluster(
         sql,
         report.reduce((furthest, s) => maxCursor(furthest, s.newestCheckpoint), START),
