@@ -133,11 +133,16 @@ this machine; "before" is the first run of this benchmark):
    twice pgbench's one-statement ceiling at 8 clients (W1c-64 above). The
    limit on two cores is CPU per append: 544 µs (client and server) alone,
    234 at 4.7 appends per statement (eight in flight), 191 at 8.8 (four in
-   flight), 171 at 17 (two). Half the pool in flight was tried: W1c-64 no
-   clearly better, and eight callers on a pool of eight queued behind four
+   flight), 171 at 17 (two). Half the pool in flight, always, left W1c-64
+   no better and made eight callers on a pool of eight queue behind four
    statements (W1-8 0.74 against 0.93 with the whole pool, W2 0.79 against
-   0.89, back to back). Earlier figures here compared coalescing with
-   itself: the reference row was coalesced too, by the default.
+   0.89, back to back). So the limit moves with the load: the whole pool
+   while no more appends are pending than it has connections, a quarter
+   of it (two of eight) beyond. Back to back at 64 callers: 11.3-12.4
+   appends per statement against 4.3-4.5, CPU per append 104-142 µs
+   against 150-189, 8.9-11.7k appends/s against 8.3-10.6k; W1-8 0.91, W2
+   0.91. Earlier figures here compared coalescing with itself: the
+   reference row was coalesced too, by the default.
 14. **The order key's cost.** Since the log can be moved into a new cluster
    (docs/event-store.md, "Moving the database"), an event's order key is its
    transaction id plus an offset, and every append and read checks that the
