@@ -39,6 +39,26 @@ describe("append coalescing", () => {
   before(async () => db = await setupDatabase());
   after(() => db.close());
 
+  /**
+   * Locks the heads of `ids` in a transaction of its own, held until the
+   * returned function lets go: an append to one of them waits until then.
+   */
+  async function hold(store: PostgresStore, ids: string[]): Promise<() => Promise<void>> {
+    const locked = gate();
+    const release = gate();
+    const holding = db.client({ max: 1 }).begin(async (tx) => {
+      await tx`select from ${tx(store.tables.aggregateHeads)}
+        where aggregate_id in ${tx(ids)} for update`;
+      locked.open();
+      await release.promise;
+    });
+    await within(locked.promise, 10_000, `${ids} to be locked`);
+    return async () => {
+      release.open();
+      await within(holding, 10_000, `the holder of ${ids} to commit`);
+    };
+  }
+
   const title =
     "256 callers over 2,000 aggregates: each gets what it gets alone, the log stays whole";
   it(title, { timeout: 120_000 }, async () => {
@@ -243,6 +263,54 @@ describe("append coalescing", () => {
     assert.equal(statements, 5, "45 appends: four alone, then the queue whole");
   });
 
+  it("beside a statement in flight, with more appends pending than connections, the queue waits for its share", async () => {
+    const pool = db.client({ max: 8 });
+    const store = await db.freshStore({ coalesce: true });
+    const held = Array.from({ length: 9 }, (_, i) => `h-${i}`);
+    for (const id of held) await store.append(db.sql, [event(id)]);
+    const releaseFirst = await hold(store, held.slice(0, 8));
+    const releaseLast = await hold(store, held.slice(8));
+    // A failed assertion lets go too, so no statement stays waiting for the next test.
+    try {
+      // Eight lone appends take the eight connections and wait; h-8 and 11
+      // new aggregates queue. Once the first holder lets go, those twelve go
+      // as one statement, which waits on h-8.
+      const lone = held.slice(0, 8).map((id) => store.append(pool, [event(id)]));
+      const shared = [held[8], ...Array.from({ length: 11 }, (_, i) => `n-${i}`)]
+        .map((id) => store.append(pool, [event(id)]));
+      await waitUntil("eight appends to wait on the heads", async () => {
+        const [{ n }] = await db.sql`
+          select count(*)::int as n from pg_stat_activity
+          where wait_event_type = 'Lock' and pid <> pg_backend_pid()`;
+        return n === 8;
+      });
+      await releaseFirst();
+      await within(Promise.all(lone), 10_000, "the lone appends");
+      // Twelve appends pending in one statement, a connection free: each of
+      // two statements may carry half of what is pending, so eleven more
+      // wait (a lone one would take the connection for one append), and the
+      // twelfth sends the twelve together.
+      const later = Array.from({ length: 11 }, (_, i) => store.append(pool, [event(`e-${i}`)]));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const stored = () =>
+        db.sql`select count(*)::int as n, count(distinct transaction_id)::int as statements
+          from ${db.sql(store.tables.events)} where aggregate_id like 'e-%'`;
+      assert.deepEqual([...await stored()], [{ n: 0, statements: 0 }], "eleven wait");
+      later.push(store.append(pool, [event("e-11")]));
+      await within(Promise.all(later), 10_000, "the twelve later appends, beside the waiting one");
+      assert.deepEqual(
+        [...await stored()],
+        [{ n: 12, statements: 1 }],
+        "the twelve as one statement",
+      );
+      await releaseLast();
+      await within(Promise.all(shared), 10_000, "the statement that waited on h-8");
+    } finally {
+      await releaseFirst();
+      await releaseLast();
+    }
+  });
+
   it("a backend killed during a coalesced statement loses and duplicates nothing", async () => {
     const pool = db.client({ max: 2 });
     const store = await db.freshStore({ coalesce: true });
@@ -250,23 +318,8 @@ describe("append coalescing", () => {
     // Two holders of head rows: the two first appends take both connections
     // and wait; the next ones queue. When the first holder lets go, the
     // queue goes as one statement, which waits on the second holder's h-3.
-    const hold = async (ids: string[]) => {
-      const locked = gate();
-      const release = gate();
-      const holding = db.client({ max: 1 }).begin(async (tx) => {
-        await tx`select from ${tx(store.tables.aggregateHeads)}
-          where aggregate_id in ${tx(ids)} for update`;
-        locked.open();
-        await release.promise;
-      });
-      await within(locked.promise, 10_000, `${ids} to be locked`);
-      return async () => {
-        release.open();
-        await within(holding, 10_000, `the holder of ${ids} to commit`);
-      };
-    };
-    const releaseFirst = await hold(["h-1"]);
-    const releaseSecond = await hold(["h-2", "h-3"]);
+    const releaseFirst = await hold(store, ["h-1"]);
+    const releaseSecond = await hold(store, ["h-2", "h-3"]);
     // Backends waiting on a lock, with statements started after `since`.
     // (Not told apart by their text: pg_stat_activity keeps only its first
     // kilobyte; nor by backend: the shared statement runs on a connection
