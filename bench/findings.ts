@@ -128,8 +128,8 @@ this machine; "before" is the first run of this benchmark):
 13. **Appends coalesced on a pool.** Each statement costs a parse, a plan, a
    round trip and a commit whatever it carries. With 64 callers on a pool
    of 8, appends queued while the pool's connections all carry a statement
-   go together when one ends (\`coalesce\`, on by default): 2.3 times the
-   events per second of \`coalesce: false\`, with about half its p99, and
+   go together when one ends (\`coalesce\`, on by default): 2.5 times the
+   events per second of \`coalesce: false\`, with two fifths of its p99, and
    twice pgbench's one-statement ceiling at 8 clients (W1c-64 above). The
    limit on two cores is CPU per append: 544 µs (client and server) alone,
    234 at 4.7 appends per statement (eight in flight), 191 at 8.8 (four in
@@ -141,7 +141,14 @@ this machine; "before" is the first run of this benchmark):
    of it (two of eight) beyond. Back to back at 64 callers: 11.3-12.4
    appends per statement against 4.3-4.5, CPU per append 104-142 µs
    against 150-189, 8.9-11.7k appends/s against 8.3-10.6k; W1-8 0.91, W2
-   0.91. Earlier figures here compared coalescing with itself: the
+   0.91. Yet more than half of those statements carried one append: the
+   first append a caller made after a statement ended found a connection
+   free and went alone, and the rest queued behind it. Now a statement
+   goes beside another only with its share of the pending appends (half,
+   with two in flight): 22-25 appends per statement, CPU per append 70-85
+   µs, 14.4-18.8k appends/s against 5.2k uncoalesced, back to back in
+   6-second runs. Three or four in flight with the same rule did no
+   better (16.4-18.4k, 60-85 µs). Earlier figures here compared coalescing with itself: the
    reference row was coalesced too, by the default.
 14. **The order key's cost.** Since the log can be moved into a new cluster
    (docs/event-store.md, "Moving the database"), an event's order key is its
@@ -265,4 +272,11 @@ this machine; "before" is the first run of this benchmark):
    variants now take turns in slices of three appends, ten per repetition,
    as W1's do (W3b/if 0.94, 1.04 and 1.05 in three \`--only W3b/if\` runs
    back to back).
+22. **A slice untimed first.** The timed variants start with one slice
+   each that is not counted. The first slice of the coalesced W1c-64 ran
+   at 3,649 appends in half a second against 7,000-10,000 for the later
+   ones (the JIT compiling its path, each connection preparing the shared
+   statement), so its first repetition came out 15-20% below the others
+   and moved the median. Variants on fresh tables still empty them before
+   every slice, the untimed one included.
 `;

@@ -148,7 +148,7 @@ export async function w5(db: BenchDb, config: Config, fixture: Fixture): Promise
       "pupsourcing, 4 partitions in one process": "ours",
     },
     [
-      { variant: "pupsourcing, 1 worker", against: "ceiling", min: 0.8 },
+      { variant: "pupsourcing, 1 worker", against: "ceiling", min: 0.95 },
       // Parking costs one lookup of parked aggregates per batch, and nothing per event.
       {
         variant: "pupsourcing, 1 worker, onError park",
