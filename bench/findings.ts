@@ -144,8 +144,9 @@ this machine; "before" is the first run of this benchmark):
    0.91. Yet more than half of those statements carried one append: the
    first append a caller made after a statement ended found a connection
    free and went alone, and the rest queued behind it. Now a statement
-   goes beside another only with its share of the pending appends (half,
-   with two in flight): 22-25 appends per statement, CPU per append 70-85
+   goes beside another once the queue holds its share of the pending
+   appends (half, with two in flight), or after 2 ms (the statement in
+   flight may itself wait on a lock): 22-25 appends per statement, CPU per append 70-85
    µs, 14.4-18.8k appends/s against 5.2k uncoalesced, back to back in
    6-second runs. Three or four in flight with the same rule did no
    better (16.4-18.4k, 60-85 µs). Earlier figures here compared coalescing with itself: the

@@ -4,10 +4,10 @@
  *
  * An append costs PostgreSQL a parse, a plan, a round trip and a WAL
  * flush whatever its size, so appends that arrive together go faster as
- * one statement. While every connection of the pool carries a statement,
- * further appends wait in a queue; when a statement ends, the queued ones
- * go as one append to several aggregates (the statement of `appendMany`,
- * in one transaction). An idle store sends each append at once, alone: a
+ * one statement. While the connections that may carry statements all
+ * do, further appends wait in a queue; when a statement ends, the queued
+ * ones go as one append to several aggregates (the statement of
+ * `appendMany`, in one transaction). An idle store sends each append at once, alone: a
  * lone append waits for nothing, and with no more appends than
  * connections nothing changes.
  *
@@ -16,9 +16,9 @@
  * eight callers on a pool of eight queue behind nothing (holding half the
  * pool back there cost W1-8 a fifth of its rate, and W2 a tenth). With
  * more pending, a quarter of the connections carry statements (at least
- * two), and a statement goes beside another only with its share of the
- * pending appends: what a statement costs whatever it carries is paid
- * less often (see `#maySend`).
+ * two), and a statement goes beside another once the queue holds its
+ * share of the pending appends, or after 2 ms: what a statement costs
+ * whatever it carries is paid less often (see `#maySend`).
  *
  * Each caller keeps the outcome its append gets alone:
  *
@@ -49,6 +49,14 @@ import type { ValidAppend } from "../es/validate.ts";
 import { append, type AppendContext, appendTogether } from "./append.ts";
 import { isConnectionLoss } from "./connection_loss.ts";
 import type { Db } from "./db.ts";
+
+/**
+ * How long a queue waits for its share of the pending appends before it
+ * goes beside a statement in flight anyway. Back to back, the callers of
+ * a statement that ends append again well within it (a statement of 25
+ * takes them about half a millisecond of client time).
+ */
+const SHARE_WAIT_MS = 2;
 
 /** How appends are coalesced: the most events one statement carries. */
 export interface CoalesceLimits {
@@ -84,6 +92,9 @@ export class Coalescer {
   /** Appends taken and not settled yet: queued or in flight. */
   #pending = 0;
   #queue: Waiting[] = [];
+  /** Armed while the queue waits for its share beside a statement (see `#maySend`). */
+  #shareTimer: ReturnType<typeof setTimeout> | undefined;
+  #shareWaived = false;
   /** The aggregates with an append in flight, by key: their queued appends wait. */
   readonly #busy = new Set<string>();
 
@@ -126,6 +137,9 @@ export class Coalescer {
         if (at < 0) return;
         this.#queue.splice(at, 1);
         waiting.reject(signal!.reason);
+        // One append fewer pending may end the crowding, or lower the share.
+        if (this.#queue.length === 0) this.#stopShareWait();
+        else this.#drain();
       };
       const waiting: Waiting = {
         events,
@@ -171,21 +185,41 @@ export class Coalescer {
    * flight, always: nothing else would send it. With no more appends
    * pending than the pool has connections, while a connection is free.
    * With more, a quarter of the connections (at least two) carry
-   * statements, and one goes beside another only with its share of the
-   * pending appends. Sent as soon as a slot was free, the first append a
-   * caller made after a statement ended went alone, and the rest waited
-   * behind it: more than half of the statements carried one append. 64
-   * callers on a pool of 8, two cores, back to back: 25 appends per
-   * statement against 12-13, client and server CPU per append 80-85 µs
-   * against 100-140, 14.5-15.9k appends/s against 10-12.3k (4.5k
-   * uncoalesced). Three or four statements in flight instead of two:
-   * 12.3-14.8k.
+   * statements, and one goes beside another once the queue holds its share
+   * of the pending appends, or once it has waited `SHARE_WAIT_MS` for it.
+   *
+   * Sent as soon as a connection was free, the first append a caller made
+   * after a statement ended went alone, and the rest waited behind it:
+   * more than half of the statements carried one append. 64 callers on a
+   * pool of 8, two cores, back to back, in 6-second runs: 22-25 appends
+   * per statement against 12-13, client and server CPU per append 70-85
+   * µs against 100-140, 14.4-18.8k appends/s against 10-12.3k (5.2k
+   * uncoalesced); three or four statements in flight with the same rule
+   * did no better (16.4-18.4k). The wait has a bound because the statement
+   * in flight may be waiting itself, on a lock that its own caller's
+   * next append would release.
    */
   #maySend(queued: number): boolean {
     if (this.#inFlight === 0) return true;
     if (this.#pending <= this.#slots) return this.#inFlight < this.#slots;
-    return this.#inFlight < this.#crowdedSlots &&
-      queued >= Math.ceil(this.#pending / this.#crowdedSlots);
+    if (this.#inFlight >= this.#crowdedSlots) return false;
+    if (this.#shareWaived || queued >= Math.ceil(this.#pending / this.#crowdedSlots)) return true;
+    this.#shareTimer ??= setTimeout(() => {
+      this.#shareTimer = undefined;
+      this.#shareWaived = true;
+      try {
+        this.#drain();
+      } finally {
+        this.#shareWaived = false;
+      }
+    }, SHARE_WAIT_MS);
+    return false;
+  }
+
+  /** Stops waiting for a share: a statement went, or nothing is queued. */
+  #stopShareWait(): void {
+    clearTimeout(this.#shareTimer);
+    this.#shareTimer = undefined;
   }
 
   /** Sends what the queue holds while a statement may go (see `#maySend`). */
@@ -193,6 +227,7 @@ export class Coalescer {
     while (this.#queue.length > 0 && this.#maySend(this.#queue.length)) {
       const batch = this.#take();
       if (batch.length === 0) return; // every queued aggregate has an append in flight
+      this.#stopShareWait();
       for (const waiting of batch) {
         waiting.sent();
         this.#busy.add(waiting.key);
