@@ -146,11 +146,19 @@ this machine; "before" is the first run of this benchmark):
    free and went alone, and the rest queued behind it. Now a statement
    goes beside another once the queue holds its share of the pending
    appends (half, with two in flight), or after 2 ms (the statement in
-   flight may itself wait on a lock): 22-25 appends per statement, CPU per append 70-85
-   µs, 14.4-18.8k appends/s against 5.2k uncoalesced, back to back in
-   6-second runs. Three or four in flight with the same rule did no
-   better (16.4-18.4k, 60-85 µs). Earlier figures here compared coalescing with itself: the
-   reference row was coalesced too, by the default.
+   flight may itself wait on a lock): 22-25 appends per statement, CPU per
+   append 70-85 µs, 14.4-18.8k appends/s against 5.2k uncoalesced, back
+   to back in 6-second runs (three or four in flight did no better).
+   Under Node that changed nothing (8.8-11.3k, 9-11 appends per
+   statement): a statement that ends settles all its callers at once, so
+   for a moment few appends are pending, and the first to append again
+   each went alone on a free connection, six for every shared statement.
+   The store now stays crowded for 5 ms after more appends were pending
+   than connections: 30 appends per statement, 18.7-19.5k appends/s
+   under Deno, 16.1-17.5k under Node; W1c-64 2.86 and 2.93 times
+   uncoalesced in \`--only W1c\` runs. Earlier figures here compared
+   coalescing with itself: the reference row was coalesced too, by the
+   default.
 14. **The order key's cost.** Since the log can be moved into a new cluster
    (docs/event-store.md, "Moving the database"), an event's order key is its
    transaction id plus an offset, and every append and read checks that the

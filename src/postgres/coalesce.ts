@@ -17,8 +17,9 @@
  * pool back there cost W1-8 a fifth of its rate, and W2 a tenth). With
  * more pending, a quarter of the connections carry statements (at least
  * two), and a statement goes beside another once the queue holds its
- * share of the pending appends, or after 2 ms: what a statement costs
- * whatever it carries is paid less often (see `#maySend`).
+ * share of the pending appends, or after 2 ms; the store stays so for
+ * 5 ms after the crowd: what a statement costs whatever it carries is
+ * paid less often (see `#maySend`).
  *
  * Each caller keeps the outcome its append gets alone:
  *
@@ -58,6 +59,15 @@ import type { Db } from "./db.ts";
  */
 const SHARE_WAIT_MS = 2;
 
+/**
+ * How long the store stays crowded after more appends were pending than
+ * the pool has connections. A statement that ends settles all its callers
+ * at once, so for a moment few appends are pending, and the first callers
+ * to append again each went alone on a free connection, ahead of the rest:
+ * under Node, six statements of one append for every shared one.
+ */
+const CROWD_MEMORY_MS = 5;
+
 /** How appends are coalesced: the most events one statement carries. */
 export interface CoalesceLimits {
   /** The most events a coalesced statement carries; a larger append goes alone. */
@@ -95,6 +105,8 @@ export class Coalescer {
   /** Armed while the queue waits for its share beside a statement (see `#maySend`). */
   #shareTimer: ReturnType<typeof setTimeout> | undefined;
   #shareWaived = false;
+  /** When more appends were last pending than the pool has connections. */
+  #crowdedAt = -Infinity;
   /** The aggregates with an append in flight, by key: their queued appends wait. */
   readonly #busy = new Set<string>();
 
@@ -125,6 +137,7 @@ export class Coalescer {
     const { aggregateType, aggregateId } = events[0];
     const key = `${aggregateType.length}:${aggregateType} ${aggregateId}`;
     this.#pending++;
+    if (this.#pending > this.#slots) this.#crowdedAt = performance.now();
     if (this.#queue.length === 0 && this.#maySend(1) && !this.#busy.has(key)) {
       return this.#sendAlone(key, events, expected);
     }
@@ -182,26 +195,31 @@ export class Coalescer {
 
   /**
    * Whether a statement carrying `queued` appends may go now. With none in
-   * flight, always: nothing else would send it. With no more appends
-   * pending than the pool has connections, while a connection is free.
-   * With more, a quarter of the connections (at least two) carry
-   * statements, and one goes beside another once the queue holds its share
-   * of the pending appends, or once it has waited `SHARE_WAIT_MS` for it.
+   * flight, always: nothing else would send it. While not crowded (no more
+   * appends pending than the pool has connections, for `CROWD_MEMORY_MS`),
+   * while a connection is free. Crowded, a quarter of the connections (at
+   * least two) carry statements, and one goes beside another once the
+   * queue holds its share of the pending appends, or once it has waited
+   * `SHARE_WAIT_MS` for it (the statement in flight may be waiting itself,
+   * on a lock that its own caller's next append would release).
    *
-   * Sent as soon as a connection was free, the first append a caller made
-   * after a statement ended went alone, and the rest waited behind it:
-   * more than half of the statements carried one append. 64 callers on a
-   * pool of 8, two cores, back to back, in 6-second runs: 22-25 appends
-   * per statement against 12-13, client and server CPU per append 70-85
-   * µs against 100-140, 14.4-18.8k appends/s against 10-12.3k (5.2k
-   * uncoalesced); three or four statements in flight with the same rule
-   * did no better (16.4-18.4k). The wait has a bound because the statement
-   * in flight may be waiting itself, on a lock that its own caller's
-   * next append would release.
+   * 64 callers on a pool of 8, two cores, back to back, in 6-second runs,
+   * appends per second and per statement:
+   *
+   * | | Deno | Node |
+   * |---|---|---|
+   * | a statement whenever a connection of the quarter is free | 10-12.3k, 12-13 | 8.8-11.3k, 9-11 |
+   * | and only with its share | 14.4-19.5k, 22-25 | (as above) |
+   * | and crowded for 5 ms after | 18.7-19.5k, 30 | 16.1-17.5k, 31 |
+   * | uncoalesced | 5.2k, 1 | 4.9-5.3k, 1 |
+   *
+   * Sent as soon as a connection was free, the first appends made after a
+   * statement ended went alone and the rest waited behind them. Three or
+   * four statements in flight with the share rule did no better.
    */
   #maySend(queued: number): boolean {
     if (this.#inFlight === 0) return true;
-    if (this.#pending <= this.#slots) return this.#inFlight < this.#slots;
+    if (!this.#crowded()) return this.#inFlight < this.#slots;
     if (this.#inFlight >= this.#crowdedSlots) return false;
     if (this.#shareWaived || queued >= Math.ceil(this.#pending / this.#crowdedSlots)) return true;
     this.#shareTimer ??= setTimeout(() => {
@@ -214,6 +232,11 @@ export class Coalescer {
       }
     }, SHARE_WAIT_MS);
     return false;
+  }
+
+  /** More appends are pending than the pool has connections, or were within `CROWD_MEMORY_MS`. */
+  #crowded(): boolean {
+    return this.#pending > this.#slots || performance.now() - this.#crowdedAt < CROWD_MEMORY_MS;
   }
 
   /** Stops waiting for a share: a statement went, or nothing is queued. */
