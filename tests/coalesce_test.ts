@@ -226,7 +226,7 @@ describe("append coalescing", () => {
     for (const head of heads) assert.equal(BigInt(head.v), versions.get(head.aggregate_id));
   });
 
-  it("appends queue only while every connection carries one; the queue goes whole", async () => {
+  it("appends queue while every connection carries one; the queue goes whole", async () => {
     const pool = db.client({ max: 4 });
     const store = await db.freshStore({ coalesce: true });
     const held = ["h-1", "h-2", "h-3", "h-4", "h-5"];
@@ -310,6 +310,63 @@ describe("append coalescing", () => {
     } finally {
       await releaseFirst();
       // A failure above leaves no append running into the next test.
+      await within(Promise.allSettled(made), 10_000, "every append to settle");
+    }
+  });
+
+  it("appends queued behind statements that wait on locks go on a free connection", async () => {
+    const pool = db.client({ max: 8 });
+    const store = await db.freshStore({ coalesce: true });
+    const heads = Array.from({ length: 10 }, (_, i) => `h-${i}`);
+    for (const id of heads) await store.append(db.sql, [event(id)]);
+    const made: Promise<unknown>[] = [];
+    const lockWaits = async () => {
+      const [{ n }] = await db.sql`
+        select count(*)::int as n from pg_stat_activity
+        where wait_event_type = 'Lock' and datname = current_database()
+          and pid <> pg_backend_pid()`;
+      return n as number;
+    };
+    const releaseFirst = await hold(store, heads.slice(0, 8));
+    try {
+      const releaseLast = await hold(store, heads.slice(8));
+      try {
+        // Eight lone appends fill the pool and wait on h-0..h-7; h-8 and ten
+        // new aggregates queue. When the first holder lets go, those eleven
+        // go as one statement, which waits on h-8; h-9 and five more then
+        // go as a second one, which waits on h-9. Seventeen appends pending
+        // in the two statements of the quarter (two of eight connections).
+        const lone = heads.slice(0, 8).map((id) => store.append(pool, [event(id)]));
+        made.push(...lone);
+        made.push(...["h-8", ...Array.from({ length: 10 }, (_, i) => `n-${i}`)]
+          .map((id) => store.append(pool, [event(id)])));
+        await waitUntil("eight appends to wait on the heads", async () => await lockWaits() === 8);
+        await releaseFirst();
+        await within(Promise.all(lone), 10_000, "the lone appends");
+        made.push(...["h-9", ...Array.from({ length: 5 }, (_, i) => `m-${i}`)]
+          .map((id) => store.append(pool, [event(id)])));
+        await waitUntil(
+          "two statements to wait on h-8 and h-9",
+          async () => await lockWaits() === 2,
+        );
+        // The quarter is busy, six connections are free, and the holder of
+        // h-8 and h-9 could be waiting for one of these appends.
+        const later = Array.from({ length: 4 }, (_, i) => store.append(pool, [event(`e-${i}`)]));
+        made.push(...later);
+        await within(
+          Promise.all(later),
+          10_000,
+          "the four later appends, while h-8 and h-9 are held",
+        );
+        const [stored] = await db.sql`
+          select count(*)::int as n, count(distinct transaction_id)::int as statements
+          from ${db.sql(store.tables.events)} where aggregate_id like 'e-%'`;
+        assert.deepEqual({ ...stored }, { n: 4, statements: 1 }, "the four in one statement");
+      } finally {
+        await releaseLast();
+      }
+    } finally {
+      await releaseFirst();
       await within(Promise.allSettled(made), 10_000, "every append to settle");
     }
   });

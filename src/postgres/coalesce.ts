@@ -7,9 +7,9 @@
  * one statement. While the connections that may carry statements all
  * do, further appends wait in a queue; when a statement ends, the queued
  * ones go as one append to several aggregates (the statement of
- * `appendMany`, in one transaction). An idle store sends each append at once, alone: a
- * lone append waits for nothing, and with no more appends than
- * connections nothing changes.
+ * `appendMany`, in one transaction). An idle store sends each append at
+ * once, alone: a lone append waits for nothing, and with no more appends
+ * than connections (nor any more for 5 ms) nothing changes.
  *
  * How many statements fly at once depends on the load. With no more
  * appends pending than the pool has connections, every one goes at once:
@@ -17,9 +17,10 @@
  * pool back there cost W1-8 a fifth of its rate, and W2 a tenth). With
  * more pending, a quarter of the connections carry statements (at least
  * two), and a statement goes beside another once the queue holds its
- * share of the pending appends, or after 2 ms; the store stays so for
- * 5 ms after the crowd: what a statement costs whatever it carries is
- * paid less often (see `#maySend`).
+ * share of the pending appends; the store stays so for 5 ms after the
+ * crowd. What a statement costs whatever it carries is paid less often;
+ * no queued append waits more than 20 ms while a connection is free (see
+ * `#maySend`).
  *
  * Each caller keeps the outcome its append gets alone:
  *
@@ -58,6 +59,15 @@ import type { Db } from "./db.ts";
  * takes them about half a millisecond of client time).
  */
 const SHARE_WAIT_MS = 2;
+
+/**
+ * How long queued appends wait, while connections are free, for one of
+ * the quarter's statements to end. Longer than a statement takes under
+ * load (2-4 ms at 64 callers), so it never fires there; it bounds the
+ * wait when those statements wait on locks, perhaps held by a caller
+ * whose next append is the one queued.
+ */
+const QUARTER_WAIT_MS = 20;
 
 /**
  * How long the store stays crowded after more appends were pending than
@@ -103,8 +113,11 @@ export class Coalescer {
   #pending = 0;
   #queue: Waiting[] = [];
   /** Armed while the queue waits for its share beside a statement (see `#maySend`). */
-  #shareTimer: ReturnType<typeof setTimeout> | undefined;
-  #shareWaived = false;
+  #waitTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When `#waitTimer` fires. */
+  #waitEnds = Infinity;
+  /** Set while the timer's drain runs: every free connection may carry a statement. */
+  #waitOver = false;
   /** When more appends were last pending than the pool has connections. */
   #crowdedAt = -Infinity;
   /** The aggregates with an append in flight, by key: their queued appends wait. */
@@ -151,7 +164,7 @@ export class Coalescer {
         this.#queue.splice(at, 1);
         waiting.reject(signal!.reason);
         // One append fewer pending may end the crowding, or lower the share.
-        if (this.#queue.length === 0) this.#stopShareWait();
+        if (this.#queue.length === 0) this.#stopWaiting();
         else this.#drain();
       };
       const waiting: Waiting = {
@@ -199,9 +212,12 @@ export class Coalescer {
    * appends pending than the pool has connections, for `CROWD_MEMORY_MS`),
    * while a connection is free. Crowded, a quarter of the connections (at
    * least two) carry statements, and one goes beside another once the
-   * queue holds its share of the pending appends, or once it has waited
-   * `SHARE_WAIT_MS` for it (the statement in flight may be waiting itself,
-   * on a lock that its own caller's next append would release).
+   * queue holds its share of the pending appends. Both are preferences
+   * with a bound: the statements in flight may be waiting themselves, on a
+   * lock that the caller of a queued append would release once that
+   * append is done. So a queue that waits for its share goes after
+   * `SHARE_WAIT_MS`, and one that waits for the quarter after
+   * `QUARTER_WAIT_MS`, on any free connection.
    *
    * 64 callers on a pool of 8, two cores, back to back, in 6-second runs,
    * appends per second and per statement:
@@ -219,19 +235,33 @@ export class Coalescer {
    */
   #maySend(queued: number): boolean {
     if (this.#inFlight === 0) return true;
-    if (!this.#crowded()) return this.#inFlight < this.#slots;
-    if (this.#inFlight >= this.#crowdedSlots) return false;
-    if (this.#shareWaived || queued >= Math.ceil(this.#pending / this.#crowdedSlots)) return true;
-    this.#shareTimer ??= setTimeout(() => {
-      this.#shareTimer = undefined;
-      this.#shareWaived = true;
+    if (!this.#crowded() || this.#waitOver) return this.#inFlight < this.#slots;
+    if (this.#inFlight < this.#crowdedSlots) {
+      if (queued >= Math.ceil(this.#pending / this.#crowdedSlots)) return true;
+      this.#waitAtMost(SHARE_WAIT_MS);
+    } else if (this.#inFlight < this.#slots) this.#waitAtMost(QUARTER_WAIT_MS);
+    return false;
+  }
+
+  /**
+   * Makes sure the queue is drained within `ms`, with every free
+   * connection allowed, if no statement goes before.
+   */
+  #waitAtMost(ms: number): void {
+    const ends = performance.now() + ms;
+    if (this.#waitTimer !== undefined && this.#waitEnds <= ends) return;
+    clearTimeout(this.#waitTimer);
+    this.#waitEnds = ends;
+    this.#waitTimer = setTimeout(() => {
+      this.#waitTimer = undefined;
+      this.#waitEnds = Infinity;
+      this.#waitOver = true;
       try {
         this.#drain();
       } finally {
-        this.#shareWaived = false;
+        this.#waitOver = false;
       }
-    }, SHARE_WAIT_MS);
-    return false;
+    }, ms);
   }
 
   /** More appends are pending than the pool has connections, or were within `CROWD_MEMORY_MS`. */
@@ -239,10 +269,11 @@ export class Coalescer {
     return this.#pending > this.#slots || performance.now() - this.#crowdedAt < CROWD_MEMORY_MS;
   }
 
-  /** Stops waiting for a share: a statement went, or nothing is queued. */
-  #stopShareWait(): void {
-    clearTimeout(this.#shareTimer);
-    this.#shareTimer = undefined;
+  /** Stops the wait of `#waitAtMost`: a statement went, or nothing is queued. */
+  #stopWaiting(): void {
+    clearTimeout(this.#waitTimer);
+    this.#waitTimer = undefined;
+    this.#waitEnds = Infinity;
   }
 
   /** Sends what the queue holds while a statement may go (see `#maySend`). */
@@ -250,7 +281,7 @@ export class Coalescer {
     while (this.#queue.length > 0 && this.#maySend(this.#queue.length)) {
       const batch = this.#take();
       if (batch.length === 0) return; // every queued aggregate has an append in flight
-      this.#stopShareWait();
+      this.#stopWaiting();
       for (const waiting of batch) {
         waiting.sent();
         this.#busy.add(waiting.key);
