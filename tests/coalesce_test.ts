@@ -59,6 +59,23 @@ describe("append coalescing", () => {
     };
   }
 
+  /** How many backends of the test database wait on a lock. */
+  async function lockWaits(): Promise<number> {
+    const [{ n }] = await db.sql`
+      select count(*)::int as n from pg_stat_activity
+      where wait_event_type = 'Lock' and datname = current_database()
+        and pid <> pg_backend_pid()`;
+    return n;
+  }
+
+  /** The events of aggregates whose id is `like`, and the statements (transactions) that stored them. */
+  async function storedLike(store: PostgresStore, like: string) {
+    const [{ n, statements }] = await db.sql`
+      select count(*)::int as n, count(distinct transaction_id)::int as statements
+      from ${db.sql(store.tables.events)} where aggregate_id like ${like}`;
+    return { n, statements };
+  }
+
   const title =
     "256 callers over 2,000 aggregates: each gets what it gets alone, the log stays whole";
   it(title, { timeout: 120_000 }, async () => {
@@ -244,12 +261,7 @@ describe("append coalescing", () => {
     // heads; the fifth and 40 appends to new aggregates queue.
     const first = held.map((id) => store.append(pool, [event(id)]));
     const queued = Array.from({ length: 40 }, (_, i) => store.append(pool, [event(`n-${i}`)]));
-    await waitUntil("four appends to wait on the heads", async () => {
-      const [{ n }] = await db.sql`
-        select count(*)::int as n from pg_stat_activity
-        where wait_event_type = 'Lock' and pid <> pg_backend_pid()`;
-      return n === 4;
-    });
+    await waitUntil("four appends to wait on the heads", async () => await lockWaits() === 4);
     release.open();
     await within(holding, 10_000, "the holder to commit");
     await within(Promise.all([...first, ...queued]), 20_000, "every append");
@@ -280,13 +292,7 @@ describe("append coalescing", () => {
         const shared = [held[8], ...Array.from({ length: 11 }, (_, i) => `n-${i}`)]
           .map((id) => store.append(pool, [event(id)]));
         made.push(...lone, ...shared);
-        await waitUntil("eight appends to wait on the heads", async () => {
-          const [{ n }] = await db.sql`
-            select count(*)::int as n from pg_stat_activity
-            where wait_event_type = 'Lock' and datname = current_database()
-              and pid <> pg_backend_pid()`;
-          return n === 8;
-        });
+        await waitUntil("eight appends to wait on the heads", async () => await lockWaits() === 8);
         await releaseFirst();
         await within(Promise.all(lone), 10_000, "the lone appends");
         // Twelve appends pending in that statement, seven connections free:
@@ -295,14 +301,12 @@ describe("append coalescing", () => {
         const later = Array.from({ length: 11 }, (_, i) => store.append(pool, [event(`e-${i}`)]));
         made.push(...later);
         await within(Promise.all(later), 10_000, "the eleven, while h-8 is held");
-        const [stored] = await db.sql`
-          select count(*)::int as n, count(distinct transaction_id)::int as statements
-          from ${db.sql(store.tables.events)} where aggregate_id like 'e-%'`;
-        assert.deepEqual({ ...stored }, { n: 11, statements: 1 }, "the eleven in one statement");
-        const [{ waiting }] = await db.sql`
-          select count(*)::int as waiting from ${db.sql(store.tables.events)}
-          where aggregate_id like 'n-%'`;
-        assert.equal(waiting, 0, "the statement with h-8 still waits");
+        assert.deepEqual(
+          await storedLike(store, "e-%"),
+          { n: 11, statements: 1 },
+          "the eleven in one statement",
+        );
+        assert.equal((await storedLike(store, "n-%")).n, 0, "the statement with h-8 still waits");
       } finally {
         await releaseLast();
       }
@@ -320,13 +324,6 @@ describe("append coalescing", () => {
     const heads = Array.from({ length: 10 }, (_, i) => `h-${i}`);
     for (const id of heads) await store.append(db.sql, [event(id)]);
     const made: Promise<unknown>[] = [];
-    const lockWaits = async () => {
-      const [{ n }] = await db.sql`
-        select count(*)::int as n from pg_stat_activity
-        where wait_event_type = 'Lock' and datname = current_database()
-          and pid <> pg_backend_pid()`;
-      return n as number;
-    };
     const releaseFirst = await hold(store, heads.slice(0, 8));
     try {
       const releaseLast = await hold(store, heads.slice(8));
@@ -358,10 +355,11 @@ describe("append coalescing", () => {
           10_000,
           "the four later appends, while h-8 and h-9 are held",
         );
-        const [stored] = await db.sql`
-          select count(*)::int as n, count(distinct transaction_id)::int as statements
-          from ${db.sql(store.tables.events)} where aggregate_id like 'e-%'`;
-        assert.deepEqual({ ...stored }, { n: 4, statements: 1 }, "the four in one statement");
+        assert.deepEqual(
+          await storedLike(store, "e-%"),
+          { n: 4, statements: 1 },
+          "the four in one statement",
+        );
       } finally {
         await releaseLast();
       }
