@@ -112,7 +112,7 @@ export class Coalescer {
   /** Appends taken and not settled yet: queued or in flight. */
   #pending = 0;
   #queue: Waiting[] = [];
-  /** Armed while the queue waits for its share beside a statement (see `#maySend`). */
+  /** Armed while the queue waits for its share or for the quarter (see `#waitAtMost`). */
   #waitTimer: ReturnType<typeof setTimeout> | undefined;
   /** When `#waitTimer` fires. */
   #waitEnds = Infinity;
@@ -253,8 +253,7 @@ export class Coalescer {
     clearTimeout(this.#waitTimer);
     this.#waitEnds = ends;
     this.#waitTimer = setTimeout(() => {
-      this.#waitTimer = undefined;
-      this.#waitEnds = Infinity;
+      this.#stopWaiting();
       this.#waitOver = true;
       try {
         this.#drain();
