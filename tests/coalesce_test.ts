@@ -405,8 +405,9 @@ describe("append coalescing", () => {
       "the two lone appends to wait on the heads",
       async () => (await waiting()).length === 2,
     );
-    await releaseFirst();
+    // Read before the release: the queue may go out before a read after it.
     const [{ released }] = await db.sql`select clock_timestamp()::text as released`;
+    await releaseFirst();
     let shared: number[] = [];
     await waitUntil("the coalesced statement to wait on h-3", async () => {
       shared = await waiting(released);
