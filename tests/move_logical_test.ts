@@ -80,7 +80,9 @@ describe("a database moved into a new cluster by logical replication", () => {
     let refusals = 0;
     const acknowledged: PersistedEvent[] = [];
     let onTarget = 0;
-    let rebasedYet = false;
+    // Set before the rebase is called: an append that waits on its lock
+    // succeeds the moment it commits, maybe before the call returns.
+    let rebaseBegun = false;
     let beforeRebase = 0;
     const writer = (async () => {
       for (let round = 0; !stopWriter; round++) {
@@ -89,7 +91,7 @@ describe("a database moved into a new cluster by logical replication", () => {
           for (const id of ["w", `w-${round}`]) {
             acknowledged.push(...(await appendTo(sql, store, id, 1)).events);
             if (sql === target.sql) onTarget++;
-            if (sql === target.sql && !rebasedYet) beforeRebase++;
+            if (sql === target.sql && !rebaseBegun) beforeRebase++;
           }
         } catch (error) {
           if (!isRegression(error)) throw error;
@@ -136,8 +138,8 @@ describe("a database moved into a new cluster by logical replication", () => {
     await target.sql`select setval(pg_get_serial_sequence('app.applied', 'seq'), max(seq))
       from app.applied`;
 
+    rebaseBegun = true;
     const rebased = await rebaseLog(target.sql, { store });
-    rebasedYet = true;
     assert.equal(beforeRebase, 0, "nothing appended on the new cluster before the rebase");
     assert.equal(rebased.rebased, true);
     assert.ok(rebased.positionAdvancedTo !== null, "the position sequence was behind");

@@ -284,7 +284,8 @@ describe("catchUpTimeout", () => {
       "giving up",
     );
     assert.ok(error instanceof DatabaseUnavailableError, String(error));
-    assert.ok(error.elapsedMs >= 300 && error.elapsedMs < 600, `elapsedMs ${error.elapsedMs}`);
+    // A loose upper bound: a timer late on a loaded machine only delays giving up.
+    assert.ok(error.elapsedMs >= 300 && error.elapsedMs < 2000, `elapsedMs ${error.elapsedMs}`);
     assert.equal(error.cause, refused);
     assert.ok(backoff.retries > error.attempts, `${backoff.retries} retries in all`);
   });

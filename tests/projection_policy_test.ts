@@ -267,12 +267,12 @@ describe("projection error policy", () => {
     const late = deferred<unknown>();
     const projection: Projection = {
       ...model,
-      onError: { then: "park", park: "event", handlerTimeoutMs: 200 },
+      onError: { then: "park", park: "event", handlerTimeoutMs: 1000 },
       async handle(event, tx) {
         if (event.globalPosition === appended[1].globalPosition) {
           // Wakes right after its timeout, as the ROLLBACK goes out: the
           // transaction is over, this write must not land.
-          await new Promise((resolve) => setTimeout(resolve, 200));
+          await new Promise((resolve) => setTimeout(resolve, 1000));
           await Promise.resolve(model.handle(event, tx)).then(late.resolve, late.resolve);
           throw new Error("rejects after its transaction ended");
         }
@@ -290,7 +290,7 @@ describe("projection error policy", () => {
       ids([appended[0], appended[3]]),
     );
     const parked = await parkedRows(db.sql, store, "hangs");
-    assert.match(parked[0].error ?? "", /HandlerTimeoutError: .*200 ms/);
+    assert.match(parked[0].error ?? "", /HandlerTimeoutError: .*1000 ms/);
     assert.equal(parked[1].error, "a string");
   });
 

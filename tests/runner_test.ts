@@ -414,7 +414,8 @@ describe("runner", () => {
             async handle() {
               secondStarted.resolve();
               await firstFailed.promise;
-              await pause(50);
+              // Long enough for the first failure's rollback to reach the runner first.
+              await pause(500);
               throw new Error("second");
             },
           },

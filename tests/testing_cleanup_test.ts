@@ -52,7 +52,8 @@ function start(mode: string, options: { detached?: boolean } = {}): Promise<Star
         resolve({ child, root, pid, output });
       }
     });
-    child.on("exit", (code, signal) => {
+    // "close", not "exit": "exit" may come before the last of stdout.
+    child.on("close", (code, signal) => {
       clearTimeout(timer);
       reject(new Error(`the fixture (${mode}) ended (${code ?? signal}) early\n${output()}`));
     });
@@ -73,7 +74,8 @@ function exited(
       child.kill("SIGKILL");
       reject(new Error(`the fixture did not exit within ${ms} ms\n${started.output()}`));
     }, ms);
-    child.on("exit", (code, signal) => {
+    // "close", not "exit": "exit" may come before the last of stdout.
+    child.on("close", (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal });
     });
