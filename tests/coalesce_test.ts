@@ -369,6 +369,50 @@ describe("append coalescing", () => {
     }
   });
 
+  it("a shared statement waiting on a caller's transaction gives way; its appends go alone", async () => {
+    // Four connections: postgres.js sends a query on a busy connection,
+    // behind what waits there, when none is idle (a NOTIFY after each
+    // append takes one for a moment).
+    const pool = db.client({ max: 4 });
+    const store = await db.freshStore({ coalesce: true });
+    const held = ["h-1", "h-2", "h-3", "h-4"];
+    for (const id of held) await store.append(db.sql, [event(id)]);
+    const made: Promise<unknown>[] = [];
+    const releaseHeld = await hold(store, held);
+    const transaction = gate();
+    const proceed = gate();
+    try {
+      // The caller's transaction appends to b, then (on the pool) to a.
+      const caller = db.client({ max: 1 }).begin(async (tx) => {
+        await store.append(tx, [event("b")]);
+        transaction.open();
+        await proceed.promise;
+        await store.append(pool, [event("a")]);
+      });
+      made.push(caller);
+      await within(transaction.promise, 10_000, "the caller's append to b");
+      // Four lone appends take the connections and wait on the held heads;
+      // appends to a and b queue, and go as one statement once those end:
+      // it locks a's head, then waits on b's, which the caller holds.
+      made.push(...[...held, "a", "b"].map((id) => store.append(pool, [event(id)])));
+      await waitUntil("four appends to wait on the heads", async () => await lockWaits() === 4);
+      await releaseHeld();
+      await waitUntil("the shared statement to wait on b", async () => await lockWaits() === 1);
+      // The caller's append to a queues behind that statement: without a
+      // bound on its lock wait, each would wait for the other for ever.
+      proceed.open();
+      await within(Promise.all(made), 10_000, "every append, the caller's transaction included");
+    } finally {
+      proceed.open();
+      await releaseHeld();
+      await within(Promise.allSettled(made), 20_000, "every append to settle");
+    }
+    const heads = await db.sql`select aggregate_id, aggregate_version::int as v
+      from ${db.sql(store.tables.aggregateHeads)} where aggregate_id in ('a', 'b')
+      order by aggregate_id`;
+    assert.deepEqual(heads.map((h) => [h.aggregate_id, h.v]), [["a", 2], ["b", 2]]);
+  });
+
   it("a backend killed during a coalesced statement loses and duplicates nothing", async () => {
     const pool = db.client({ max: 2 });
     const store = await db.freshStore({ coalesce: true });

@@ -349,6 +349,7 @@ export function appendMany(
     db,
     store,
     appends,
+    {},
     (planned, locked, error) => explainManyRefusal(db, store, planned, locked, error),
   );
 }
@@ -361,14 +362,16 @@ export function appendMany(
  * recognized. Resolves to the results, or, when one append refused the
  * statement (its expected version, or an event id stored already), to its
  * index: nothing of the statement was stored then. Any other failure is
- * thrown.
+ * thrown, a lock waited on for longer than `lockWaitMs` included (55P03,
+ * unless the session's own `lock_timeout` bounds the wait).
  */
 export function appendTogether(
   db: Db,
   store: AppendContext,
   appends: readonly ValidAppend[],
+  lockWaitMs: number,
 ): Promise<AppendResult[] | number> {
-  return storeMany<number>(db, store, appends, (planned, locked, error) => {
+  return storeMany<number>(db, store, appends, { lockWaitMs }, (planned, locked, error) => {
     const refused = refusedAggregate(error);
     if (refused !== undefined) return planned.indexOf(locked[refused - 1]);
     const duplicate = duplicateIdOf(error, store);
@@ -378,11 +381,15 @@ export function appendTogether(
   });
 }
 
-/** The statement of {@linkcode appendMany}; a refusal goes to `refused`. */
+/**
+ * The statement of {@linkcode appendMany}, its lock waits bounded by
+ * `lockWaitMs` when given; a refusal goes to `refused`.
+ */
 async function storeMany<Refused>(
   db: Db,
   store: AppendContext,
   appends: readonly ValidAppend[],
+  { lockWaitMs }: { lockWaitMs?: number },
   refused: (planned: Planned[], locked: Planned[], error: unknown) => Promise<Refused> | Refused,
 ): Promise<AppendResult[] | Refused> {
   const planned: Planned[] = appends.map((append) => ({ ...append, ...eventIds(append.events) }));
@@ -406,6 +413,8 @@ async function storeMany<Refused>(
       0,
     ),
     notify: notifyTypes.length > 0,
+    // The setting would outlive the statement in a caller's transaction.
+    lockWaitMs: joined ? undefined : lockWaitMs,
   });
   // Only the values the statement names are computed.
   const parameters = order.map((name) => values[name]());

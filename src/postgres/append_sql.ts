@@ -96,6 +96,13 @@ export interface AppendShape {
   optional: number;
   /** NOTIFY inside the statement (appends in a caller's transaction). */
   notify: boolean;
+  /**
+   * The most the statement waits for a lock, in milliseconds, unless the
+   * session's `lock_timeout` says otherwise; unbounded when absent. Only
+   * for a statement in a transaction of its own: the setting lasts as
+   * long as the transaction.
+   */
+  lockWaitMs?: number;
 }
 
 /** The statement, with its values named in order. */
@@ -374,11 +381,27 @@ function head(tables: ResolvedTables, shape: AppendShape, count: string): string
  * not issued. Every head's key is the key of an event in the log, so the
  * log's keys cover the heads too.
  */
-function orderKey(tables: ResolvedTables): string {
+function orderKey(tables: ResolvedTables, lockWaitMs?: number): string {
   const [before, after] = regressionGuardSql(tables);
   return `log_key as materialized (
       select ${orderKeySql(offsetSql(tables))} as order_key
-      where ${before}null${after})`;
+      where ${before}null${after}${lockWaitMs === undefined ? "" : boundedLockWait(lockWaitMs)})`;
+}
+
+/**
+ * A condition of `log_key` (true) that bounds the statement's lock waits
+ * by `ms`, unless the session bounds them already (`lock_timeout` set):
+ * `log_key` is computed before any head is locked, and the setting is
+ * local to the statement's own transaction. CASE, not OR: it alone
+ * settles the order in which its parts run.
+ */
+function boundedLockWait(ms: number): string {
+  if (!Number.isSafeInteger(ms) || ms <= 0) {
+    throw new RangeError(`lockWaitMs: expected a positive integer, got ${ms}`);
+  }
+  return `
+        and case when current_setting('lock_timeout') = '0'
+          then set_config('lock_timeout', '${ms}ms', true) is not null else true end`;
 }
 
 /**
@@ -451,6 +474,13 @@ export interface AppendManyShape {
   optional: number;
   /** NOTIFY inside the statement (appends in a caller's transaction). */
   notify: boolean;
+  /**
+   * The most the statement waits for a lock, in milliseconds, unless the
+   * session's `lock_timeout` says otherwise; unbounded when absent. Only
+   * for a statement in a transaction of its own: the setting lasts as
+   * long as the transaction.
+   */
+  lockWaitMs?: number;
 }
 
 /** The marker the refusal's error text starts with. */
@@ -461,7 +491,7 @@ export const appendManyStatement: (
   tables: ResolvedTables,
   shape: AppendManyShape,
 ) => AppendManyStatement = cachedBuild(
-  (shape: AppendManyShape) => `${shape.optional}.${+shape.notify}`,
+  (shape: AppendManyShape) => `${shape.optional}.${+shape.notify}.${shape.lockWaitMs ?? ""}`,
   buildMany,
 );
 
@@ -506,7 +536,7 @@ function buildMany(tables: ResolvedTables, shape: AppendManyShape): AppendManySt
   // events index: joining them to their heads cost the statement more
   // than anything else it does.
   const text = `
-    with ${orderKey(tables)}, input as (
+    with ${orderKey(tables, shape.lockWaitMs)}, input as (
       select * from unnest(
         ${$("aggregateTypes")}::text::text[], ${$("aggregateIds")}::text::text[],
         ${$("counts")}::text::int8[], ${$("expected")}::text::int8[], ${$("hashes")}::text::int8[]

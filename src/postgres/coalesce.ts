@@ -38,6 +38,10 @@
  *   same event ids, so one that was stored gets its earlier result back as
  *   an exact retry, and one that was not is stored now. Nothing is written
  *   twice; a caller whose retry fails too gets that error.
+ * - A shared statement waits on a lock for at most a second (unless the
+ *   session's `lock_timeout` says otherwise), then fails as a whole: its
+ *   appends run alone, each waiting only on its own aggregate, as without
+ *   coalescing (see `LOCK_WAIT_MS`).
  * - A promise resolves only once the statement that holds its events has
  *   committed (each statement commits on its own). The wake-up NOTIFY
  *   follows each statement, not each caller (see notify.ts).
@@ -77,6 +81,19 @@ const QUARTER_WAIT_MS = 20;
  * under Node, six statements of one append for every shared one.
  */
 const CROWD_MEMORY_MS = 5;
+
+/**
+ * The most a shared statement waits for a lock (unless the session's own
+ * `lock_timeout` is set); then its appends run alone. A shared statement
+ * ties its callers together: one that waits on a head locked by a
+ * caller's transaction holds the others' heads meanwhile, and that caller
+ * may be waiting, in JavaScript where PostgreSQL sees no deadlock, for an
+ * append to one of them. Alone, each waits only on its own aggregate, as
+ * it would without coalescing. As long as PostgreSQL's `deadlock_timeout`
+ * (1 s by default): a shared statement takes a few milliseconds, so only
+ * such a wait, or a transaction holding a head that long, reaches it.
+ */
+const LOCK_WAIT_MS = 1000;
 
 /** How appends are coalesced: the most events one statement carries. */
 export interface CoalesceLimits {
@@ -326,17 +343,35 @@ export class Coalescer {
     return batch;
   }
 
-  /** Sends `batch` and settles each caller; each aggregate is no longer busy once its caller is. */
+  /**
+   * Sends `batch` and settles each caller (after a failure as a whole,
+   * through appends of their own); each aggregate is no longer busy once
+   * its caller is.
+   */
   async #send(batch: Waiting[]): Promise<void> {
     if (batch.length === 1) return await this.#alone(batch[0], batch[0].events);
     let outcome: AppendResult[] | number;
     try {
-      outcome = await appendTogether(this.#db, this.#store, batch.map((w) => w.append));
+      outcome = await appendTogether(
+        this.#db,
+        this.#store,
+        batch.map((w) => w.append),
+        LOCK_WAIT_MS,
+      );
     } catch {
-      // The statement may have committed before its connection went: each
-      // append runs alone with the same ids, and a stored one comes back
-      // as an exact retry.
-      await Promise.all(batch.map((waiting) => this.#alone(waiting, waiting.append.events, 3)));
+      // Failed as a whole: it lost its connection (and may have committed
+      // before it went), or waited on a lock for longer than LOCK_WAIT_MS.
+      // Each append runs alone with the same ids, and a stored one comes
+      // back as an exact retry. Each is a statement in flight of its own
+      // until it settles; the shared one is over.
+      for (const waiting of batch) {
+        this.#inFlight++;
+        void this.#alone(waiting, waiting.append.events, 3).then(() => {
+          this.#inFlight--;
+          // An append to this one's aggregate may be queued behind it.
+          this.#drain();
+        });
+      }
       return;
     }
     if (typeof outcome === "number") {

@@ -70,7 +70,9 @@ export interface PostgresStoreConfig extends TableNames {
    * as one statement when one ends, each caller keeping its own outcome (a
    * conflict, a duplicate or an exact retry touches only its append). A
    * lone append goes at once. Appends in a caller's transaction
-   * (`sql.begin`) or on a reserved connection are never coalesced.
+   * (`sql.begin`) or on a reserved connection are never coalesced. A
+   * shared statement waits on a lock for at most a second (unless the
+   * session sets `lock_timeout`); then each of its appends goes alone.
    * `maxEvents` caps the events of one statement (default 1000).
    *
    * Default: on. It changes nothing until more appends are pending than
