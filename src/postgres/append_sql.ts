@@ -96,13 +96,6 @@ export interface AppendShape {
   optional: number;
   /** NOTIFY inside the statement (appends in a caller's transaction). */
   notify: boolean;
-  /**
-   * The most the statement waits for a lock, in milliseconds, unless the
-   * session's `lock_timeout` says otherwise; unbounded when absent. Only
-   * for a statement in a transaction of its own: the setting lasts as
-   * long as the transaction.
-   */
-  lockWaitMs?: number;
 }
 
 /** The statement, with its values named in order. */
@@ -389,10 +382,12 @@ function orderKey(tables: ResolvedTables, lockWaitMs?: number): string {
 }
 
 /**
- * A condition of `log_key` (true) that bounds the statement's lock waits
- * by `ms`, unless the session bounds them already (`lock_timeout` set):
- * `log_key` is computed before any head is locked, and the setting is
- * local to the statement's own transaction. CASE, not OR: it alone
+ * A condition of `log_key` (true) that bounds the statement's waits for
+ * row locks (and for the transactions of duplicate keys) by `ms`, unless
+ * the session bounds them already (`lock_timeout` set): `log_key` is
+ * computed before any head is locked, and the setting is local to the
+ * statement's own transaction. Table locks, taken before it runs, are not
+ * bounded: a lone append waits on them alike. CASE, not OR: it alone
  * settles the order in which its parts run.
  */
 function boundedLockWait(ms: number): string {
@@ -475,8 +470,8 @@ export interface AppendManyShape {
   /** NOTIFY inside the statement (appends in a caller's transaction). */
   notify: boolean;
   /**
-   * The most the statement waits for a lock, in milliseconds, unless the
-   * session's `lock_timeout` says otherwise; unbounded when absent. Only
+   * The most the statement waits for a row lock, in milliseconds, unless
+   * the session's `lock_timeout` says otherwise; unbounded when absent. Only
    * for a statement in a transaction of its own: the setting lasts as
    * long as the transaction.
    */

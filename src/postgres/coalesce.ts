@@ -38,8 +38,8 @@
  *   same event ids, so one that was stored gets its earlier result back as
  *   an exact retry, and one that was not is stored now. Nothing is written
  *   twice; a caller whose retry fails too gets that error.
- * - A shared statement waits on a lock for at most a second (unless the
- *   session's `lock_timeout` says otherwise), then fails as a whole: its
+ * - A shared statement waits on a row lock for at most a second (unless
+ *   the session's `lock_timeout` says otherwise), then fails as a whole: its
  *   appends run alone, each waiting only on its own aggregate, as without
  *   coalescing (see `LOCK_WAIT_MS`).
  * - A promise resolves only once the statement that holds its events has
@@ -83,8 +83,8 @@ const QUARTER_WAIT_MS = 20;
 const CROWD_MEMORY_MS = 5;
 
 /**
- * The most a shared statement waits for a lock (unless the session's own
- * `lock_timeout` is set); then its appends run alone. A shared statement
+ * The most a shared statement waits for a row lock (unless the session's
+ * own `lock_timeout` is set); then its appends run alone. A shared statement
  * ties its callers together: one that waits on a head locked by a
  * caller's transaction holds the others' heads meanwhile, and that caller
  * may be waiting, in JavaScript where PostgreSQL sees no deadlock, for an
@@ -129,6 +129,13 @@ export class Coalescer {
   /** Appends taken and not settled yet: queued or in flight. */
   #pending = 0;
   #queue: Waiting[] = [];
+  /**
+   * The appends of statements that failed as a whole, each to run alone
+   * again, no more at once than the pool has connections: postgres.js
+   * sends a query that finds none idle behind one in flight, which may be
+   * a retry waiting on a lock.
+   */
+  #retries: Waiting[] = [];
   /** Armed while the queue waits for its share or for the quarter (see `#waitAtMost`). */
   #waitTimer: ReturnType<typeof setTimeout> | undefined;
   /** When `#waitTimer` fires. */
@@ -292,8 +299,19 @@ export class Coalescer {
     this.#waitEnds = Infinity;
   }
 
-  /** Sends what the queue holds while a statement may go (see `#maySend`). */
+  /**
+   * Sends the retries while connections are free, then what the queue
+   * holds while a statement may go (see `#maySend`).
+   */
   #drain(): void {
+    while (this.#retries.length > 0 && this.#inFlight < this.#slots) {
+      const waiting = this.#retries.shift()!;
+      this.#inFlight++;
+      void this.#alone(waiting, waiting.append.events, 3).then(() => {
+        this.#inFlight--;
+        this.#drain();
+      });
+    }
     while (this.#queue.length > 0 && this.#maySend(this.#queue.length)) {
       const batch = this.#take();
       if (batch.length === 0) return; // every queued aggregate has an append in flight
@@ -360,18 +378,11 @@ export class Coalescer {
       );
     } catch {
       // Failed as a whole: it lost its connection (and may have committed
-      // before it went), or waited on a lock for longer than LOCK_WAIT_MS.
+      // before it went), or waited on a row lock longer than LOCK_WAIT_MS.
       // Each append runs alone with the same ids, and a stored one comes
-      // back as an exact retry. Each is a statement in flight of its own
-      // until it settles; the shared one is over.
-      for (const waiting of batch) {
-        this.#inFlight++;
-        void this.#alone(waiting, waiting.append.events, 3).then(() => {
-          this.#inFlight--;
-          // An append to this one's aggregate may be queued behind it.
-          this.#drain();
-        });
-      }
+      // back as an exact retry (sent by `#drain` once this one's
+      // connection is free).
+      this.#retries.push(...batch);
       return;
     }
     if (typeof outcome === "number") {

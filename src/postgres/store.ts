@@ -71,15 +71,15 @@ export interface PostgresStoreConfig extends TableNames {
    * conflict, a duplicate or an exact retry touches only its append). A
    * lone append goes at once. Appends in a caller's transaction
    * (`sql.begin`) or on a reserved connection are never coalesced. A
-   * shared statement waits on a lock for at most a second (unless the
+   * shared statement waits on a row lock for at most a second (unless the
    * session sets `lock_timeout`); then each of its appends goes alone.
    * `maxEvents` caps the events of one statement (default 1000).
    *
    * Default: on. It changes nothing until more appends are pending than
    * the pool has connections, and beyond that it multiplies throughput
-   * and cuts the tail: 64 callers on a pool of 8, 2.8-2.9 times the
+   * and cuts the tail: 64 callers on a pool of 8, 2.4-3.0 times the
    * appends per second and under half the p99 of one statement per append
-   * (bench W1c-64 on two shared cores, Deno and Node). `false` sends every
+   * (bench W1c-64 on two shared cores, Deno, Node and Bun). `false` sends every
    * append as its own statement.
    */
   coalesce?: boolean | CoalesceOptions;
