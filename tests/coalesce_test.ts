@@ -76,6 +76,18 @@ describe("append coalescing", () => {
     return { n, statements };
   }
 
+  /** A coalescing store in which the aggregates `ids` exist, at version 1. */
+  async function storeWith(ids: readonly string[]): Promise<PostgresStore> {
+    const store = await db.freshStore({ coalesce: true });
+    for (const id of ids) await store.append(db.sql, [event(id)]);
+    return store;
+  }
+
+  /** One one-event append to each of `ids` on `pool`, made in that order. */
+  function appendEach(store: PostgresStore, pool: postgres.Sql, ids: readonly string[]) {
+    return ids.map((id) => store.append(pool, [event(id)]));
+  }
+
   const title =
     "256 callers over 2,000 aggregates: each gets what it gets alone, the log stays whole";
   it(title, { timeout: 120_000 }, async () => {
@@ -245,9 +257,8 @@ describe("append coalescing", () => {
 
   it("appends queue while every connection carries one; the queue goes whole", async () => {
     const pool = db.client({ max: 4 });
-    const store = await db.freshStore({ coalesce: true });
     const held = ["h-1", "h-2", "h-3", "h-4", "h-5"];
-    for (const id of held) await store.append(db.sql, [event(id)]);
+    const store = await storeWith(held);
     const locked = gate();
     const release = gate();
     const holding = db.client({ max: 1 }).begin(async (tx) => {
@@ -259,7 +270,7 @@ describe("append coalescing", () => {
     await within(locked.promise, 10_000, "the heads to be locked");
     // Four lone appends take the four connections and wait on the locked
     // heads; the fifth and 40 appends to new aggregates queue.
-    const first = held.map((id) => store.append(pool, [event(id)]));
+    const first = appendEach(store, pool, held);
     const queued = Array.from({ length: 40 }, (_, i) => store.append(pool, [event(`n-${i}`)]));
     await waitUntil("four appends to wait on the heads", async () => await lockWaits() === 4);
     release.open();
@@ -277,9 +288,8 @@ describe("append coalescing", () => {
 
   it("beside a statement in flight, with more appends pending than connections, the queue goes whole, even while that statement waits", async () => {
     const pool = db.client({ max: 8 });
-    const store = await db.freshStore({ coalesce: true });
     const held = Array.from({ length: 9 }, (_, i) => `h-${i}`);
-    for (const id of held) await store.append(db.sql, [event(id)]);
+    const store = await storeWith(held);
     const made: Promise<unknown>[] = [];
     const releaseFirst = await hold(store, held.slice(0, 8));
     try {
@@ -288,9 +298,11 @@ describe("append coalescing", () => {
         // Eight lone appends take the eight connections and wait; h-8 and
         // 11 new aggregates queue. Once the first holder lets go, those
         // twelve go as one statement, which waits on h-8.
-        const lone = held.slice(0, 8).map((id) => store.append(pool, [event(id)]));
-        const shared = [held[8], ...Array.from({ length: 11 }, (_, i) => `n-${i}`)]
-          .map((id) => store.append(pool, [event(id)]));
+        const lone = appendEach(store, pool, held.slice(0, 8));
+        const shared = appendEach(store, pool, [
+          held[8],
+          ...Array.from({ length: 11 }, (_, i) => `n-${i}`),
+        ]);
         made.push(...lone, ...shared);
         await waitUntil("eight appends to wait on the heads", async () => await lockWaits() === 8);
         await releaseFirst();
@@ -320,9 +332,8 @@ describe("append coalescing", () => {
 
   it("appends queued behind statements that wait on locks go on a free connection", async () => {
     const pool = db.client({ max: 8 });
-    const store = await db.freshStore({ coalesce: true });
     const heads = Array.from({ length: 10 }, (_, i) => `h-${i}`);
-    for (const id of heads) await store.append(db.sql, [event(id)]);
+    const store = await storeWith(heads);
     const made: Promise<unknown>[] = [];
     const releaseFirst = await hold(store, heads.slice(0, 8));
     try {
@@ -333,15 +344,17 @@ describe("append coalescing", () => {
         // go as one statement, which waits on h-8; h-9 and five more then
         // go as a second one, which waits on h-9. Seventeen appends pending
         // in the two statements of the quarter (two of eight connections).
-        const lone = heads.slice(0, 8).map((id) => store.append(pool, [event(id)]));
+        const lone = appendEach(store, pool, heads.slice(0, 8));
         made.push(...lone);
-        made.push(...["h-8", ...Array.from({ length: 10 }, (_, i) => `n-${i}`)]
-          .map((id) => store.append(pool, [event(id)])));
+        made.push(
+          ...appendEach(store, pool, ["h-8", ...Array.from({ length: 10 }, (_, i) => `n-${i}`)]),
+        );
         await waitUntil("eight appends to wait on the heads", async () => await lockWaits() === 8);
         await releaseFirst();
         await within(Promise.all(lone), 10_000, "the lone appends");
-        made.push(...["h-9", ...Array.from({ length: 5 }, (_, i) => `m-${i}`)]
-          .map((id) => store.append(pool, [event(id)])));
+        made.push(
+          ...appendEach(store, pool, ["h-9", ...Array.from({ length: 5 }, (_, i) => `m-${i}`)]),
+        );
         await waitUntil(
           "two statements to wait on h-8 and h-9",
           async () => await lockWaits() === 2,
@@ -374,9 +387,8 @@ describe("append coalescing", () => {
     // behind what waits there, when none is idle (a NOTIFY after each
     // append takes one for a moment).
     const pool = db.client({ max: 4 });
-    const store = await db.freshStore({ coalesce: true });
     const held = ["h-1", "h-2", "h-3", "h-4"];
-    for (const id of held) await store.append(db.sql, [event(id)]);
+    const store = await storeWith(held);
     const made: Promise<unknown>[] = [];
     const releaseHeld = await hold(store, held);
     const transaction = gate();
@@ -394,7 +406,7 @@ describe("append coalescing", () => {
       // Four lone appends take the connections and wait on the held heads;
       // appends to a and b queue, and go as one statement once those end:
       // it locks a's head, then waits on b's, which the caller holds.
-      made.push(...[...held, "a", "b"].map((id) => store.append(pool, [event(id)])));
+      made.push(...appendEach(store, pool, [...held, "a", "b"]));
       await waitUntil("four appends to wait on the heads", async () => await lockWaits() === 4);
       await releaseHeld();
       await waitUntil("the shared statement to wait on b", async () => await lockWaits() === 1);
@@ -415,8 +427,7 @@ describe("append coalescing", () => {
 
   it("a backend killed during a coalesced statement loses and duplicates nothing", async () => {
     const pool = db.client({ max: 2 });
-    const store = await db.freshStore({ coalesce: true });
-    for (const id of ["h-1", "h-2", "h-3"]) await store.append(db.sql, [event(id)]);
+    const store = await storeWith(["h-1", "h-2", "h-3"]);
     // Two holders of head rows: the two first appends take both connections
     // and wait; the next ones queue. When the first holder lets go, the
     // queue goes as one statement, which waits on the second holder's h-3.

@@ -306,11 +306,7 @@ export class Coalescer {
   #drain(): void {
     while (this.#retries.length > 0 && this.#inFlight < this.#slots) {
       const waiting = this.#retries.shift()!;
-      this.#inFlight++;
-      void this.#alone(waiting, waiting.append.events, 3).then(() => {
-        this.#inFlight--;
-        this.#drain();
-      });
+      this.#carry(() => this.#alone(waiting, waiting.append.events, 3));
     }
     while (this.#queue.length > 0 && this.#maySend(this.#queue.length)) {
       const batch = this.#take();
@@ -320,12 +316,17 @@ export class Coalescer {
         waiting.sent();
         this.#busy.add(waiting.key);
       }
-      this.#inFlight++;
-      void this.#send(batch).finally(() => {
-        this.#inFlight--;
-        this.#drain();
-      });
+      this.#carry(() => this.#send(batch));
     }
+  }
+
+  /** Sends a statement, counted in flight until it settles (it never rejects); then drains again. */
+  #carry(send: () => Promise<void>): void {
+    this.#inFlight++;
+    void send().finally(() => {
+      this.#inFlight--;
+      this.#drain();
+    });
   }
 
   /**
