@@ -425,6 +425,55 @@ describe("append coalescing", () => {
     assert.deepEqual(heads.map((h) => [h.aggregate_id, h.v]), [["a", 2], ["b", 2]]);
   });
 
+  it("the appends of a shared statement that gave way go alone, none behind one that waits", async () => {
+    // Two connections, no NOTIFY to share them: postgres.js sends a query
+    // that finds no idle connection behind whatever a busy one is running.
+    const pool = db.client({ max: 2 });
+    const store = await db.freshStore({ coalesce: true, notifyChannel: false });
+    for (const id of ["h-1", "h-2", "z-3"]) await store.append(db.sql, [event(id)]);
+    // Each connection runs the one-event append once, so that it takes
+    // such an append behind one it is running (a statement it has not
+    // prepared yet goes nowhere but to an idle connection).
+    await Promise.all(appendEach(store, pool, ["w-1", "w-2"]));
+    const releaseFirst = await hold(store, ["h-1"]);
+    const releaseSecond = await hold(store, ["h-2", "z-3"]);
+    const fresh = Array.from({ length: 6 }, (_, i) => `n-${i}`);
+    const made: Promise<unknown>[] = [];
+    try {
+      // Two lone appends take both connections and wait on the heads; the
+      // rest queue, z-3 last.
+      made.push(...appendEach(store, pool, ["h-1", "h-2"]));
+      await waitUntil(
+        "the two lone appends to wait on the heads",
+        async () => await lockWaits() === 2,
+      );
+      const queued = appendEach(store, pool, [...fresh, "z-3"]);
+      made.push(...queued);
+      // h-1's append ends and the queue goes as one statement, which waits
+      // on z-3, gives way, and leaves each append to run alone, in order.
+      // One connection stays taken by h-2's append: sent all at once, half
+      // the retries would queue behind it until the second holder let go.
+      await releaseFirst();
+      await within(
+        Promise.all(queued.slice(0, fresh.length)),
+        10_000,
+        "the appends to new aggregates, while h-2 and z-3 stay held",
+      );
+      assert.deepEqual(await storedLike(store, "n-%"), { n: 6, statements: 6 }, "each alone");
+    } finally {
+      await releaseFirst();
+      await releaseSecond();
+      await within(Promise.allSettled(made), 20_000, "every append to settle");
+    }
+    await within(Promise.all(made), 1_000, "every append to succeed");
+    const heads = await db.sql`select aggregate_id, aggregate_version::int as v
+      from ${db.sql(store.tables.aggregateHeads)} order by aggregate_id`;
+    assert.deepEqual(
+      heads.map((h) => [h.aggregate_id, h.v]),
+      [["h-1", 2], ["h-2", 2], ...fresh.map((id) => [id, 1]), ["w-1", 1], ["w-2", 1], ["z-3", 2]],
+    );
+  });
+
   it("a backend killed during a coalesced statement loses and duplicates nothing", async () => {
     const pool = db.client({ max: 2 });
     const store = await storeWith(["h-1", "h-2", "h-3"]);
