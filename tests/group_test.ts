@@ -276,7 +276,7 @@ describe("consumer groups", () => {
       store,
       groupProjection(store, "runner", "runner"),
       4,
-      { mode: "until_caught_up", memberIdPrefix: "host", group: FAST },
+      { mode: "until_caught_up", memberIdPrefix: "host", group: STEADY },
     ));
     assert.deepEqual(outcomes.map((o) => o.memberId), ["host-0", "host-1", "host-2", "host-3"]);
     assert.ok(outcomes.every((o) => o.status === "caught_up"));
