@@ -427,45 +427,60 @@ describe("append coalescing", () => {
 
   it("the appends of a shared statement that gave way go alone, none behind one that waits", async () => {
     // Two connections, no NOTIFY to share them: postgres.js sends a query
-    // that finds no idle connection behind whatever a busy one is running.
-    const pool = db.client({ max: 2 });
+    // that finds no idle connection behind whatever a busy one is running,
+    // unless that one runs a statement it had to prepare first.
     const store = await db.freshStore({ coalesce: true, notifyChannel: false });
+    // The statements that insert events: one per statement, alone or shared.
+    const sent: string[] = [];
+    const pool = db.client({
+      max: 2,
+      debug: (_c: number, text: string) => {
+        if (text.includes(`insert into ${quote(store.tables.events)}`)) sent.push(text);
+      },
+    });
     for (const id of ["h-1", "h-2", "z-3"]) await store.append(db.sql, [event(id)]);
-    // Each connection runs the one-event append once, so that it takes
-    // such an append behind one it is running (a statement it has not
-    // prepared yet goes nowhere but to an idle connection).
+    // Each connection prepares the one-event append, so that one running
+    // it takes the next query behind it.
     await Promise.all(appendEach(store, pool, ["w-1", "w-2"]));
-    const releaseFirst = await hold(store, ["h-1"]);
-    const releaseSecond = await hold(store, ["h-2", "z-3"]);
     const fresh = Array.from({ length: 6 }, (_, i) => `n-${i}`);
     const made: Promise<unknown>[] = [];
+    const releaseFirst = await hold(store, ["h-1"]);
     try {
-      // Two lone appends take both connections and wait on the heads; the
-      // rest queue, z-3 last.
-      made.push(...appendEach(store, pool, ["h-1", "h-2"]));
-      await waitUntil(
-        "the two lone appends to wait on the heads",
-        async () => await lockWaits() === 2,
-      );
-      const queued = appendEach(store, pool, [...fresh, "z-3"]);
-      made.push(...queued);
-      // h-1's append ends and the queue goes as one statement, which waits
-      // on z-3, gives way, and leaves each append to run alone, in order.
-      // One connection stays taken by h-2's append: sent all at once, half
-      // the retries would queue behind it until the second holder let go.
-      await releaseFirst();
-      await within(
-        Promise.all(queued.slice(0, fresh.length)),
-        10_000,
-        "the appends to new aggregates, while h-2 and z-3 stay held",
-      );
-      assert.deepEqual(await storedLike(store, "n-%"), { n: 6, statements: 6 }, "each alone");
+      const releaseSecond = await hold(store, ["h-2", "z-3"]);
+      try {
+        // Two lone appends take both connections and wait on the heads;
+        // the rest queue. z-3 goes last: its append, run alone again, waits
+        // on the second holder, and the appends after it would wait too.
+        made.push(...appendEach(store, pool, ["h-1", "h-2"]));
+        await waitUntil(
+          "the two lone appends to wait on the heads",
+          async () => await lockWaits() === 2,
+        );
+        const queued = appendEach(store, pool, [...fresh, "z-3"]);
+        made.push(...queued);
+        for (const append of made) append.catch(() => {});
+        // h-1's append ends and the queue goes as one statement, which
+        // waits on z-3, gives way, and leaves each append to run alone, in
+        // order. One connection stays taken by h-2's append: sent all at
+        // once, every other one would queue behind it until the second
+        // holder let go.
+        await releaseFirst();
+        await within(
+          Promise.all(queued.slice(0, fresh.length)),
+          10_000,
+          "the appends to new aggregates, while h-2 and z-3 stay held",
+        );
+        assert.deepEqual(await storedLike(store, "n-%"), { n: 6, statements: 6 }, "each alone");
+      } finally {
+        await releaseSecond();
+      }
     } finally {
       await releaseFirst();
-      await releaseSecond();
       await within(Promise.allSettled(made), 20_000, "every append to settle");
     }
     await within(Promise.all(made), 1_000, "every append to succeed");
+    // Two to prepare, two alone, the shared one, and its seven appends again.
+    assert.equal(sent.length, 12, "the queue went as one statement first");
     const heads = await db.sql`select aggregate_id, aggregate_version::int as v
       from ${db.sql(store.tables.aggregateHeads)} order by aggregate_id`;
     assert.deepEqual(
