@@ -9,6 +9,7 @@ import { connect, type Socket } from "node:net";
 import postgres from "postgres";
 import { migrate, PostgresStore, type PostgresStoreConfig } from "../src/postgres/mod.ts";
 import { startTestDatabase, type TestDatabase } from "../src/testing/mod.ts";
+import { watchServer } from "./cpu.ts";
 
 /** Settings that undo the test server's speed-over-durability defaults. */
 export const DURABLE_SETTINGS: Record<string, string> = {
@@ -84,6 +85,8 @@ export async function openBenchDb(): Promise<BenchDb> {
     const [row] = await admin`select current_setting(${name}) as value`;
     settings[name] = row.value as string;
   }
+  const [{ pid }] = await admin`select pg_backend_pid() as pid`;
+  watchServer(pid as number);
   return {
     url,
     server,

@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { CpuTime } from "./cpu.ts";
 import type { WorkloadResult } from "./result.ts";
 
 /** Where and how a run ran. */
@@ -22,11 +23,17 @@ const fmt = (n: number | undefined, digits = 0) =>
     ? "–"
     : n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
+/** A client and server CPU figure as "client + server" (the server's "?" when unknown). */
+const cpu = (time: CpuTime | undefined, digits: number) =>
+  time === undefined
+    ? "–"
+    : `${fmt(time.client, digits)} + ${time.server === undefined ? "?" : fmt(time.server, digits)}`;
+
 /** The results as one markdown table. */
 export function table(results: readonly WorkloadResult[]): string {
   const lines = [
-    "| workload | variant | throughput (median) | p50 ms | p99 ms | ratio to ceiling | target | met |",
-    "|---|---|---:|---:|---:|---:|---|---|",
+    "| workload | variant | throughput (median) | p50 ms | p99 ms | ratio to ceiling | target | met | CPU ms per 1k, client + server | cores busy, client + server |",
+    "|---|---|---:|---:|---:|---:|---|---|---:|---:|",
   ];
   for (const w of results) {
     for (const row of w.rows) {
@@ -42,7 +49,9 @@ export function table(results: readonly WorkloadResult[]): string {
           fmt(row.summary.throughput)
         } ${w.unit} | ${fmt(row.summary.p50, 2)} | ${fmt(row.summary.p99, 2)} | ${
           fmt(row.ratio, 2)
-        } | ${target} | ${met} |`,
+        } | ${target} | ${met} | ${cpu(row.summary.cpuPer1000, 1)} | ${
+          cpu(row.summary.cores, 2)
+        } |`,
       );
     }
   }
@@ -89,6 +98,15 @@ ${describeRun(info)}
 ## Results
 
 ${table(results)}
+
+The CPU columns say what each row cost, where the ratio alone cannot: the
+client and the server share the machine's cores. *CPU ms per 1k* is the
+CPU time per 1,000 units of the row (events, appends or commands) in the
+benchmark's own process (*client*: the library or the ceiling, and
+postgres.js) and in every process of the PostgreSQL server (*server*:
+backends, WAL writer and the rest, read from \`/proc\`); *cores busy* is
+that CPU time over the wall-clock time. pgbench rows have none (its
+client is another process), and a server on another host shows \`?\`.
 
 ${notes(results)}
 

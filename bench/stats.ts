@@ -1,10 +1,11 @@
-import process from "node:process";
-
 /**
  * Medians, percentiles and the timing helpers every workload uses.
  *
  * @module
  */
+
+import process from "node:process";
+import { cpuNow, cpuSince, type CpuTime } from "./cpu.ts";
 
 /** The median of `values` (0 when empty). */
 export function median(values: readonly number[]): number {
@@ -28,6 +29,8 @@ export interface Sample {
   seconds?: number;
   /** Per-operation latencies in milliseconds, when the workload has operations. */
   latencies: number[];
+  /** The CPU time the sample cost (see ./cpu.ts), when measured. */
+  cpu?: CpuTime;
 }
 
 /** Several repetitions of one variant, summarized. */
@@ -39,6 +42,10 @@ export interface Summary {
   /** Latency percentiles over every operation of every repetition, in ms. */
   p50?: number;
   p99?: number;
+  /** CPU milliseconds per 1,000 units over every repetition, of the client and the server. */
+  cpuPer1000?: CpuTime;
+  /** The cores they kept busy on average: CPU seconds over wall-clock seconds. */
+  cores?: CpuTime;
 }
 
 /** Summarizes repetitions: the median throughput and pooled latency percentiles. */
@@ -51,7 +58,30 @@ export function summarize(samples: readonly Sample[]): Summary {
     ...(latencies.length > 0
       ? { p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
       : {}),
+    ...cpuPer1000(samples),
   };
+}
+
+/** The CPU per 1,000 units, and the cores busy, of the samples that measured CPU. */
+function cpuPer1000(samples: readonly Sample[]): Pick<Summary, "cpuPer1000" | "cores"> {
+  const measured = samples.filter((s) => s.cpu && s.units && s.seconds);
+  const units = measured.reduce((sum, s) => sum + s.units!, 0);
+  const seconds = measured.reduce((sum, s) => sum + s.seconds!, 0);
+  if (units === 0 || seconds === 0) return {};
+  const total = sumCpu(measured.map((s) => s.cpu!));
+  const scaled = (by: number): CpuTime => ({
+    client: total.client * by,
+    ...(total.server === undefined ? {} : { server: total.server * by }),
+  });
+  return { cpuPer1000: scaled(1e6 / units), cores: scaled(1 / seconds) };
+}
+
+/** The sum of CPU times; the server's only when every one has it. */
+function sumCpu(times: readonly CpuTime[]): CpuTime {
+  const client = times.reduce((sum, t) => sum + t.client, 0);
+  return times.every((t) => t.server !== undefined)
+    ? { client, server: times.reduce((sum, t) => sum + t.server!, 0) }
+    : { client };
 }
 
 /**
@@ -65,6 +95,7 @@ export async function runFor(
   perOp = 1,
 ): Promise<Sample> {
   const latencies: number[] = [];
+  const cpu = cpuNow();
   const start = performance.now();
   const deadline = start + seconds * 1000;
   await Promise.all(Array.from({ length: clients }, async (_, client) => {
@@ -76,7 +107,7 @@ export async function runFor(
   }));
   const elapsed = (performance.now() - start) / 1000;
   const units = latencies.length * perOp;
-  return { throughput: units / elapsed, latencies, units, seconds: elapsed };
+  return { throughput: units / elapsed, latencies, units, seconds: elapsed, cpu: cpuSince(cpu) };
 }
 
 /** Runs `op` `times` times in a row; returns units per second and each latency. */
@@ -86,6 +117,7 @@ export async function runTimes(
   perOp: number,
 ): Promise<Sample> {
   const latencies: number[] = [];
+  const cpu = cpuNow();
   const start = performance.now();
   for (let i = 0; i < times; i++) {
     const t0 = performance.now();
@@ -94,14 +126,16 @@ export async function runTimes(
   }
   const elapsed = (performance.now() - start) / 1000;
   const units = times * perOp;
-  return { throughput: units / elapsed, latencies, units, seconds: elapsed };
+  return { throughput: units / elapsed, latencies, units, seconds: elapsed, cpu: cpuSince(cpu) };
 }
 
 /** Times one call; returns units per second, without latencies. */
 export async function runOnce(op: () => Promise<number>): Promise<Sample> {
+  const cpu = cpuNow();
   const start = performance.now();
   const units = await op();
-  return { throughput: units / ((performance.now() - start) / 1000), latencies: [] };
+  const seconds = (performance.now() - start) / 1000;
+  return { throughput: units / seconds, latencies: [], units, seconds, cpu: cpuSince(cpu) };
 }
 
 /**
@@ -164,11 +198,13 @@ export async function interleaveSlices(
     for (const name of names) {
       const units = parts[name].reduce((sum, p) => sum + (p.units ?? 0), 0);
       const seconds = parts[name].reduce((sum, p) => sum + (p.seconds ?? 0), 0);
+      const cpu = parts[name].map((p) => p.cpu);
       samples[name].push({
         throughput: units / seconds,
         latencies: parts[name].flatMap((p) => p.latencies),
         units,
         seconds,
+        ...(cpu.every((t) => t !== undefined) ? { cpu: sumCpu(cpu) } : {}),
       });
     }
   }

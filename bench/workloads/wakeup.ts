@@ -14,6 +14,7 @@ import { eventsFor } from "../events.ts";
 import { loadProjectionApi } from "../projection_api.ts";
 import { result, type WorkloadResult } from "../result.ts";
 import { interleave, type Sample } from "../stats.ts";
+import { cpuNow, cpuSince } from "../cpu.ts";
 import type { Config } from "../config.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -71,6 +72,7 @@ async function measure(
   const consumer = start(seen, abort.signal);
   await sleep(300); // let the consumer catch up and go idle
   const latencies: number[] = [];
+  const cpu = cpuNow();
   const begun = performance.now();
   try {
     for (let i = 0; i < count; i++) {
@@ -97,7 +99,8 @@ async function measure(
     abort.abort();
     await consumer.catch(() => {});
   }
-  return { throughput: count / ((performance.now() - begun) / 1000), latencies };
+  const seconds = (performance.now() - begun) / 1000;
+  return { throughput: count / seconds, latencies, units: count, seconds, cpu: cpuSince(cpu) };
 }
 
 /** W6: wake-up latency. */
