@@ -9,11 +9,15 @@
  * node` (or `bun`) builds the package, stages bench/ on it and runs it
  * there (scripts/bench_on.ts).
  *
+ * `deno task bench --render .bench-results/<run>.json` writes the docs
+ * page and chart again from a saved full run, with bench/findings.ts as it
+ * is now: the findings can be brought up to date without running again.
+ *
  * @module
  */
 
 import { execFileSync } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import process from "node:process";
 import { parseArgs } from "node:util";
@@ -43,8 +47,20 @@ const { values: flags } = parseArgs({
     docs: { type: "boolean" },
     runtime: { type: "string" },
     otel: { type: "boolean", default: false },
+    render: { type: "string" },
   },
 });
+if (flags.render !== undefined) {
+  const saved = JSON.parse(await readFile(flags.render, "utf8")) as {
+    info: RunInfo;
+    results: WorkloadResult[];
+  };
+  if (saved.info.quick) {
+    throw new Error(`--render: expected a full run, got the --quick run ${flags.render}`);
+  }
+  await writeDocs(saved.info, saved.results);
+  process.exit(0);
+}
 if (flags.runtime !== undefined && flags.runtime !== runtimeName()) {
   if (runtimeName() !== "deno" || (flags.runtime !== "node" && flags.runtime !== "bun")) {
     throw new Error(
@@ -132,12 +148,17 @@ await writeFile(
   JSON.stringify({ info, results }, null, 2),
 );
 if (((!cfg.quick && !only) || flags.docs) && runtimeName() === "deno") {
+  await writeDocs(info, results);
+  log("wrote docs/benchmarks.md and docs/benchmarks.svg");
+}
+
+/** Writes docs/benchmarks.md and docs/benchmarks.svg for a run. */
+async function writeDocs(info: RunInfo, results: WorkloadResult[]): Promise<void> {
   await mkdir("docs", { recursive: true });
   await writeFile("docs/benchmarks.md", markdownPage(info, results, FINDINGS));
   await writeFile("docs/benchmarks.svg", chart(results));
   // The repository's `deno fmt --check` covers markdown and SVG: format both as it would.
   execFileSync(process.execPath, ["fmt", "-q", "docs/benchmarks.md", "docs/benchmarks.svg"]);
-  log("wrote docs/benchmarks.md and docs/benchmarks.svg");
 }
 
 /** The runtime this module runs on. */

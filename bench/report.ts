@@ -122,6 +122,7 @@ deno task bench --quick    # the CI smoke run, under 2 minutes; asserts nothing 
 DATABASE_URL=postgres://... deno task bench   # against your own server
 PUPSOURCING_PG_BIN=/usr/lib/postgresql/15/bin deno task bench   # another local PostgreSQL
 deno task bench --runtime node --only W3   # under Node, on the npm build (also: --runtime bun)
+deno task bench --render .bench-results/<run>.json   # this page again from a saved full run
 \`\`\`
 
 The table goes to stdout, the raw numbers to \`.bench-results/<date>.json\`,
